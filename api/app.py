@@ -1,0 +1,86 @@
+"""The FastAPI application and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api import errors
+from api.bootstrap import bootstrap_admin, resolve_database, upgrade_database
+from api.routes import agents, auth, catalog, chats, meta, users
+from api.routes.meta import server_version
+from api.security import TokenCodec
+from api.settings import DEFAULT_JWT_SECRET, Settings
+from api.state import AppState
+from storage.db import open_pool
+
+log = logging.getLogger("switchboard")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Nothing is opened until the lifespan starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conninfo, embedded = await resolve_database(settings)
+        try:
+            if settings.run_migrations:
+                await upgrade_database(conninfo)
+            pool = await open_pool(
+                conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            )
+            try:
+                app.state.switchboard = AppState(
+                    settings=settings,
+                    pool=pool,
+                    tokens=TokenCodec(
+                        secret=settings.jwt_secret.get_secret_value(),
+                        algorithm=settings.jwt_algorithm,
+                        ttl_seconds=settings.access_token_ttl_seconds,
+                    ),
+                    embedded=embedded,
+                )
+                await bootstrap_admin(settings, pool)
+                _log_startup(settings)
+                yield
+            finally:
+                await pool.close()
+        finally:
+            # Explicitly: uvicorn's SIGTERM handling skips atexit, where pgserver would stop it.
+            if embedded is not None:
+                embedded.stop()
+
+    app = FastAPI(
+        title="Switchboard",
+        version=server_version(),
+        description="Agent runtime server: agents, chats, runs and SSE token streaming.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
+    for module in (meta, auth, users, catalog, agents, chats):
+        app.include_router(module.router)
+    return app
+
+
+def _log_startup(settings: Settings) -> None:
+    log.info(
+        "switchboard %s ready: database=%s, default model=%s",
+        server_version(),
+        settings.database_kind,
+        settings.effective_default_model,
+    )
+    if settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+        log.warning("using the development JWT secret; set SWITCHBOARD_JWT_SECRET before deploying")

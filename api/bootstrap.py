@@ -1,0 +1,66 @@
+"""Getting a database ready: the embedded server, migrations, seed data, the bootstrap admin.
+
+Shared by the server's lifespan and the ``switchboard`` CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from api.services import auth as auth_service
+from api.settings import Settings
+from graphs.catalog import seed_agents
+from storage import migrate
+from storage.db import EmbeddedPostgres, connection_kwargs, start_embedded
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "switchboard"
+
+
+async def resolve_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The conninfo to use, starting the embedded Postgres when no ``DATABASE_URL`` is set."""
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = start_embedded(settings.data_dir)
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            embedded.uri("postgres"), autocommit=True
+        ) as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
+            )
+            if await cur.fetchone() is None:
+                await conn.execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(EMBEDDED_DATABASE))
+                )
+    except BaseException:
+        embedded.stop()
+        raise
+    return embedded.uri(EMBEDDED_DATABASE), embedded
+
+
+async def upgrade_database(conninfo: str) -> list[int]:
+    """Apply migrations and seed the first agents; safe to run from several processes at once."""
+    async with await psycopg.AsyncConnection.connect(conninfo, **connection_kwargs()) as conn:
+        applied = await migrate.upgrade(conn)
+        seeded = await seed_agents(conn)
+    if seeded:
+        log.info("seeded %d agents", seeded)
+    return applied
+
+
+async def bootstrap_admin(settings: Settings, pool: AsyncConnectionPool) -> None:
+    if not (settings.admin_email and settings.admin_password):
+        return
+    outcome = await auth_service.ensure_admin(
+        pool,
+        email=settings.admin_email,
+        password=settings.admin_password.get_secret_value(),
+        name=settings.admin_name,
+    )
+    log.info("bootstrap admin %s: %s", settings.admin_email, outcome)

@@ -1,0 +1,116 @@
+"""The ``switchboard`` command: serve, db upgrade, users create-admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import warnings
+
+from api.settings import Settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # psycopg_pool logs connection details at INFO; pgserver is chatty about its internals.
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    return 0
+
+
+async def _with_database(settings: Settings, work) -> None:
+    from api.bootstrap import resolve_database, upgrade_database
+
+    conninfo, embedded = await resolve_database(settings)
+    try:
+        await upgrade_database(conninfo)
+        await work(conninfo)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _db_upgrade(_: argparse.Namespace, settings: Settings) -> int:
+    async def report(_: str) -> None:
+        print("database is up to date")
+
+    asyncio.run(_with_database(settings, report))
+    return 0
+
+
+def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from api.services.auth import ensure_admin
+    from storage.db import open_pool
+
+    password = args.password or os.environ.get("SWITCHBOARD_ADMIN_PASSWORD")
+    if not password and sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    if not password or len(password) < 8:
+        print("error: a password of at least 8 characters is required", file=sys.stderr)
+        return 2
+
+    async def create(conninfo: str) -> None:
+        pool = await open_pool(conninfo, min_size=1, max_size=2)
+        try:
+            outcome = await ensure_admin(pool, email=args.email, password=password, name=args.name)
+        finally:
+            await pool.close()
+        print(f"admin {args.email}: {outcome}")
+
+    asyncio.run(_with_database(settings, create))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply pending migrations").set_defaults(
+        handler=_db_upgrade
+    )
+
+    users = commands.add_parser("users", help="user administration")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    admin = users_commands.add_parser("create-admin", help="create an admin, or promote a user")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", help="defaults to $SWITCHBOARD_ADMIN_PASSWORD or a prompt")
+    admin.add_argument("--name", default="Administrator")
+    admin.set_defaults(handler=_create_admin)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    return args.handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Dependencies that routes declare by type: ``CurrentUser``, ``AdminUser``, ``Pool`` …"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from psycopg_pool import AsyncConnectionPool
+
+from api.errors import Forbidden, Unauthorized
+from api.settings import Settings
+from api.state import AppState
+from storage import users as users_store
+
+# auto_error=False: a missing token is answered by our own 401 in our own error shape.
+_bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.switchboard
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def get_pool(state: State) -> AsyncConnectionPool:
+    return state.pool
+
+
+def get_settings(state: State) -> Settings:
+    return state.settings
+
+
+Pool = Annotated[AsyncConnectionPool, Depends(get_pool)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_current_user(
+    state: State, token: Annotated[str | None, Depends(_bearer)]
+) -> dict[str, Any]:
+    """The user the bearer access token belongs to; 401 for any token that is not valid."""
+    if not token:
+        raise Unauthorized()
+    user_id = state.tokens.subject(token)
+    if user_id is None:
+        raise Unauthorized("Invalid or expired token")
+    async with state.pool.connection() as conn:
+        user = await users_store.get(conn, user_id)
+    if user is None:
+        raise Unauthorized("Invalid or expired token")
+    return user
+
+
+CurrentUser = Annotated[dict[str, Any], Depends(get_current_user)]
+
+
+async def get_admin_user(user: CurrentUser) -> dict[str, Any]:
+    if user["role"] != "admin":
+        raise Forbidden("Administrator role required")
+    return user
+
+
+AdminUser = Annotated[dict[str, Any], Depends(get_admin_user)]

@@ -1,0 +1,134 @@
+"""One error hierarchy and one JSON shape: ``{"detail": str, "code": str}``.
+
+Validation errors keep FastAPI's list of problems under ``detail`` (code ``validation_error``).
+Nothing raised inside the server ever reaches a client as text: unexpected exceptions are logged
+and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """Base of every error the API answers on purpose."""
+
+    status_code = 400
+    code = "bad_request"
+    detail = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail or self.detail)
+        self.detail = detail or self.detail
+        self.headers = headers
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+    detail = "Not authenticated"
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    detail = "You are not allowed to do this"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    detail = "Not found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    detail = "Conflict"
+
+
+class InvalidInput(AppError):
+    """Well-formed input that names something that does not exist or cannot be used."""
+
+    status_code = 422
+    code = "invalid_input"
+    detail = "Invalid input"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "rate_limited"
+    detail = "Too many requests"
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _error(status: int, detail: object, code: str, headers: dict[str, str] | None = None):
+    return JSONResponse(
+        status_code=status, content={"detail": detail, "code": code}, headers=headers
+    )
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return _error(exc.status_code, exc.detail, exc.code, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        # Echoing "input" back could reflect a password; "ctx" may hold exception objects.
+        problems.append({k: v for k, v in error.items() if k in ("type", "loc", "msg")})
+    return _error(422, jsonable_encoder(problems), "validation_error")
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+    return _error(exc.status_code, detail, code, getattr(exc, "headers", None))
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # Input that passed validation but that Postgres cannot store (a NUL byte, an out-of-range
+    # number): the transaction was rolled back, so nothing changed.
+    log.info("rejected input Postgres cannot store on %s %s", request.method, request.url.path)
+    return _error(422, "Input contains a value that cannot be stored", "invalid_input")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "Internal server error", "internal_error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.DataError, _data_error)
+    app.add_exception_handler(Exception, _unexpected)

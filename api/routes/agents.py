@@ -1,0 +1,80 @@
+"""``/agents``: every signed-in user reads them; only admins write."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.deps import AdminUser, CurrentUser, Pool
+from api.errors import NotFound
+from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
+from api.schemas.common import Page
+from api.services import agents as agents_service
+from storage import agents as agents_store
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
+@router.get("/", response_model=Page[AgentOut])
+async def list_agents(
+    user: CurrentUser,
+    pool: Pool,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    recommended: Annotated[
+        bool, Query(description="Order by overlap with your interest areas")
+    ] = False,
+) -> dict[str, Any]:
+    """Agents you can chat with, by name or, with `recommended=true`, best match first."""
+    async with pool.connection() as conn:
+        rows = await agents_store.list_page(
+            conn, limit=limit, offset=offset, recommended_for=user["id"] if recommended else None
+        )
+        total = await agents_store.count(conn)
+    return {
+        "items": [agents_service.agent_out(r) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/{agent_id}", response_model=AgentOut)
+async def get_agent(agent_id: UUID, _: CurrentUser, pool: Pool) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        row = await agents_store.get(conn, agent_id)
+    if row is None:
+        raise NotFound("Agent not found")
+    return agents_service.agent_out(row)
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, response_model=AgentOut)
+async def create_agent(body: AgentCreate, admin: AdminUser, pool: Pool) -> dict[str, Any]:
+    """Create an agent (admins only)."""
+    async with pool.connection() as conn:
+        row = await agents_service.create(conn, body, admin["id"])
+    return agents_service.agent_out(row)
+
+
+@router.put("/{agent_id}", response_model=AgentOut)
+async def update_agent(
+    agent_id: UUID, body: AgentUpdate, _: AdminUser, pool: Pool
+) -> dict[str, Any]:
+    """Change an agent (admins only); its version goes up and new messages use the change."""
+    async with pool.connection() as conn:
+        row = await agents_service.update(conn, agent_id, body)
+    return agents_service.agent_out(row)
+
+
+@router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_agent(agent_id: UUID, _: AdminUser, pool: Pool) -> Response:
+    """Retire an agent (admins only): its chats stay readable, new chats with it are refused."""
+    async with pool.connection() as conn:
+        if not await agents_store.soft_delete(conn, agent_id):
+            raise NotFound("Agent not found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

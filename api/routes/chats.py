@@ -1,0 +1,76 @@
+"""``/chats``: the caller's conversations. Another user's chat is a 404 on every route."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.deps import CurrentUser, Pool
+from api.errors import NotFound
+from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate
+from api.schemas.common import Page
+from api.services import chats as chats_service
+from storage import chats as chats_store
+
+router = APIRouter(prefix="/chats", tags=["chats"])
+
+
+@router.get("/", response_model=Page[ChatOut])
+async def list_chats(
+    user: CurrentUser,
+    pool: Pool,
+    status_: Annotated[Literal["active", "archived"] | None, Query(alias="status")] = None,
+    agent_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """Your chats, most recently active first."""
+    async with pool.connection() as conn:
+        rows, total = await chats_store.list_page(
+            conn, user_id=user["id"], status=status_, agent_id=agent_id, limit=limit, offset=offset
+        )
+    return {
+        "items": [chats_service.chat_out(r) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatOut)
+async def create_chat(body: ChatCreate, user: CurrentUser, pool: Pool) -> dict[str, Any]:
+    """Open a chat with an agent."""
+    async with pool.connection() as conn:
+        row = await chats_service.create(conn, user["id"], body.agent_id, body.title)
+    return chats_service.chat_out(row)
+
+
+@router.get("/{chat_id}", response_model=ChatOut)
+async def get_chat(chat_id: UUID, user: CurrentUser, pool: Pool) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        return chats_service.chat_out(await chats_service.get_owned(conn, chat_id, user["id"]))
+
+
+@router.put("/{chat_id}", response_model=ChatOut)
+async def update_chat(
+    chat_id: UUID, body: ChatUpdate, user: CurrentUser, pool: Pool
+) -> dict[str, Any]:
+    """Rename or archive (or unarchive) a chat."""
+    async with pool.connection() as conn:
+        row = await chats_store.update_owned(
+            conn, chat_id, user["id"], body.model_dump(include=body.model_fields_set)
+        )
+    if row is None:
+        raise NotFound("Chat not found")
+    return chats_service.chat_out(row)
+
+
+@router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_chat(chat_id: UUID, user: CurrentUser, pool: Pool) -> Response:
+    """Delete a chat and its history."""
+    async with pool.connection() as conn:
+        if not await chats_store.delete_owned(conn, chat_id, user["id"]):
+            raise NotFound("Chat not found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

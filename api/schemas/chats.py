@@ -1,0 +1,41 @@
+"""Chat requests and responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, model_validator
+
+from api.schemas.common import RequestModel, Text
+
+Title = Text(min_length=1, max_length=200)
+ChatStatus = Literal["active", "archived"]
+
+
+class ChatCreate(RequestModel):
+    agent_id: UUID
+    title: Title | None = None
+
+
+class ChatUpdate(RequestModel):
+    title: Title | None = None
+    status: ChatStatus | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ChatUpdate:
+        if "status" in self.model_fields_set and self.status is None:
+            raise ValueError("status cannot be null")
+        return self
+
+
+class ChatOut(BaseModel):
+    id: UUID
+    agent_id: UUID
+    title: str | None
+    status: ChatStatus
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+    message_count: int

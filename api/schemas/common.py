@@ -1,0 +1,40 @@
+"""Building blocks shared by the request and response models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+T = TypeVar("T")
+
+
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL; reject it here with a clear message instead.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def Text(*, min_length: int = 0, max_length: int, strip: bool = True):
+    """A string type: trimmed, bounded, NUL-free."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
+        AfterValidator(_no_nul),
+    ]
+
+
+class RequestModel(BaseModel):
+    """Request bodies reject unknown fields, so a typo is a 422 rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,82 @@
+"""Password hashing (argon2id), access JWTs and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a login costs the same either way and timing
+# does not reveal which emails have accounts.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+async def hash_password(password: str) -> str:
+    # argon2 is deliberately slow (tens of ms): keep it off the event loop.
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> bool:
+    """Check ``password``; with no hash (unknown user) burn the same time and return False."""
+
+    def _verify() -> bool:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(_verify)
+
+
+@dataclass(frozen=True)
+class TokenCodec:
+    """Issues and checks access tokens: HS256 by default, algorithm pinned, claims required."""
+
+    secret: str
+    algorithm: str
+    ttl_seconds: int
+
+    def issue(self, user_id: UUID) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": str(user_id),
+            "type": "access",
+            "iat": now,
+            "exp": now + self.ttl_seconds,
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def subject(self, token: str) -> UUID | None:
+        """The user id of a valid access token, or ``None`` for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[self.algorithm],
+                options={"require": ["exp", "iat", "sub", "type"]},
+            )
+            if claims.get("type") != "access":
+                return None
+            return UUID(claims["sub"])
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            return None
+
+
+def new_refresh_token() -> tuple[str, bytes]:
+    """A fresh opaque refresh token and the hash under which it is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> bytes:
+    # A fast hash is right here: the token has 256 bits of entropy, unlike a password.
+    return hashlib.sha256(token.encode()).digest()

@@ -1,0 +1,148 @@
+"""Registration, login with a failure limit, refresh-token rotation with reuse detection."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from api.errors import Conflict, TooManyRequests, Unauthorized
+from api.security import hash_password, hash_refresh_token, new_refresh_token, verify_password
+from api.state import AppState
+from storage import tokens as tokens_store
+from storage import users as users_store
+from storage.db import Conn
+
+log = logging.getLogger(__name__)
+
+BAD_CREDENTIALS = "Incorrect email or password"
+BAD_REFRESH = "Invalid refresh token"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def user_out(user: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "name", "email", "role", "created_at", "onboarding_completed")
+    return {k: user[k] for k in keys}
+
+
+async def _issue_pair(
+    state: AppState, conn: Conn, user: dict[str, Any], family_id: uuid.UUID
+) -> dict[str, Any]:
+    refresh, refresh_hash = new_refresh_token()
+    expires_at = datetime.now(UTC) + timedelta(seconds=state.settings.refresh_token_ttl_seconds)
+    await tokens_store.insert_refresh(
+        conn,
+        user_id=user["id"],
+        family_id=family_id,
+        token_hash=refresh_hash,
+        expires_at=expires_at,
+    )
+    return {
+        "user": user_out(user),
+        "access_token": state.tokens.issue(user["id"]),
+        "refresh_token": refresh,
+        "token_type": "bearer",
+        "expires_in": state.tokens.ttl_seconds,
+    }
+
+
+async def register(state: AppState, *, name: str, email: str, password: str) -> dict[str, Any]:
+    password_hash = await hash_password(password)
+    async with state.pool.connection() as conn, conn.transaction():
+        user = await users_store.insert(
+            conn, name=name, email=email.strip(), password_hash=password_hash
+        )
+        if user is None:
+            raise Conflict("An account with this email already exists")
+        return await _issue_pair(state, conn, user, uuid.uuid4())
+
+
+async def login(state: AppState, *, email: str, password: str) -> dict[str, Any]:
+    settings = state.settings
+    key = normalize_email(email)
+    async with state.pool.connection() as conn:
+        failures, oldest = await tokens_store.recent_failures(
+            conn, key, settings.login_window_seconds
+        )
+        if failures >= settings.login_max_failures:
+            assert oldest is not None
+            retry = oldest + timedelta(seconds=settings.login_window_seconds) - datetime.now(UTC)
+            raise TooManyRequests(
+                "Too many failed login attempts; try again later",
+                headers={"Retry-After": str(max(1, int(retry.total_seconds()) + 1))},
+            )
+        user = await users_store.get_by_email(conn, key)
+    # Runs the hash even for unknown emails, so both failures look and take the same.
+    ok = await verify_password(password, user["password_hash"] if user else None)
+    async with state.pool.connection() as conn:
+        if not ok or user is None:
+            await tokens_store.record_failure(conn, key, settings.login_window_seconds)
+            raise Unauthorized(BAD_CREDENTIALS)
+        async with conn.transaction():
+            await tokens_store.clear_failures(conn, key)
+            return await _issue_pair(state, conn, user, uuid.uuid4())
+
+
+async def refresh(state: AppState, token: str) -> dict[str, Any]:
+    """Rotate ``token``: mark it used and issue a new pair in the same family.
+
+    A token presented a second time means it leaked (or the client raced itself): the whole
+    family is revoked, so whoever holds the newer token is logged out too.
+    """
+    token_hash = hash_refresh_token(token)
+    async with state.pool.connection() as conn:
+        async with conn.transaction():
+            row = await tokens_store.lock_refresh(conn, token_hash)
+            if row is None or row["revoked_at"] is not None or row["expired"]:
+                raise Unauthorized(BAD_REFRESH)
+            if row["used_at"] is None:
+                user = await users_store.get(conn, row["user_id"])
+                if user is None:
+                    raise Unauthorized(BAD_REFRESH)
+                await tokens_store.mark_used(conn, row["id"])
+                return await _issue_pair(state, conn, user, row["family_id"])
+            await tokens_store.revoke_family(conn, row["family_id"])
+        log.warning("refresh token reuse detected; revoked family %s", row["family_id"])
+        raise Unauthorized(BAD_REFRESH)
+
+
+async def logout(pool: AsyncConnectionPool, token: str) -> None:
+    """Revoke the family of ``token``. Unknown tokens are ignored: logout is idempotent."""
+    async with pool.connection() as conn:
+        family = await tokens_store.family_of(conn, hash_refresh_token(token))
+        if family is not None:
+            await tokens_store.revoke_family(conn, family)
+
+
+async def ensure_admin(pool: AsyncConnectionPool, *, email: str, password: str, name: str) -> str:
+    """Create an admin, or promote the existing account with that email.
+
+    An existing account keeps its password: bootstrapping must not silently reset it.
+
+    Returns:
+        ``"created"``, ``"promoted"`` or ``"unchanged"``.
+    """
+    async with pool.connection() as conn:
+        user = await users_store.get_by_email(conn, email.strip())
+        if user is None:
+            created = await users_store.insert(
+                conn,
+                name=name,
+                email=email.strip(),
+                password_hash=await hash_password(password),
+                role="admin",
+            )
+            if created is not None:
+                return "created"
+            user = await users_store.get_by_email(conn, email.strip())
+            assert user is not None
+        if user["role"] == "admin":
+            return "unchanged"
+        await users_store.set_role(conn, user["id"], "admin")
+        return "promoted"

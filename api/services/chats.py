@@ -1,0 +1,36 @@
+"""Chats belong to one user and talk to one agent."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from api.errors import Conflict, NotFound
+from storage import agents as agents_store
+from storage import chats as chats_store
+from storage.db import Conn
+
+
+def chat_out(row: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "id", "agent_id", "title", "status", "created_at", "updated_at", "last_message_at",
+        "message_count",
+    )  # fmt: skip
+    return {k: row[k] for k in keys}
+
+
+async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -> dict[str, Any]:
+    agent = await agents_store.get(conn, agent_id, include_deleted=True)
+    if agent is None:
+        raise NotFound("Agent not found")
+    if agent["deleted_at"] is not None:
+        raise Conflict("This agent has been retired; pick another one")
+    return await chats_store.insert(conn, user_id=user_id, agent_id=agent_id, title=title)
+
+
+async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any]:
+    """The chat if ``user_id`` owns it; 404 otherwise, whether or not it exists."""
+    row = await chats_store.get_owned(conn, chat_id, user_id)
+    if row is None:
+        raise NotFound("Chat not found")
+    return row

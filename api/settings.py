@@ -1,0 +1,75 @@
+"""Settings from the environment (``SWITCHBOARD_*`` plus the ecosystem's own variable names)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"  # noqa: S105 (refused in production)
+
+
+class Settings(BaseSettings):
+    """Server configuration. Every field is an environment variable: ``SWITCHBOARD_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    log_level: str = "INFO"
+
+    # Postgres: DATABASE_URL, or the embedded server with its data in data_dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "SWITCHBOARD_DATABASE_URL")
+    )
+    data_dir: Path = Path(".switchboard")
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    run_migrations: bool = True
+
+    # Auth.
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=15 * 60, ge=1)
+
+    # Bootstrap admin, created (or promoted) at start when both are set.
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    admin_name: str = "Administrator"
+
+    # Models: the one agents use when they name none.
+    default_model: str | None = None
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "SWITCHBOARD_OPENAI_API_KEY")
+    )
+
+    # Browsers allowed to call the API with credentials; never a wildcard.
+    cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> Settings:
+        if self.env == "production" and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
+            raise ValueError(
+                "SWITCHBOARD_JWT_SECRET must be set to a secret of your own in production"
+            )
+        if self.env == "production" and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("SWITCHBOARD_JWT_SECRET must be at least 32 characters in production")
+        if "*" in self.cors_origins:
+            raise ValueError("SWITCHBOARD_CORS_ORIGINS cannot be '*': list the origins")
+        return self
+
+    @cached_property
+    def effective_default_model(self) -> str:
+        """The model agents without a model of their own use."""
+        if self.default_model:
+            return self.default_model
+        return "openai:gpt-4o-mini" if self.openai_api_key else "fake:echo"
+
+    @property
+    def database_kind(self) -> str:
+        return "external" if self.database_url else "embedded"

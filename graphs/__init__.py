@@ -1,0 +1,1 @@
+"""Agent graphs: from an agent definition to a compiled LangGraph graph, and running it."""

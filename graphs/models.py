@@ -1,0 +1,51 @@
+"""``model_name`` (``provider:model``) -> chat model.
+
+Providers:
+    ``openai:<model>``: any OpenAI-compatible endpoint through langchain-openai
+        (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``).
+    ``local:smollm2``: SmolLM2-135M-Instruct through llama-cpp-python (optional extra).
+    ``fake:echo``, ``fake:tokens-<N>[@<ms>]``, ``fake:tools``: deterministic streaming models
+        for development, demos and tests.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PROVIDERS = ("openai", "local", "fake")
+LOCAL_MODELS = ("smollm2",)
+_FAKE_RE = re.compile(r"^(echo|tools|tokens-(?P<n>\d{1,6})(@(?P<ms>\d{1,6}))?)$")
+_OPENAI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class UnknownModel(ValueError):
+    """``model_name`` names no provider or model that this server can run."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    provider: str
+    model: str
+
+
+def parse_model_name(model_name: str) -> ModelRef:
+    """Check ``model_name`` and split it; raises ``UnknownModel`` with a message for the user."""
+    provider, sep, model = model_name.partition(":")
+    if not sep or not model:
+        raise UnknownModel(f"model_name must look like 'provider:model', got {model_name!r}")
+    if provider not in PROVIDERS:
+        raise UnknownModel(
+            f"unknown model provider {provider!r}; known providers: {', '.join(PROVIDERS)}"
+        )
+    if provider == "fake" and not _FAKE_RE.match(model):
+        raise UnknownModel(
+            f"unknown fake model {model!r}; use echo, tools, tokens-<N> or tokens-<N>@<ms>"
+        )
+    if provider == "local" and model not in LOCAL_MODELS:
+        raise UnknownModel(
+            f"unknown local model {model!r}; known local models: {', '.join(LOCAL_MODELS)}"
+        )
+    if provider == "openai" and not _OPENAI_RE.match(model):
+        raise UnknownModel(f"invalid OpenAI model name {model!r}")
+    return ModelRef(provider, model)

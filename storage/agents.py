@@ -1,0 +1,150 @@
+"""Agents: the configured assistants users chat with.
+
+Deletion is soft (``deleted_at``): chats that already talk to an agent keep a valid reference
+and stay readable, while listings and new chats no longer see it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from storage.db import Conn
+
+AGENT_COLUMNS = """
+    id, slug, name, description, system_prompt, avatar_url, model_name, tools_enabled,
+    interest_area_ids, version, created_by, created_at, updated_at, deleted_at
+"""
+
+SELECT_LIVE = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND deleted_at IS NULL"
+SELECT_ANY = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s"
+COUNT_LIVE = "SELECT count(*) AS n FROM agents WHERE deleted_at IS NULL"
+LIST_BY_NAME = f"""
+SELECT {AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL
+ORDER BY name, id LIMIT %(limit)s OFFSET %(offset)s
+"""
+# Agents sharing more of the user's interest areas come first; among equal overlaps, the one
+# matching the interests the user ranked higher wins.
+LIST_RECOMMENDED = f"""
+SELECT {AGENT_COLUMNS}, m.overlap, m.weight
+FROM agents a
+CROSS JOIN LATERAL (
+    SELECT count(ui.interest_area_id) AS overlap, coalesce(sum(ui.priority), 0) AS weight
+    FROM user_interests ui
+    WHERE ui.user_id = %(user_id)s AND ui.interest_area_id = ANY(a.interest_area_ids)
+) m
+WHERE a.deleted_at IS NULL
+ORDER BY m.overlap DESC, m.weight DESC, a.name, a.id
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+SLUG_TAKEN = "SELECT 1 FROM agents WHERE slug = %s"
+INSERT_AGENT = f"""
+INSERT INTO agents (slug, name, description, system_prompt, avatar_url, model_name,
+                    tools_enabled, interest_area_ids, created_by)
+VALUES (%(slug)s, %(name)s, %(description)s, %(system_prompt)s, %(avatar_url)s, %(model_name)s,
+        %(tools_enabled)s, %(interest_area_ids)s, %(created_by)s)
+RETURNING {AGENT_COLUMNS}
+"""
+SOFT_DELETE = """
+UPDATE agents SET deleted_at = now(), updated_at = now(), version = version + 1
+WHERE id = %s AND deleted_at IS NULL
+"""
+COUNT_ALL = "SELECT count(*) AS n FROM agents"
+# Taken by the seeding transaction so two replicas starting at once cannot both seed.
+LOCK_TABLE = "LOCK TABLE agents IN SHARE ROW EXCLUSIVE MODE"
+
+# Columns an update may set; keys come from code, never from input.
+UPDATABLE = (
+    "name",
+    "description",
+    "system_prompt",
+    "avatar_url",
+    "model_name",
+    "tools_enabled",
+    "interest_area_ids",
+)
+
+
+def _params(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if k == "tools_enabled" else v for k, v in fields.items()}
+
+
+async def get(
+    conn: Conn, agent_id: UUID, *, include_deleted: bool = False
+) -> dict[str, Any] | None:
+    cur = await conn.execute(SELECT_ANY if include_deleted else SELECT_LIVE, (agent_id,))
+    return await cur.fetchone()
+
+
+async def count(conn: Conn) -> int:
+    cur = await conn.execute(COUNT_LIVE)
+    row = await cur.fetchone()
+    assert row is not None
+    return row["n"]
+
+
+async def list_page(
+    conn: Conn, *, limit: int, offset: int, recommended_for: UUID | None = None
+) -> list[dict[str, Any]]:
+    """Live agents, by name, or by overlap with ``recommended_for``'s interests when given."""
+    if recommended_for is None:
+        cur = await conn.execute(LIST_BY_NAME, {"limit": limit, "offset": offset})
+    else:
+        cur = await conn.execute(
+            LIST_RECOMMENDED, {"limit": limit, "offset": offset, "user_id": recommended_for}
+        )
+    return await cur.fetchall()
+
+
+async def free_slug(conn: Conn, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3`` … whichever no agent (live or deleted) uses yet."""
+    candidate, n = base, 1
+    while True:
+        cur = await conn.execute(SLUG_TAKEN, (candidate,))
+        if await cur.fetchone() is None:
+            return candidate
+        n += 1
+        candidate = f"{base}-{n}"
+
+
+async def insert(conn: Conn, fields: dict[str, Any]) -> dict[str, Any]:
+    cur = await conn.execute(INSERT_AGENT, _params(fields))
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def update(conn: Conn, agent_id: UUID, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Apply ``fields`` to a live agent and bump its version; ``None`` if there is no such agent."""
+    unknown = set(fields) - set(UPDATABLE)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    assignments = "".join(f"{column} = %({column})s, " for column in fields)
+    params = _params(fields)
+    params["id"] = agent_id
+    cur = await conn.execute(
+        f"UPDATE agents SET {assignments}version = version + 1, updated_at = now() "
+        f"WHERE id = %(id)s AND deleted_at IS NULL RETURNING {AGENT_COLUMNS}",
+        params,
+    )
+    return await cur.fetchone()
+
+
+async def soft_delete(conn: Conn, agent_id: UUID) -> bool:
+    cur = await conn.execute(SOFT_DELETE, (agent_id,))
+    return cur.rowcount == 1
+
+
+async def count_all(conn: Conn) -> int:
+    """Agents ever created, deleted ones included."""
+    cur = await conn.execute(COUNT_ALL)
+    row = await cur.fetchone()
+    assert row is not None
+    return row["n"]
+
+
+async def lock_table(conn: Conn) -> None:
+    """Block concurrent inserts until the current transaction ends."""
+    await conn.execute(LOCK_TABLE)

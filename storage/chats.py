@@ -1,0 +1,97 @@
+"""Chats: one conversation between a user and an agent.
+
+A chat's id is also its LangGraph thread id. The summary columns (``last_message_at``,
+``message_count``) are derived from the thread and refreshed after each run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from storage.db import Conn
+
+CHAT_COLUMNS = """
+    id, user_id, agent_id, title, status, created_at, updated_at, last_message_at, message_count
+"""
+
+INSERT_CHAT = f"""
+INSERT INTO chats (user_id, agent_id, title) VALUES (%s, %s, %s) RETURNING {CHAT_COLUMNS}
+"""
+# Every read is scoped by user_id: another user's chat simply does not exist for the caller.
+SELECT_OWNED = f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = %s AND user_id = %s"
+DELETE_OWNED = "DELETE FROM chats WHERE id = %s AND user_id = %s"
+LIST_FILTERED = f"""
+SELECT {CHAT_COLUMNS} FROM chats
+WHERE user_id = %(user_id)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(agent_id)s::uuid IS NULL OR agent_id = %(agent_id)s::uuid)
+ORDER BY updated_at DESC, id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+COUNT_FILTERED = """
+SELECT count(*) AS n FROM chats
+WHERE user_id = %(user_id)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(agent_id)s::uuid IS NULL OR agent_id = %(agent_id)s::uuid)
+"""
+
+UPDATABLE = ("title", "status")
+
+
+async def insert(conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None) -> dict[str, Any]:
+    cur = await conn.execute(INSERT_CHAT, (user_id, agent_id, title))
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any] | None:
+    cur = await conn.execute(SELECT_OWNED, (chat_id, user_id))
+    return await cur.fetchone()
+
+
+async def list_page(
+    conn: Conn,
+    *,
+    user_id: UUID,
+    status: str | None,
+    agent_id: UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """The user's chats, most recently updated first, and how many match in total."""
+    params = {
+        "user_id": user_id,
+        "status": status,
+        "agent_id": agent_id,
+        "limit": limit,
+        "offset": offset,
+    }
+    cur = await conn.execute(LIST_FILTERED, params)
+    rows = await cur.fetchall()
+    cur = await conn.execute(COUNT_FILTERED, params)
+    total = await cur.fetchone()
+    assert total is not None
+    return rows, total["n"]
+
+
+async def update_owned(
+    conn: Conn, chat_id: UUID, user_id: UUID, fields: dict[str, Any]
+) -> dict[str, Any] | None:
+    unknown = set(fields) - set(UPDATABLE)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    assignments = "".join(f"{column} = %({column})s, " for column in fields)
+    params = dict(fields, id=chat_id, user_id=user_id)
+    cur = await conn.execute(
+        f"UPDATE chats SET {assignments}updated_at = now() "
+        f"WHERE id = %(id)s AND user_id = %(user_id)s RETURNING {CHAT_COLUMNS}",
+        params,
+    )
+    return await cur.fetchone()
+
+
+async def delete_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> bool:
+    cur = await conn.execute(DELETE_OWNED, (chat_id, user_id))
+    return cur.rowcount == 1

