@@ -30,6 +30,10 @@ FROM login_failures WHERE email_key = %s AND failed_at > now() - make_interval(s
 INSERT_FAILURE = "INSERT INTO login_failures (email_key) VALUES (%s)"
 CLEAR_FAILURES = "DELETE FROM login_failures WHERE email_key = %s"
 PRUNE_FAILURES = "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(secs => %s)"
+# Serializes the check-and-record of login attempts per email (two-int4 advisory key space, apart
+# from the migration lock's bigint key).
+LOCK_LOGIN_KEY = "SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))"
+LOGIN_LOCK_CLASS = 0x4C4F47  # "LOG"
 
 
 async def insert_refresh(
@@ -71,6 +75,27 @@ async def recent_failures(
 async def record_failure(conn: Conn, email_key: str, window_seconds: int) -> None:
     await conn.execute(PRUNE_FAILURES, (window_seconds,))
     await conn.execute(INSERT_FAILURE, (email_key,))
+
+
+async def begin_attempt(
+    conn: Conn, email_key: str, window_seconds: int, max_failures: int
+) -> tuple[bool, datetime | None]:
+    """Admit a login attempt for ``email_key`` unless the failure limit is reached.
+
+    An admitted attempt is recorded as a failure up front (``clear_failures`` removes it when the
+    login succeeds), under a per-email lock, so parallel guesses cannot all pass the check before
+    any of them is recorded.
+
+    Returns:
+        ``(True, None)`` when admitted, else ``(False, oldest failure in the window)``.
+    """
+    async with conn.transaction():
+        await conn.execute(LOCK_LOGIN_KEY, (LOGIN_LOCK_CLASS, email_key))
+        failures, oldest = await recent_failures(conn, email_key, window_seconds)
+        if failures >= max_failures:
+            return False, oldest
+        await record_failure(conn, email_key, window_seconds)
+        return True, None
 
 
 async def clear_failures(conn: Conn, email_key: str) -> None:

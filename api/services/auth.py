@@ -67,10 +67,11 @@ async def login(state: AppState, *, email: str, password: str) -> dict[str, Any]
     settings = state.settings
     key = normalize_email(email)
     async with state.pool.connection() as conn:
-        failures, oldest = await tokens_store.recent_failures(
-            conn, key, settings.login_window_seconds
+        # The attempt counts as a failure from here on, until it succeeds.
+        admitted, oldest = await tokens_store.begin_attempt(
+            conn, key, settings.login_window_seconds, settings.login_max_failures
         )
-        if failures >= settings.login_max_failures:
+        if not admitted:
             assert oldest is not None
             retry = oldest + timedelta(seconds=settings.login_window_seconds) - datetime.now(UTC)
             raise TooManyRequests(
@@ -80,10 +81,9 @@ async def login(state: AppState, *, email: str, password: str) -> dict[str, Any]
         user = await users_store.get_by_email(conn, key)
     # Runs the hash even for unknown emails, so both failures look and take the same.
     ok = await verify_password(password, user["password_hash"] if user else None)
+    if not ok or user is None:
+        raise Unauthorized(BAD_CREDENTIALS)  # already recorded by begin_attempt
     async with state.pool.connection() as conn:
-        if not ok or user is None:
-            await tokens_store.record_failure(conn, key, settings.login_window_seconds)
-            raise Unauthorized(BAD_CREDENTIALS)
         async with conn.transaction():
             await tokens_store.clear_failures(conn, key)
             return await _issue_pair(state, conn, user, uuid.uuid4())
