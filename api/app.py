@@ -8,14 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from api import errors
 from api.bootstrap import bootstrap_admin, resolve_database, upgrade_database
-from api.routes import agents, auth, catalog, chats, meta, users
+from api.routes import agents, auth, catalog, chats, messages, meta, runs, users
 from api.routes.meta import server_version
 from api.security import TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
+from graphs.runner import RunManager
 from storage.db import open_pool
 
 log = logging.getLogger("switchboard")
@@ -34,6 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool = await open_pool(
                 conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
             )
+            run_manager = RunManager(
+                pool,
+                AsyncPostgresSaver(pool),
+                default_model=settings.effective_default_model,
+                retention_seconds=settings.run_log_retention_seconds,
+            )
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -43,12 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         algorithm=settings.jwt_algorithm,
                         ttl_seconds=settings.access_token_ttl_seconds,
                     ),
+                    runs=run_manager,
                     embedded=embedded,
                 )
                 await bootstrap_admin(settings, pool)
                 _log_startup(settings)
                 yield
             finally:
+                await run_manager.aclose()
                 await pool.close()
         finally:
             # Explicitly: uvicorn's SIGTERM handling skips atexit, where pgserver would stop it.
@@ -70,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    for module in (meta, auth, users, catalog, agents, chats):
+    for module in (meta, auth, users, catalog, agents, chats, messages, runs):
         app.include_router(module.router)
     return app
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -48,6 +49,8 @@ async def upgrade_database(conninfo: str) -> list[int]:
     """Apply migrations and seed the first agents; safe to run from several processes at once."""
     async with await psycopg.AsyncConnection.connect(conninfo, **connection_kwargs()) as conn:
         applied = await migrate.upgrade(conn)
+        # LangGraph's own tables, through its own (idempotent) migrations.
+        await AsyncPostgresSaver(conn).setup()
         seeded = await seed_agents(conn)
     if seeded:
         log.info("seeded %d agents", seeded)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "SWITCHBOARD_OPENAI_API_KEY")
     )
 
+    # Runs: how long a finished run's event log stays readable (for replays and resumes).
+    run_log_retention_seconds: int = Field(default=600, ge=1)
+
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []
 

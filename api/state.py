@@ -8,6 +8,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.security import TokenCodec
 from api.settings import Settings
+from graphs.runner import RunManager
 from storage.db import EmbeddedPostgres
 
 
@@ -16,4 +17,5 @@ class AppState:
     settings: Settings
     pool: AsyncConnectionPool
     tokens: TokenCodec
+    runs: RunManager
     embedded: EmbeddedPostgres | None = None

@@ -95,3 +95,21 @@ async def update_owned(
 async def delete_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> bool:
     cur = await conn.execute(DELETE_OWNED, (chat_id, user_id))
     return cur.rowcount == 1
+
+
+# After a run: the summary columns are derived from the thread, so they are simply overwritten.
+UPDATE_SUMMARY = f"""
+UPDATE chats SET message_count = %(message_count)s, last_message_at = now(), updated_at = now(),
+                 title = coalesce(title, %(title)s)
+WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
+"""
+
+
+async def update_summary(
+    conn: Conn, chat_id: UUID, *, message_count: int, title: str | None
+) -> dict[str, Any] | None:
+    """Refresh the derived columns; ``title`` is only used when the chat has none yet."""
+    cur = await conn.execute(
+        UPDATE_SUMMARY, {"id": chat_id, "message_count": message_count, "title": title}
+    )
+    return await cur.fetchone()

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentUser, Pool
+from api.deps import CurrentUser, Pool, State
 from api.errors import NotFound
 from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate
 from api.schemas.common import Page
@@ -68,9 +68,10 @@ async def update_chat(
 
 
 @router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def delete_chat(chat_id: UUID, user: CurrentUser, pool: Pool) -> Response:
-    """Delete a chat and its history."""
-    async with pool.connection() as conn:
+async def delete_chat(chat_id: UUID, user: CurrentUser, state: State) -> Response:
+    """Delete a chat and its history (every checkpoint of its thread)."""
+    async with state.pool.connection() as conn:
         if not await chats_store.delete_owned(conn, chat_id, user["id"]):
             raise NotFound("Chat not found")
+    await state.runs.delete_thread(chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,68 @@
+"""``/chats/{id}/messages``: read a conversation, send a message and get (or watch) the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, status
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import CurrentUser, State
+from api.schemas.messages import MessageCreate, MessagePage, RunAnswer
+from api.services import messages as messages_service
+from api.sse import run_stream, wants_event_stream
+
+router = APIRouter(prefix="/chats", tags=["messages"])
+
+_STREAM_DOC = {
+    "responses": {
+        201: {"description": "The run finished; its new messages, in order"},
+        200: {
+            "description": "With `Accept: text/event-stream`: the run's events as they happen",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    }
+}
+
+
+@router.get("/{chat_id}/messages", response_model=MessagePage)
+async def list_messages(
+    chat_id: UUID,
+    user: CurrentUser,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> dict[str, Any]:
+    """The chat's messages, oldest first; page back with `before=<oldest id you have>`."""
+    return await messages_service.page(state, user, chat_id, limit=limit, before=before)
+
+
+@router.post(
+    "/{chat_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunAnswer,
+    openapi_extra=_STREAM_DOC,
+)
+async def send_message(
+    chat_id: UUID,
+    body: MessageCreate,
+    user: CurrentUser,
+    state: State,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Send a message; the chat's agent answers.
+
+    With `Accept: application/json` (the default) the call waits for the answer. With
+    `Accept: text/event-stream` it streams the run's events (`run`, `message`, `token`,
+    `tool_call`, `tool_result`, `error`, `end`) as they happen.
+    """
+    run, run_log = await messages_service.send(state, user, chat_id, body.content)
+    locations = {"Location": f"/runs/{run['id']}/stream", "Content-Location": f"/runs/{run['id']}"}
+    if wants_event_stream(accept):
+        return run_stream(run_log, headers=locations)
+    await run_log.wait_closed()
+    answer = RunAnswer.model_validate(messages_service.answer(run, run_log))
+    return JSONResponse(
+        answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED, headers=locations
+    )

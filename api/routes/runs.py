@@ -1,0 +1,65 @@
+"""``/runs``: the record of each answer, and its event stream (live or replayed)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+
+from api.deps import CurrentUser, Pool, State
+from api.errors import NotFound
+from api.schemas.common import Page
+from api.schemas.messages import RunOut
+from api.services.chats import get_owned
+from api.sse import run_stream
+from storage import runs as runs_store
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/runs/{run_id}", response_model=RunOut)
+async def get_run(run_id: UUID, user: CurrentUser, pool: Pool) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        run = await runs_store.get_owned(conn, run_id, user["id"])
+    if run is None:
+        raise NotFound("Run not found")
+    return run
+
+
+@router.get("/runs/{run_id}/stream")
+async def stream_run(
+    run_id: UUID,
+    user: CurrentUser,
+    state: State,
+    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", include_in_schema=False)
+    ] = None,
+) -> Response:
+    """The run's events after `Last-Event-ID` (header or query), then the live tail."""
+    async with state.pool.connection() as conn:
+        run = await runs_store.get_owned(conn, run_id, user["id"])
+    run_log = state.runs.logs.get(run_id) if run is not None else None
+    if run_log is None:
+        raise NotFound("Run not found, or its events have expired")
+    after = last_event_id or 0
+    if last_event_id is None and last_event_id_header and last_event_id_header.isdigit():
+        after = int(last_event_id_header)
+    return run_stream(run_log, after=after)
+
+
+@router.get("/chats/{chat_id}/runs", response_model=Page[RunOut])
+async def list_runs(
+    chat_id: UUID,
+    user: CurrentUser,
+    pool: Pool,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """The chat's runs, newest first."""
+    async with pool.connection() as conn:
+        await get_owned(conn, chat_id, user["id"])
+        rows, total = await runs_store.list_for_chat(conn, chat_id, limit=limit, offset=offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}

@@ -1,0 +1,65 @@
+"""Message and run shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field, field_validator
+
+from api.schemas.common import RequestModel, Text
+
+MAX_MESSAGE_CHARS = 32_000
+
+
+class MessageCreate(RequestModel):
+    content: Text(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class MessageOut(BaseModel):
+    id: str
+    chat_id: UUID
+    sender: Literal["user", "agent", "tool"]
+    content: str
+    metadata: dict[str, Any]
+    created_at: datetime | None
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut]
+    has_more: bool = Field(description="Older messages exist: ask again with before=<items[0].id>")
+
+
+class RunError(BaseModel):
+    code: str
+    message: str
+
+
+class RunAnswer(BaseModel):
+    run_id: UUID
+    status: str
+    messages: list[MessageOut]
+    usage: dict[str, int]
+    error: RunError | None = None
+
+
+class RunOut(BaseModel):
+    id: UUID
+    chat_id: UUID
+    agent_id: UUID
+    agent_version: int
+    model_name: str
+    status: str
+    error: str | None
+    usage: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None

@@ -1,0 +1,85 @@
+"""Sending a message (which starts a run) and reading a chat's messages."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from api.errors import Conflict, InvalidInput
+from api.services.chats import get_owned
+from api.state import AppState
+from graphs.events import RunLog
+from graphs.messages import is_visible, to_api
+from graphs.runner import ChatBusy
+from storage import agents as agents_store
+from storage import users as users_store
+
+
+async def _profile(state: AppState, user: dict[str, Any]) -> dict[str, Any] | None:
+    """What personalizes the prompt; ``None`` for a user who skipped onboarding."""
+    if not user["onboarding_completed"]:
+        return None
+    async with state.pool.connection() as conn:
+        interests = await users_store.interests(conn, user["id"])
+    return {
+        "professional_role": user["professional_role"],
+        "experience_level": user["experience_level"],
+        "preferred_interaction_style": user["preferred_interaction_style"],
+        "interests": [i["name"] for i in interests],
+    }
+
+
+async def send(
+    state: AppState, user: dict[str, Any], chat_id: UUID, content: str
+) -> tuple[dict[str, Any], RunLog]:
+    """Check the chat can take a message, then start the run that answers it."""
+    async with state.pool.connection() as conn:
+        chat = await get_owned(conn, chat_id, user["id"])
+        if chat["status"] == "archived":
+            raise Conflict("This chat is archived; unarchive it to send messages")
+        agent = await agents_store.get(conn, chat["agent_id"], include_deleted=True)
+    assert agent is not None
+    if agent["deleted_at"] is not None:
+        raise Conflict("This chat's agent has been retired; start a chat with another agent")
+    try:
+        return await state.runs.start(
+            chat=chat,
+            agent=agent,
+            user_id=user["id"],
+            content=content,
+            profile=await _profile(state, user),
+        )
+    except ChatBusy as busy:
+        raise Conflict(f"The chat already has an active run: {busy.active_run_id}") from None
+
+
+def answer(run: dict[str, Any], run_log: RunLog) -> dict[str, Any]:
+    """The JSON answer of a finished run, from its event log."""
+    end = run_log.events[-1].data
+    errors = [e.data for e in run_log.events if e.event == "error"]
+    return {
+        "run_id": run["id"],
+        "status": end["status"],
+        "messages": [e.data for e in run_log.events if e.event == "message"],
+        "usage": end["usage"],
+        "error": errors[0] if errors else None,
+    }
+
+
+async def page(
+    state: AppState, user: dict[str, Any], chat_id: UUID, *, limit: int, before: str | None
+) -> dict[str, Any]:
+    """Up to ``limit`` messages before message ``before`` (or the newest), oldest first."""
+    async with state.pool.connection() as conn:
+        await get_owned(conn, chat_id, user["id"])
+    messages = [m for m in await state.runs.thread_messages(chat_id) if is_visible(m)]
+    end = len(messages)
+    if before is not None:
+        end = next((i for i, m in enumerate(messages) if m.id == before), -1)
+        if end < 0:
+            raise InvalidInput("`before` names no message of this chat")
+    start = max(0, end - limit)
+    return {
+        "items": [to_api(m, str(chat_id)) for m in messages[start:end]],
+        "has_more": start > 0,
+    }

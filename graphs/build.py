@@ -1,0 +1,157 @@
+"""``AgentSpec`` -> compiled LangGraph graph, cached per (agent id, version)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+from langgraph.errors import GraphBubbleUp
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command
+from tools.errors import ToolInputError
+
+from graphs.models import make_model
+from graphs.personalization import system_prompt
+from graphs.spec import AgentContext, AgentSpec
+from tools import TOOLS
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
+    """What every Switchboard agent does around its model and tool calls.
+
+    - Sets the system prompt on every model call (it is never stored in the thread), with a
+      section personalizing it from the user's profile in the runtime context.
+    - Stamps each answer with when it was made, how long the model took and which model it was.
+    - Turns a tool's exception into an error ``ToolMessage`` the model can react to, so the run
+      goes on. A ``ToolInputError`` message is written for the model and is passed through;
+      anything else is reported by type only (exception text may hold internals).
+    """
+
+    def __init__(self, spec: AgentSpec):
+        super().__init__()
+        self.spec = spec
+
+    def _prepare(self, request: ModelRequest[AgentContext]) -> ModelRequest[AgentContext]:
+        context = request.runtime.context if request.runtime is not None else None
+        profile = context.profile if isinstance(context, AgentContext) else None
+        prompt = system_prompt(self.spec.system_prompt, profile)
+        return request.override(system_message=SystemMessage(prompt) if prompt else None)
+
+    def _stamp(self, response: Any, started: float) -> Any:
+        messages = response.result if isinstance(response, ModelResponse) else [response]
+        for message in messages:
+            if isinstance(message, AIMessage):
+                message.response_metadata.setdefault("model", self.spec.model_name)
+                message.response_metadata["latency_ms"] = round(
+                    (time.perf_counter() - started) * 1000, 1
+                )
+                message.response_metadata["created_at"] = now_iso()
+        return response
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[AgentContext],
+        handler: Callable[[ModelRequest[AgentContext]], ModelResponse[Any]],
+    ) -> Any:
+        started = time.perf_counter()
+        return self._stamp(handler(self._prepare(request)), started)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[AgentContext],
+        handler: Callable[[ModelRequest[AgentContext]], Awaitable[ModelResponse[Any]]],
+    ) -> Any:
+        started = time.perf_counter()
+        return self._stamp(await handler(self._prepare(request)), started)
+
+    @staticmethod
+    def _tool_error(request: ToolCallRequest, exc: Exception) -> ToolMessage:
+        name = request.tool_call["name"]
+        if isinstance(exc, ToolInputError):
+            text = f"Error: {exc}"
+        else:
+            log.warning("tool %s raised %s", name, type(exc).__name__, exc_info=exc)
+            text = f"Error: the tool {name} failed ({type(exc).__name__}). Try other arguments."
+        return ToolMessage(
+            content=text,
+            tool_call_id=request.tool_call["id"],
+            name=name,
+            status="error",
+            response_metadata={"created_at": now_iso()},
+        )
+
+    @staticmethod
+    def _stamp_tool(result: ToolMessage | Command[Any]) -> ToolMessage | Command[Any]:
+        if isinstance(result, ToolMessage):
+            result.response_metadata["created_at"] = now_iso()
+        return result
+
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        try:
+            return self._stamp_tool(handler(request))
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return self._tool_error(request, exc)
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        try:
+            return self._stamp_tool(await handler(request))
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return self._tool_error(request, exc)
+
+
+def build_graph(spec: AgentSpec, checkpointer: Any = None) -> Any:
+    """Compile the agent graph of ``spec``: its model, its tools, its prompt."""
+    return create_agent(
+        make_model(spec.model_name),
+        tools=[TOOLS[name] for name in spec.tools if name in TOOLS],
+        middleware=[SwitchboardMiddleware(spec)],
+        context_schema=AgentContext,
+        checkpointer=checkpointer,
+        name=spec.slug,
+    )
+
+
+class GraphCache:
+    """Compiled graphs per (agent id, version): an agent update takes effect on the next run."""
+
+    def __init__(self, checkpointer: Any, max_size: int = 128):
+        self.checkpointer = checkpointer
+        self.max_size = max_size
+        self._graphs: OrderedDict[tuple[Any, int], Any] = OrderedDict()
+
+    def get(self, spec: AgentSpec) -> Any:
+        key = (spec.id, spec.version)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = build_graph(spec, self.checkpointer)
+            self._graphs[key] = graph
+            if len(self._graphs) > self.max_size:
+                self._graphs.popitem(last=False)
+        else:
+            self._graphs.move_to_end(key)
+        return graph

@@ -1,0 +1,102 @@
+"""Run event logs: every event a run emits, readable from any point while and after it runs.
+
+The run writes; HTTP responses only read. A reader that starts late (or reconnects with
+``Last-Event-ID``) replays what it missed from the log, then follows the live tail. Event ids
+are run-scoped and strictly increasing, starting at 1.
+
+This is the in-process backend: a bounded number of logs in memory, each kept for a while
+after its run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+class RunLog:
+    """The append-only event log of one run."""
+
+    def __init__(self, run_id: UUID):
+        self.run_id = run_id
+        self.events: list[Event] = []
+        self.closed = False
+        self.closed_at: float | None = None
+        self._changed = asyncio.Event()
+
+    def append(self, event: str, data: dict[str, Any]) -> Event:
+        if self.closed:
+            raise RuntimeError("the run's log is closed")
+        item = Event(len(self.events) + 1, event, data)
+        self.events.append(item)
+        self._wake()
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self.closed_at = time.monotonic()
+        self._wake()
+
+    def _wake(self) -> None:
+        # Readers wait on the current Event; swapping it wakes them all without a lock.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def read(self, after: int = 0) -> AsyncIterator[Event]:
+        """Events with ids greater than ``after``, live until the log closes."""
+        position = max(after, 0)
+        while True:
+            while position < len(self.events):
+                yield self.events[position]
+                position += 1
+            if self.closed:
+                return
+            await self._changed.wait()
+
+    async def wait_closed(self) -> None:
+        while not self.closed:
+            await self._changed.wait()
+
+
+class EventLogs:
+    """All run logs of this process, dropped ``retention_seconds`` after their run ends."""
+
+    def __init__(self, retention_seconds: float = 600, max_closed: int = 10_000):
+        self.retention_seconds = retention_seconds
+        self.max_closed = max_closed
+        self._logs: OrderedDict[UUID, RunLog] = OrderedDict()
+
+    def create(self, run_id: UUID) -> RunLog:
+        self._expire()
+        log = RunLog(run_id)
+        self._logs[run_id] = log
+        return log
+
+    def get(self, run_id: UUID) -> RunLog | None:
+        self._expire()
+        return self._logs.get(run_id)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        closed = [
+            run_id
+            for run_id, log in self._logs.items()
+            if log.closed_at is not None and now - log.closed_at > self.retention_seconds
+        ]
+        for run_id in closed:
+            del self._logs[run_id]
+        excess = sum(1 for log in self._logs.values() if log.closed) - self.max_closed
+        for run_id in [r for r, log in self._logs.items() if log.closed][: max(excess, 0)]:
+            del self._logs[run_id]

@@ -1,0 +1,257 @@
+"""Runs: an agent answering one message, as a background task writing to the run's event log.
+
+The HTTP request that started a run is only a reader of its log, so a slow or vanished client
+never slows or stops the run, and the answer is in the checkpoint whoever watches.
+
+Native events (``data`` is one JSON object):
+    ``run`` {run_id, chat_id, agent_id} · ``message`` {a complete Message} ·
+    ``token`` {message_id, delta} · ``tool_call`` {message_id, tool_call_id, name, args} ·
+    ``tool_result`` {tool_call_id, name, content, is_error} · ``error`` {code, message} ·
+    ``end`` {status, usage}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from psycopg_pool import AsyncConnectionPool
+
+from graphs.build import GraphCache
+from graphs.events import EventLogs, RunLog
+from graphs.messages import to_api
+from graphs.spec import AgentContext, AgentSpec
+from storage import chats as chats_store
+from storage import runs as runs_store
+
+log = logging.getLogger(__name__)
+
+TITLE_LENGTH = 60
+
+
+class ChatBusy(Exception):
+    """The chat already has an active run."""
+
+    def __init__(self, active_run_id: UUID | None):
+        super().__init__("chat has an active run")
+        self.active_run_id = active_run_id
+
+
+def title_from(text: str) -> str:
+    """A chat title from its first message: the first line, cut at a word boundary."""
+    line = " ".join(text.strip().split())
+    if len(line) <= TITLE_LENGTH:
+        return line
+    cut = line[:TITLE_LENGTH].rsplit(" ", 1)[0]
+    return (cut or line[:TITLE_LENGTH]) + "…"
+
+
+def add_usage(total: dict[str, int], message: AIMessage) -> None:
+    usage = message.usage_metadata
+    if usage:
+        for key in ("input_tokens", "output_tokens", "total_tokens"):
+            total[key] = total.get(key, 0) + int(usage.get(key, 0))
+
+
+class RunManager:
+    """Starts runs and owns their tasks and event logs in this process."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        checkpointer: Any,
+        *,
+        default_model: str,
+        retention_seconds: float = 600,
+    ):
+        self.pool = pool
+        self.checkpointer = checkpointer
+        self.default_model = default_model
+        self.graphs = GraphCache(checkpointer)
+        self.logs = EventLogs(retention_seconds)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(
+        self,
+        *,
+        chat: dict[str, Any],
+        agent: dict[str, Any],
+        user_id: UUID,
+        content: str,
+        profile: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], RunLog]:
+        """Record a run and start it in the background; raises ``ChatBusy``."""
+        spec = AgentSpec.from_row(agent, self.default_model)
+        async with self.pool.connection() as conn:
+            run = await runs_store.insert_running(
+                conn,
+                chat_id=chat["id"],
+                user_id=user_id,
+                agent_id=agent["id"],
+                agent_version=agent["version"],
+                model_name=spec.model_name,
+                worker_id=self.worker_id,
+            )
+            if run is None:
+                raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
+        run_log = self.logs.create(run["id"])
+        context = AgentContext(user_id=str(user_id), chat_id=str(chat["id"]), profile=profile)
+        task = asyncio.create_task(
+            self._execute(run, chat, spec, run_log, content, context),
+            name=f"run-{run['id']}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run, run_log
+
+    async def _execute(
+        self,
+        run: dict[str, Any],
+        chat: dict[str, Any],
+        spec: AgentSpec,
+        run_log: RunLog,
+        content: str,
+        context: AgentContext,
+    ) -> None:
+        chat_id = str(chat["id"])
+        usage: dict[str, int] = {}
+        status, error = "success", None
+        run_log.append(
+            "run", {"run_id": str(run["id"]), "chat_id": chat_id, "agent_id": str(spec.id)}
+        )
+        try:
+            graph = self.graphs.get(spec)
+            human = HumanMessage(
+                content=content,
+                id=str(uuid.uuid4()),
+                response_metadata={"created_at": datetime.now(UTC).isoformat()},
+            )
+            run_log.append("message", to_api(human, chat_id))
+            config = {"configurable": {"thread_id": chat_id}, "run_id": run["id"]}
+            async for mode, payload in graph.astream(
+                {"messages": [human]},
+                config=config,
+                context=context,
+                stream_mode=["messages", "updates"],
+            ):
+                if mode == "messages":
+                    chunk, _ = payload
+                    if isinstance(chunk, AIMessageChunk) and (delta := chunk.text):
+                        run_log.append("token", {"message_id": chunk.id, "delta": delta})
+                else:
+                    for message in _updated_messages(payload):
+                        self._emit_message(run_log, message, chat_id, usage)
+        except asyncio.CancelledError:
+            status, error = "interrupted", "The server stopped before the run finished"
+            raise
+        except Exception as exc:
+            # The reason goes to the log, never to the client: it may hold internals.
+            log.exception("run %s failed", run["id"])
+            status, error = "error", f"{type(exc).__name__}"
+            run_log.append(
+                "error",
+                {"code": "run_failed", "message": "The agent could not answer. Try again."},
+            )
+        finally:
+            await asyncio.shield(self._finish(run, chat, run_log, status, error, usage, content))
+
+    @staticmethod
+    def _emit_message(
+        run_log: RunLog, message: BaseMessage, chat_id: str, usage: dict[str, int]
+    ) -> None:
+        if isinstance(message, AIMessage):
+            add_usage(usage, message)
+            for call in message.tool_calls:
+                run_log.append(
+                    "tool_call",
+                    {
+                        "message_id": message.id,
+                        "tool_call_id": call["id"],
+                        "name": call["name"],
+                        "args": call["args"],
+                    },
+                )
+        elif isinstance(message, ToolMessage):
+            run_log.append(
+                "tool_result",
+                {
+                    "tool_call_id": message.tool_call_id,
+                    "name": message.name,
+                    "content": message.text,
+                    "is_error": message.status == "error",
+                },
+            )
+        run_log.append("message", to_api(message, chat_id))
+
+    async def _finish(
+        self,
+        run: dict[str, Any],
+        chat: dict[str, Any],
+        run_log: RunLog,
+        status: str,
+        error: str | None,
+        usage: dict[str, int],
+        content: str,
+    ) -> None:
+        try:
+            count = await self.message_count(chat["id"])
+            async with self.pool.connection() as conn, conn.transaction():
+                await runs_store.finish(conn, run["id"], status=status, error=error, usage=usage)
+                await chats_store.update_summary(
+                    conn, chat["id"], message_count=count, title=title_from(content)
+                )
+        except Exception:
+            log.exception("could not record the end of run %s", run["id"])
+        finally:
+            run_log.append("end", {"status": status, "usage": usage})
+            run_log.close()
+
+    async def thread_messages(self, chat_id: UUID | str) -> list[BaseMessage]:
+        """The messages of a chat's thread, oldest first (read from the latest checkpoint)."""
+        saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": str(chat_id)}})
+        if saved is None:
+            return []
+        return list(saved.checkpoint["channel_values"].get("messages", []))
+
+    async def message_count(self, chat_id: UUID | str) -> int:
+        return len(await self.thread_messages(chat_id))
+
+    async def delete_thread(self, chat_id: UUID | str) -> None:
+        await self.checkpointer.adelete_thread(str(chat_id))
+
+    async def aclose(self) -> None:
+        """Stop what is still running (its status becomes ``interrupted``)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _updated_messages(update: Any) -> list[BaseMessage]:
+    """The messages a node wrote, from one ``updates`` stream item."""
+    found: list[BaseMessage] = []
+    items = update if isinstance(update, list) else [update]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        for node_update in item.values():
+            values = node_update if isinstance(node_update, list) else [node_update]
+            for value in values:
+                if isinstance(value, dict):
+                    found.extend(m for m in value.get("messages", []) if isinstance(m, BaseMessage))
+    return found

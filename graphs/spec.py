@@ -1,0 +1,57 @@
+"""``AgentSpec``: what a graph is built from, taken from an ``agents`` row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent definition, frozen at one version.
+
+    Attributes:
+        id: The agent's id.
+        version: Bumped by every update; a compiled graph is cached per (id, version).
+        slug: Stable graph name (the assistant id of the Agent Protocol).
+        name: Display name.
+        system_prompt: The agent's own instructions, applied on every model call.
+        model_name: ``provider:model``, the server default already filled in.
+        tools: Names of enabled tools, in the agent's order.
+    """
+
+    id: UUID
+    version: int
+    slug: str
+    name: str
+    system_prompt: str
+    model_name: str
+    tools: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], default_model: str) -> AgentSpec:
+        return cls(
+            id=row["id"],
+            version=row["version"],
+            slug=row["slug"],
+            name=row["name"],
+            system_prompt=row["system_prompt"],
+            model_name=row["model_name"] or default_model,
+            tools=tuple(row["tools_enabled"]),
+        )
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """Per-run data a graph receives as its runtime context (never stored in the thread).
+
+    Attributes:
+        user_id: Who is chatting; tools that need it read it from here, never from globals.
+        chat_id: The chat (= LangGraph thread) being answered.
+        profile: The user's onboarding profile, or ``None`` when they skipped onboarding.
+    """
+
+    user_id: str | None = None
+    chat_id: str | None = None
+    profile: dict[str, Any] | None = None

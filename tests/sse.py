@@ -1,0 +1,33 @@
+"""A small, strict parser of ``text/event-stream`` bodies for the tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class SSEEvent:
+    event: str
+    id: int
+    data: Any
+
+
+def parse(body: str) -> tuple[list[SSEEvent], list[str]]:
+    """The events and the comments of a stream, in order."""
+    events: list[SSEEvent] = []
+    comments: list[str] = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if not line:
+                continue
+            if line.startswith(":"):
+                comments.append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value
+        if "event" in fields:
+            events.append(SSEEvent(fields["event"], int(fields["id"]), json.loads(fields["data"])))
+    return events, comments
