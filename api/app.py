@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 default_model=settings.effective_default_model,
                 retention_seconds=settings.run_log_retention_seconds,
             )
+            await run_manager.open()
             try:
                 app.state.switchboard = AppState(
                     settings=settings,

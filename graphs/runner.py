@@ -76,14 +76,64 @@ class RunManager:
         *,
         default_model: str,
         retention_seconds: float = 600,
+        heartbeat_seconds: float = 5,
+        stale_seconds: float = 30,
     ):
         self.pool = pool
         self.checkpointer = checkpointer
         self.default_model = default_model
         self.graphs = GraphCache(checkpointer)
         self.logs = EventLogs(retention_seconds)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stale_seconds = stale_seconds
+        self.host = socket.gethostname()
+        self.worker_id = f"{self.host}:{os.getpid()}"
+        self._tasks: dict[UUID, asyncio.Task[None]] = {}
+        self._cancelled: set[UUID] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Recover runs left behind by dead processes, then keep our own runs' heartbeat."""
+        await self.recover()
+        self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
+
+    async def recover(self) -> list[UUID]:
+        """Mark interrupted the runs nobody is running any more; returns their ids.
+
+        A run of a dead process on this host is found at once by its pid; one of another host
+        by its heartbeat going stale.
+        """
+        async with self.pool.connection() as conn:
+            dead = [
+                row["id"]
+                for row in await runs_store.active_on_host(conn, self.host)
+                if row["worker_id"] != self.worker_id and not _pid_alive(row["worker_id"])
+            ]
+            rows = await runs_store.interrupt_stale(
+                conn, dead_ids=dead, stale_seconds=self.stale_seconds
+            )
+        for row in rows:
+            log.warning("run %s was left unfinished by a dead process: interrupted", row["id"])
+        return [row["id"] for row in rows]
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                async with self.pool.connection() as conn:
+                    await runs_store.heartbeat(conn, list(self._tasks))
+                await self.recover()
+            except Exception:
+                log.exception("run heartbeat failed")
+
+    def cancel(self, run_id: UUID) -> bool:
+        """Stop a run of this process; ``False`` when it is not running here."""
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancelled.add(run_id)
+        task.cancel()
+        return True
 
     async def start(
         self,
@@ -114,8 +164,8 @@ class RunManager:
             self._execute(run, chat, spec, run_log, content, context),
             name=f"run-{run['id']}",
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[run["id"]] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run["id"], None))
         return run, run_log
 
     async def _execute(
@@ -156,7 +206,11 @@ class RunManager:
                     for message in _updated_messages(payload):
                         self._emit_message(run_log, message, chat_id, usage)
         except asyncio.CancelledError:
-            status, error = "interrupted", "The server stopped before the run finished"
+            if run["id"] in self._cancelled:
+                self._cancelled.discard(run["id"])
+                status, error = "cancelled", None
+            else:
+                status, error = "interrupted", "The server stopped before the run finished"
             raise
         except Exception as exc:
             # The reason goes to the log, never to the client: it may hold internals.
@@ -235,11 +289,25 @@ class RunManager:
 
     async def aclose(self) -> None:
         """Stop what is still running (its status becomes ``interrupted``)."""
-        tasks = list(self._tasks)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *filter(None, [self._heartbeat]), return_exceptions=True)
+
+
+def _pid_alive(worker_id: str | None) -> bool:
+    pid = (worker_id or "").rpartition(":")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _updated_messages(update: Any) -> list[BaseMessage]:

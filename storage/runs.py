@@ -74,3 +74,38 @@ async def list_for_chat(
     total = await cur.fetchone()
     assert total is not None
     return rows, total["n"]
+
+
+HEARTBEAT = "UPDATE runs SET heartbeat_at = now() WHERE id = ANY(%s) AND status = 'running'"
+ACTIVE_ON_HOST = """
+SELECT id, worker_id FROM runs
+WHERE status IN ('pending', 'running') AND worker_id LIKE %s
+"""
+# Runs whose process died: marked interrupted, which also frees their chat for the next message.
+INTERRUPT_STALE = """
+UPDATE runs SET status = 'interrupted', ended_at = now(),
+                error = 'The process running it stopped before it finished'
+WHERE status IN ('pending', 'running')
+  AND (id = ANY(%(ids)s) OR heartbeat_at < now() - make_interval(secs => %(stale)s))
+RETURNING id, chat_id
+"""
+
+
+async def heartbeat(conn: Conn, run_ids: list[UUID]) -> None:
+    if run_ids:
+        await conn.execute(HEARTBEAT, (run_ids,))
+
+
+async def active_on_host(conn: Conn, host: str) -> list[dict[str, Any]]:
+    """Active runs whose worker id says they run on ``host`` (``host:pid``)."""
+    pattern = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"
+    cur = await conn.execute(ACTIVE_ON_HOST, (pattern,))
+    return await cur.fetchall()
+
+
+async def interrupt_stale(
+    conn: Conn, *, dead_ids: list[UUID], stale_seconds: float
+) -> list[dict[str, Any]]:
+    """Mark interrupted the runs in ``dead_ids`` and those whose heartbeat is too old."""
+    cur = await conn.execute(INTERRUPT_STALE, {"ids": dead_ids, "stale": stale_seconds})
+    return await cur.fetchall()

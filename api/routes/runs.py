@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, Pool, State
 from api.errors import NotFound
@@ -48,6 +51,38 @@ async def stream_run(
     if last_event_id is None and last_event_id_header and last_event_id_header.isdigit():
         after = int(last_event_id_header)
     return run_stream(run_log, after=after)
+
+
+class CancelOut(BaseModel):
+    run_id: UUID
+    status: str
+    cancelled: bool = Field(description="False when the run had already ended")
+
+
+@router.post("/runs/{run_id}/cancel", response_model=CancelOut)
+async def cancel_run(run_id: UUID, user: CurrentUser, state: State) -> dict[str, Any]:
+    """Stop a run. Its stream ends with `end` status `cancelled`; the chat stays usable.
+
+    Cancelling a run that already ended changes nothing and says so (`cancelled: false`).
+    """
+    async with state.pool.connection() as conn:
+        run = await runs_store.get_owned(conn, run_id, user["id"])
+    if run is None:
+        raise NotFound("Run not found")
+    cancelled = False
+    if run["status"] in ("pending", "running"):
+        cancelled = state.runs.cancel(run_id)
+        run_log = state.runs.logs.get(run_id)
+        if cancelled and run_log is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run_log.wait_closed(), timeout=5)
+        elif not cancelled:
+            # Not running in this process: its process is gone, so recovery interrupts it.
+            await state.runs.recover()
+        async with state.pool.connection() as conn:
+            run = await runs_store.get_owned(conn, run_id, user["id"])
+        assert run is not None
+    return {"run_id": run_id, "status": run["status"], "cancelled": cancelled}
 
 
 @router.get("/chats/{chat_id}/runs", response_model=Page[RunOut])
