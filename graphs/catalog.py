@@ -19,7 +19,7 @@ SEED_AGENTS: list[dict[str, Any]] = [
             "than guess. Prefer short answers unless the user asks for depth."
         ),
         "interests": ["writing", "research", "education", "operations"],
-        "tools": [],
+        "tools": ["calculator", "current_datetime", "unit_converter"],
     },
     {
         "slug": "personal-finance",
@@ -32,7 +32,7 @@ SEED_AGENTS: list[dict[str, Any]] = [
             "consequences, recommend consulting a professional."
         ),
         "interests": ["personal-finance", "finance"],
-        "tools": [],
+        "tools": ["calculator"],
     },
     {
         "slug": "marketing",
@@ -44,7 +44,7 @@ SEED_AGENTS: list[dict[str, Any]] = [
             "give concrete examples, and suggest how to measure whether an idea works."
         ),
         "interests": ["marketing", "sales", "writing", "entrepreneurship"],
-        "tools": [],
+        "tools": ["current_datetime"],
     },
     {
         "slug": "software-engineer",
@@ -56,7 +56,7 @@ SEED_AGENTS: list[dict[str, Any]] = [
             "test what you propose."
         ),
         "interests": ["software-engineering", "data-science", "product-management"],
-        "tools": [],
+        "tools": ["calculator", "unit_converter"],
     },
     {
         "slug": "legal-research",
@@ -68,7 +68,7 @@ SEED_AGENTS: list[dict[str, Any]] = [
             "jurisdiction you assume and that your answer is not legal advice."
         ),
         "interests": ["law", "research"],
-        "tools": [],
+        "tools": ["current_datetime"],
     },
 ]
 

@@ -11,6 +11,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 SENDERS = {"human": "user", "ai": "agent", "tool": "tool"}
+USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 
 
 def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
@@ -18,7 +19,8 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     if isinstance(message, AIMessage):
         metadata["model"] = meta.get("model") or meta.get("model_name")
-        metadata["usage"] = dict(message.usage_metadata) if message.usage_metadata else None
+        usage = message.usage_metadata
+        metadata["usage"] = {k: usage.get(k, 0) for k in USAGE_KEYS} if usage else None
         metadata["latency_ms"] = meta.get("latency_ms")
         metadata["finish_reason"] = meta.get("finish_reason")
         metadata["tool_calls"] = [
