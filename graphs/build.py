@@ -15,12 +15,12 @@ from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
-from tools.errors import ToolInputError
 
 from graphs.models import make_model
 from graphs.personalization import system_prompt
 from graphs.spec import AgentContext, AgentSpec
 from tools import TOOLS
+from tools.errors import ToolInputError
 
 log = logging.getLogger(__name__)
 
