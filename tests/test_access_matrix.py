@@ -1,0 +1,144 @@
+"""Every protected route, called by the wrong people: ownership, roles, tokens, malformed ids.
+
+Table-driven so that a route added later without its check shows up here as a failure.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import User, assert_error
+
+# (method, path template, JSON body) for every route that acts on a chat or run by id.
+OWNED_ROUTES = [
+    ("GET", "/chats/{chat}", None),
+    ("PUT", "/chats/{chat}", {"title": "stolen"}),
+    ("DELETE", "/chats/{chat}", None),
+    ("GET", "/chats/{chat}/messages", None),
+    ("POST", "/chats/{chat}/messages", {"content": "hi"}),
+    ("GET", "/chats/{chat}/runs", None),
+    ("GET", "/runs/{run}", None),
+    ("GET", "/runs/{run}/stream", None),
+    ("POST", "/runs/{run}/cancel", None),
+]
+ADMIN_ROUTES = [
+    ("POST", "/agents/", {"name": "Intruder"}),
+    ("PUT", "/agents/{agent}", {"name": "Renamed"}),
+    ("DELETE", "/agents/{agent}", None),
+]
+PUBLIC_ROUTES = {
+    ("POST", "/auth/register"),
+    ("POST", "/auth/login"),
+    ("POST", "/auth/refresh"),
+    ("POST", "/auth/logout"),
+    ("GET", "/interest-areas"),
+    ("GET", "/healthz"),
+    ("GET", "/info"),
+}
+
+
+async def _owned_objects(client: httpx.AsyncClient, owner: User) -> dict[str, str]:
+    agents = (await client.get("/agents/", headers=owner.headers)).json()["items"]
+    chat = (
+        await client.post("/chats/", json={"agent_id": agents[0]["id"]}, headers=owner.headers)
+    ).json()
+    answer = await client.post(
+        f"/chats/{chat['id']}/messages", json={"content": "private"}, headers=owner.headers
+    )
+    return {"chat": chat["id"], "run": answer.json()["run_id"], "agent": agents[0]["id"]}
+
+
+async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str]) -> Any:
+    chat = (await client.get(f"/chats/{ids['chat']}", headers=owner.headers)).json()
+    messages = (await client.get(f"/chats/{ids['chat']}/messages", headers=owner.headers)).json()
+    runs = (await client.get(f"/chats/{ids['chat']}/runs", headers=owner.headers)).json()
+    return chat, messages, runs
+
+
+async def test_another_users_objects_are_404_and_untouched(
+    client: httpx.AsyncClient, user: User, other_user: User
+) -> None:
+    ids = await _owned_objects(client, user)
+    before = await _snapshot(client, user, ids)
+    missing = {k: str(uuid.uuid4()) for k in ids}
+    for method, template, body in OWNED_ROUTES:
+        theirs = await client.request(
+            method, template.format(**ids), json=body, headers=other_user.headers
+        )
+        nothing = await client.request(
+            method, template.format(**missing), json=body, headers=other_user.headers
+        )
+        assert_error(theirs, 404, "not_found")
+        # Indistinguishable from an id that does not exist.
+        assert theirs.json() == nothing.json(), (method, template)
+    assert await _snapshot(client, user, ids) == before
+    mine = (await client.get("/chats/", headers=other_user.headers)).json()
+    assert mine["items"] == []
+    assert mine["total"] == 0
+    filtered = await client.get(
+        "/chats/", params={"agent_id": ids["agent"]}, headers=other_user.headers
+    )
+    assert filtered.json()["total"] == 0
+
+
+async def test_admin_routes_are_403_for_users_and_change_nothing(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    agents_before = (await client.get("/agents/", headers=user.headers)).json()
+    ids = {"agent": agents_before["items"][0]["id"]}
+    for method, template, body in ADMIN_ROUTES:
+        response = await client.request(
+            method, template.format(**ids), json=body, headers=user.headers
+        )
+        assert_error(response, 403, "forbidden")
+    assert (await client.get("/agents/", headers=user.headers)).json() == agents_before
+
+
+async def test_every_protected_route_needs_a_valid_token(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    # Every operation the app documents, so a new route is covered the day it is added.
+    routes = [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if (method.upper(), path) not in PUBLIC_ROUTES
+    ]
+    assert len(routes) == 23
+    fake_id = str(uuid.uuid4())
+    for method, path in routes:
+        url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
+        url = url.replace("{run_id}", fake_id)
+        for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+            response = await client.request(method, url, headers=headers)
+            assert_error(response, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/chats/not-a-uuid"),
+        ("PUT", "/chats/not-a-uuid"),
+        ("DELETE", "/chats/not-a-uuid"),
+        ("GET", "/chats/not-a-uuid/messages"),
+        ("POST", "/chats/not-a-uuid/messages"),
+        ("GET", "/chats/not-a-uuid/runs"),
+        ("GET", "/runs/not-a-uuid"),
+        ("GET", "/runs/not-a-uuid/stream"),
+        ("POST", "/runs/not-a-uuid/cancel"),
+        ("GET", "/agents/not-a-uuid"),
+        ("PUT", "/agents/not-a-uuid"),
+        ("DELETE", "/agents/not-a-uuid"),
+    ],
+)
+async def test_malformed_ids_are_422(
+    client: httpx.AsyncClient, admin: User, method: str, path: str
+) -> None:
+    body = {"content": "hi"} if method == "POST" and "messages" in path else None
+    response = await client.request(method, path, json=body, headers=admin.headers)
+    assert_error(response, 422, "validation_error")
