@@ -476,7 +476,7 @@ async def test_a_second_message_during_a_run_is_rejected_with_the_active_run(
     # Wait until the first run is recorded as running.
     for _ in range(200):
         runs = (await client.get(f"/chats/{chat_id}/runs", headers=user.headers)).json()
-        if runs["total"]:
+        if runs["items"]:
             break
         await asyncio.sleep(0.01)
     active = runs["items"][0]

@@ -29,7 +29,7 @@ async def _agent(client: httpx.AsyncClient, admin: User, model_name: str) -> dic
 async def _wait_running(client: httpx.AsyncClient, user: User, chat_id: str) -> dict[str, Any]:
     for _ in range(500):
         runs = (await client.get(f"/chats/{chat_id}/runs", headers=user.headers)).json()
-        if runs["total"]:
+        if runs["items"]:
             return runs["items"][0]
         await asyncio.sleep(0.01)
     raise AssertionError("no run started")
