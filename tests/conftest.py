@@ -10,7 +10,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from api.services.auth import ensure_admin
 from api.settings import Settings
 from graphs.catalog import seed_agents
 from storage.db import EmbeddedPostgres, connection_kwargs, start_embedded
+from tests.servers import stop_postgres
 
 TEST_DATABASE = "switchboard_test"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -197,3 +198,14 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     for leak in ("Traceback", "psycopg", 'File "', "Exception"):
         assert leak not in text, text
     return body
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory for a server started as a process; its Postgres is stopped after."""
+    path = Path(tempfile.mkdtemp(prefix="switchboard-proc-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        stop_postgres(path / "pgdata")
+        shutil.rmtree(path, ignore_errors=True)

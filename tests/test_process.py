@@ -3,105 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
 from tests.conftest import PASSWORD, make_settings, running
-
-SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env.pop("DATABASE_URL", None)
-    env.update(extra)
-    return env
-
-
-def postgres_running(pgdata: Path) -> bool:
-    """Whether a postmaster owns ``pgdata`` (its pid file exists and the pid is alive)."""
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
-        return False
-    return True
-
-
-class Server:
-    def __init__(self, data_dir: Path, env: dict[str, str]):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir / f"server-{self.port}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [SWITCHBOARD, "serve", "--port", str(self.port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
-
-    def signal(self, sig: int) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
-
-    def stop_gracefully(self, sig: int) -> None:
-        """Send ``sig`` and check the lifespan shutdown ran to completion."""
-        # After shutting down, uvicorn re-raises SIGTERM so the exit status reports it;
-        # SIGINT (Ctrl+C) ends in a plain exit.
-        assert self.signal(sig) == (-sig if sig == signal.SIGTERM else 0)
-        assert "Application shutdown complete" in self.log.read_text()
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="switchboard-proc-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        pgdata = path / "pgdata"
-        if postgres_running(pgdata):
-            pg_ctl = Path(__import__("pgserver").__file__).parent / "pginstall" / "bin" / "pg_ctl"
-            subprocess.run(
-                ["su", "pgserver", "-s", "/bin/sh", "-c", f"{pg_ctl} -D {pgdata} -m fast -w stop"]
-                if os.geteuid() == 0
-                else [str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-                check=False,
-                capture_output=True,
-            )
-        shutil.rmtree(path, ignore_errors=True)
+from tests.servers import SWITCHBOARD, Server, clean_env, free_port, postgres_running
 
 
 def test_serve_on_embedded_postgres_survives_restart_and_stops_postgres_on_sigterm(

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 
 from storage.db import connection_kwargs
 from tests.conftest import PASSWORD, User, assert_error
+from tests.servers import Server, clean_env
 from tests.sse import parse
-from tests.test_process import Server, clean_env, data_dir  # noqa: F401 (fixture)
 
 
 async def _agent(client: httpx.AsyncClient, admin: User, model_name: str) -> dict[str, Any]:
@@ -120,7 +120,7 @@ async def test_runs_of_a_dead_process_are_interrupted_and_free_their_chat(
     assert ok.json()["status"] == "success"
 
 
-def test_kill_9_mid_stream_then_restart(data_dir: Path) -> None:  # noqa: F811
+def test_kill_9_mid_stream_then_restart(data_dir: Path) -> None:
     env = clean_env(
         SWITCHBOARD_DATA_DIR=str(data_dir),
         SWITCHBOARD_ADMIN_EMAIL="root@example.org",

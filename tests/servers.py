@@ -1,0 +1,89 @@
+"""Switchboard as a real process: start it on a free port, signal it, watch its Postgres."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env.pop("DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+def postgres_running(pgdata: Path) -> bool:
+    """Whether a postmaster owns ``pgdata`` (its pid file exists and the pid is alive)."""
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
+        return False
+    return True
+
+
+class Server:
+    def __init__(self, data_dir: Path, env: dict[str, str]):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir / f"server-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [SWITCHBOARD, "serve", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
+
+    def signal(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def stop_gracefully(self, sig: int) -> None:
+        """Send ``sig`` and check the lifespan shutdown ran to completion."""
+        # After shutting down, uvicorn re-raises SIGTERM so the exit status reports it;
+        # SIGINT (Ctrl+C) ends in a plain exit.
+        assert self.signal(sig) == (-sig if sig == signal.SIGTERM else 0)
+        assert "Application shutdown complete" in self.log.read_text()
+
+
+def stop_postgres(pgdata: Path) -> None:
+    """Stop an embedded Postgres left running (after a ``kill -9``) with its own ``pg_ctl``."""
+    if not postgres_running(pgdata):
+        return
+    import pgserver
+
+    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    command = [str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
+    if os.geteuid() == 0:  # pgserver runs Postgres as its own OS user when we are root
+        command = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(command)]
+    subprocess.run(command, check=False, capture_output=True)
