@@ -11,11 +11,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from langchain_core.messages import SystemMessage
+from langchain_core.tools import tool
 
 from api.app import create_app
 from graphs.models import FakeChatModel
 from tests.conftest import User, assert_error, make_settings, running
 from tests.sse import SSEEvent, parse
+from tools import TOOLS
 
 SSE = {"Accept": "text/event-stream"}
 MakeAgent = Callable[..., Awaitable[dict[str, Any]]]
@@ -490,3 +492,30 @@ async def test_a_second_message_during_a_run_is_rejected_with_the_active_run(
     assert [m["content"] for m in history] == ["one", " ".join(f"tok{i}" for i in range(10))]
     after = await client.post(url, json={"content": "three"}, headers=user.headers)
     assert after.json()["status"] == "success"
+
+
+async def test_a_tool_that_crashes_returns_a_safe_error_and_the_run_goes_on(
+    client: httpx.AsyncClient,
+    user: User,
+    make_agent: MakeAgent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @tool("flaky")
+    def flaky(query: str) -> str:
+        """Always fails."""
+        raise RuntimeError("secret internals at /srv/db password=hunter2")
+
+    monkeypatch.setitem(TOOLS, "flaky", flaky)
+    agent = await make_agent("fake:tools", ["flaky"])
+    chat_id = await open_chat(client, user, agent["id"])
+    response, events, _ = await stream(client, user, chat_id, "anything")
+    result = next(e.data for e in events if e.event == "tool_result")
+    assert result == {
+        "tool_call_id": result["tool_call_id"],
+        "name": "flaky",
+        "content": "Error: the tool flaky failed (RuntimeError). Try other arguments.",
+        "is_error": True,
+    }
+    assert "hunter2" not in response.text
+    assert events[-1].data["status"] == "success"
+    assert events[-2].data["content"] == result["content"]
