@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -26,19 +26,36 @@ def encode(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-async def _events(run_log: RunLog, after: int) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    run_log: RunLog, after: int, on_disconnect: Callable[[], object] | None
+) -> AsyncIterator[ServerSentEvent]:
     # A comment at once: proxies and clients see the stream open before the first token.
     yield _ping()
-    async for event in run_log.read(after):
-        yield ServerSentEvent(data=encode(event.data), event=event.event, id=str(event.id))
+    finished = False
+    try:
+        async for event in run_log.read(after):
+            yield ServerSentEvent(data=encode(event.data), event=event.event, id=str(event.id))
+        finished = True
+    finally:
+        # The client left before the end (sse-starlette closes this generator).
+        if not finished and on_disconnect is not None:
+            on_disconnect()
 
 
 def run_stream(
-    run_log: RunLog, *, after: int = 0, headers: dict[str, str] | None = None
+    run_log: RunLog,
+    *,
+    after: int = 0,
+    headers: dict[str, str] | None = None,
+    on_disconnect: Callable[[], object] | None = None,
 ) -> EventSourceResponse:
-    """Stream the events of ``run_log`` with ids above ``after``, live until its ``end``."""
+    """Stream the events of ``run_log`` with ids above ``after``, live until its ``end``.
+
+    ``on_disconnect`` is called when the client leaves before the end; by default nothing
+    happens to the run (disconnect is not stop).
+    """
     return EventSourceResponse(
-        _events(run_log, after),
+        _events(run_log, after, on_disconnect),
         headers={**SSE_HEADERS, **(headers or {})},
         ping=PING_SECONDS,
         ping_message_factory=_ping,

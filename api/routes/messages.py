@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -59,9 +61,18 @@ async def send_message(
     """
     run, run_log = await messages_service.send(state, user, chat_id, body.content)
     locations = {"Location": f"/runs/{run['id']}/stream", "Content-Location": f"/runs/{run['id']}"}
+    cancel = None
+    if body.on_disconnect == "cancel":
+        cancel = functools.partial(state.runs.cancel, run["id"])
     if wants_event_stream(accept):
-        return run_stream(run_log, headers=locations)
-    await run_log.wait_closed()
+        return run_stream(run_log, headers=locations, on_disconnect=cancel)
+    try:
+        await run_log.wait_closed()
+    except asyncio.CancelledError:
+        # The client went away while waiting for the answer.
+        if cancel is not None:
+            cancel()
+        raise
     answer = RunAnswer.model_validate(messages_service.answer(run, run_log))
     return JSONResponse(
         answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED, headers=locations

@@ -15,6 +15,11 @@ MAX_MESSAGE_CHARS = 32_000
 
 class MessageCreate(RequestModel):
     content: Text(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False)
+    on_disconnect: Literal["continue", "cancel"] = Field(
+        "continue",
+        description="`continue` (default): the run goes on when the client leaves; "
+        "`cancel`: stop the run if the client disconnects before it ends",
+    )
 
     @field_validator("content")
     @classmethod
