@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 AsyncPostgresSaver(pool),
                 default_model=settings.effective_default_model,
                 retention_seconds=settings.run_log_retention_seconds,
+                shutdown_grace_seconds=settings.shutdown_grace_seconds,
             )
             await run_manager.open()
             try:

@@ -29,7 +29,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from api.app import create_app
 
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        # Past the runs' grace period (and the few seconds streams need to send their end),
+        # stop waiting for connections.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 10,
+    )
     return 0
 
 

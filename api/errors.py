@@ -73,6 +73,12 @@ class TooManyRequests(AppError):
     detail = "Too many requests"
 
 
+class Unavailable(AppError):
+    status_code = 503
+    code = "unavailable"
+    detail = "Service unavailable"
+
+
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",

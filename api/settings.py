@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     # Runs: how long a finished run's event log stays readable (for replays and resumes).
     run_log_retention_seconds: int = Field(default=600, ge=1)
+    # On SIGTERM, active runs get this long to finish before they are marked interrupted.
+    shutdown_grace_seconds: float = Field(default=30, ge=0)
 
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []

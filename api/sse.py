@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from graphs.events import RunLog
@@ -48,15 +49,21 @@ def run_stream(
     after: int = 0,
     headers: dict[str, str] | None = None,
     on_disconnect: Callable[[], object] | None = None,
+    shutdown: tuple[anyio.Event, float] | None = None,
 ) -> EventSourceResponse:
     """Stream the events of ``run_log`` with ids above ``after``, live until its ``end``.
 
     ``on_disconnect`` is called when the client leaves before the end; by default nothing
-    happens to the run (disconnect is not stop).
+    happens to the run (disconnect is not stop). ``shutdown`` is the run manager's shutdown
+    event and grace period: on SIGTERM sse-starlette sets the event and keeps the stream open a
+    little longer than the grace period, so the run's ``end`` still gets through.
     """
+    event, grace = shutdown if shutdown is not None else (None, 0.0)
     return EventSourceResponse(
         _events(run_log, after, on_disconnect),
         headers={**SSE_HEADERS, **(headers or {})},
         ping=PING_SECONDS,
         ping_message_factory=_ping,
+        shutdown_event=event,
+        shutdown_grace_period=grace + 5 if event is not None else 0,
     )

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import anyio
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -40,6 +41,10 @@ from storage import runs as runs_store
 log = logging.getLogger(__name__)
 
 TITLE_LENGTH = 60
+
+
+class ShuttingDown(Exception):
+    """The server is shutting down and takes no new runs."""
 
 
 class ChatBusy(Exception):
@@ -78,6 +83,7 @@ class RunManager:
         retention_seconds: float = 600,
         heartbeat_seconds: float = 5,
         stale_seconds: float = 30,
+        shutdown_grace_seconds: float = 30,
     ):
         self.pool = pool
         self.checkpointer = checkpointer
@@ -91,11 +97,39 @@ class RunManager:
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
         self._cancelled: set[UUID] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        # Set by the SSE layer when the server starts shutting down (SIGTERM).
+        self.shutdown_event = anyio.Event()
+        self.accepting = True
+        self._draining: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Recover runs left behind by dead processes, then keep our own runs' heartbeat."""
         await self.recover()
         self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
+        self._draining = asyncio.create_task(self._drain_on_shutdown(), name="run-drain")
+
+    async def _drain_on_shutdown(self) -> None:
+        await self.shutdown_event.wait()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Stop taking runs, give active ones the grace period, then interrupt the rest.
+
+        Interrupted runs still write their ``end`` event, so every open stream ends cleanly.
+        """
+        self.accepting = False
+        tasks = list(self._tasks.values())
+        if tasks:
+            log.info(
+                "shutting down: waiting up to %ss for %d run(s)",
+                self.shutdown_grace_seconds,
+                len(tasks),
+            )
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def recover(self) -> list[UUID]:
         """Mark interrupted the runs nobody is running any more; returns their ids.
@@ -144,7 +178,9 @@ class RunManager:
         content: str,
         profile: dict[str, Any] | None,
     ) -> tuple[dict[str, Any], RunLog]:
-        """Record a run and start it in the background; raises ``ChatBusy``."""
+        """Record a run and start it in the background; raises ``ChatBusy``, ``ShuttingDown``."""
+        if not self.accepting:
+            raise ShuttingDown()
         spec = AgentSpec.from_row(agent, self.default_model)
         async with self.pool.connection() as conn:
             run = await runs_store.insert_running(
@@ -288,13 +324,12 @@ class RunManager:
         await self.checkpointer.adelete_thread(str(chat_id))
 
     async def aclose(self) -> None:
-        """Stop what is still running (its status becomes ``interrupted``)."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        tasks = list(self._tasks.values())
-        for task in tasks:
+        """Drain (grace period, then ``interrupted``) and stop the background tasks."""
+        await self.drain()
+        helpers = [t for t in (self._heartbeat, self._draining) if t is not None]
+        for task in helpers:
             task.cancel()
-        await asyncio.gather(*tasks, *filter(None, [self._heartbeat]), return_exceptions=True)
+        await asyncio.gather(*helpers, return_exceptions=True)
 
 
 def _pid_alive(worker_id: str | None) -> bool:

@@ -65,7 +65,12 @@ async def send_message(
     if body.on_disconnect == "cancel":
         cancel = functools.partial(state.runs.cancel, run["id"])
     if wants_event_stream(accept):
-        return run_stream(run_log, headers=locations, on_disconnect=cancel)
+        return run_stream(
+            run_log,
+            headers=locations,
+            on_disconnect=cancel,
+            shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+        )
     try:
         await run_log.wait_closed()
     except asyncio.CancelledError:

@@ -50,7 +50,11 @@ async def stream_run(
     after = last_event_id or 0
     if last_event_id is None and last_event_id_header and last_event_id_header.isdigit():
         after = int(last_event_id_header)
-    return run_stream(run_log, after=after)
+    return run_stream(
+        run_log,
+        after=after,
+        shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+    )
 
 
 class CancelOut(BaseModel):

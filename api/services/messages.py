@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.errors import Conflict, InvalidInput
+from api.errors import Conflict, InvalidInput, Unavailable
 from api.services.chats import get_owned
 from api.state import AppState
 from graphs.events import RunLog
 from graphs.messages import is_visible, to_api
-from graphs.runner import ChatBusy
+from graphs.runner import ChatBusy, ShuttingDown
 from storage import agents as agents_store
 from storage import users as users_store
 
@@ -51,6 +51,8 @@ async def send(
         )
     except ChatBusy as busy:
         raise Conflict(f"The chat already has an active run: {busy.active_run_id}") from None
+    except ShuttingDown:
+        raise Unavailable("The server is shutting down; retry on another instance") from None
 
 
 def answer(run: dict[str, Any], run_log: RunLog) -> dict[str, Any]:
