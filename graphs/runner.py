@@ -226,10 +226,14 @@ class RunManager:
                 id=str(uuid.uuid4()),
                 response_metadata={"created_at": datetime.now(UTC).isoformat()},
             )
+            # Thread order: answers to a stopped run's tool calls, then the new message.
+            closing = await self._close_dangling_tool_calls(chat_id)
+            for message in closing:
+                self._emit_message(run_log, message, chat_id, usage)
             run_log.append("message", to_api(human, chat_id))
             config = {"configurable": {"thread_id": chat_id}, "run_id": run["id"]}
             async for mode, payload in graph.astream(
-                {"messages": [human]},
+                {"messages": [*closing, human]},
                 config=config,
                 context=context,
                 stream_mode=["messages", "updates"],
@@ -309,6 +313,35 @@ class RunManager:
         finally:
             run_log.append("end", {"status": status, "usage": usage})
             run_log.close()
+
+    async def _close_dangling_tool_calls(self, chat_id: str) -> list[ToolMessage]:
+        """Answers for tool calls a stopped run left unanswered, to add before the new message.
+
+        A run cancelled or interrupted while a tool ran leaves an agent message whose tool calls
+        have no result; providers such as OpenAI reject such a history, so each gets an error
+        result saying the tool never finished.
+        """
+        messages = await self.thread_messages(chat_id)
+        last_ai = next(
+            (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], AIMessage)),
+            None,
+        )
+        if last_ai is None:
+            return []
+        answered = {m.tool_call_id for m in messages[last_ai + 1 :] if isinstance(m, ToolMessage)}
+        now = datetime.now(UTC).isoformat()
+        return [
+            ToolMessage(
+                content="Error: this tool call was stopped before it returned a result.",
+                tool_call_id=call["id"],
+                name=call["name"],
+                status="error",
+                id=str(uuid.uuid4()),
+                response_metadata={"created_at": now},
+            )
+            for call in messages[last_ai].tool_calls
+            if call["id"] not in answered
+        ]
 
     async def thread_messages(self, chat_id: UUID | str) -> list[BaseMessage]:
         """The messages of a chat's thread, oldest first (read from the latest checkpoint)."""

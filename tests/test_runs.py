@@ -10,12 +10,15 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from fastapi import FastAPI
+from langchain_core.tools import tool
 
 from storage.db import connection_kwargs
 from tests.conftest import PASSWORD, User, assert_error
 from tests.servers import Server, clean_env
 from tests.sse import parse
+from tools import TOOLS
 
 
 async def _agent(client: httpx.AsyncClient, admin: User, model_name: str) -> dict[str, Any]:
@@ -180,3 +183,64 @@ def test_kill_9_mid_stream_then_restart(data_dir: Path) -> None:
     assert nxt.status_code == 201
     assert nxt.json()["messages"][-1]["content"] == "You said: again"
     server.stop_gracefully(signal.SIGTERM)
+
+
+async def test_cancel_during_a_tool_call_leaves_no_dangling_tool_call(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    user: User,
+    admin: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started = asyncio.Event()
+
+    @tool("slow_lookup")
+    async def slow_lookup(query: str) -> str:
+        """Takes a long time."""
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    monkeypatch.setitem(TOOLS, "slow_lookup", slow_lookup)
+    agent = (
+        await client.post(
+            "/agents/",
+            json={
+                "name": "Slow tools",
+                "model_name": "fake:tools",
+                "tools_enabled": ["slow_lookup"],
+            },
+            headers=admin.headers,
+        )
+    ).json()
+    chat_id = (
+        await client.post("/chats/", json={"agent_id": agent["id"]}, headers=user.headers)
+    ).json()["id"]
+    url = f"/chats/{chat_id}/messages"
+    answer = asyncio.create_task(client.post(url, json={"content": "q"}, headers=user.headers))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    run = await _wait_running(client, user, chat_id)
+    cancel = await client.post(f"/runs/{run['id']}/cancel", headers=user.headers)
+    assert cancel.json()["status"] == "cancelled"
+    assert (await answer).json()["status"] == "cancelled"
+    history = (await client.get(url, headers=user.headers)).json()["items"]
+    assert [m["sender"] for m in history] == ["user", "agent"]  # the call, with no result
+    call_id = history[1]["metadata"]["tool_calls"][0]["id"]
+
+    await client.put(
+        f"/agents/{agent['id']}", json={"model_name": "fake:echo"}, headers=admin.headers
+    )
+    nxt = (await client.post(url, json={"content": "next"}, headers=user.headers)).json()
+    assert nxt["status"] == "success"
+    assert [(m["sender"], m["content"]) for m in nxt["messages"]] == [
+        ("tool", "Error: this tool call was stopped before it returned a result."),
+        ("user", "next"),
+        ("agent", "You said: next"),
+    ]
+    assert nxt["messages"][0]["metadata"] == {
+        "tool_call_id": call_id,
+        "name": "slow_lookup",
+        "is_error": True,
+    }
+    history = (await client.get(url, headers=user.headers)).json()["items"]
+    assert [m["sender"] for m in history] == ["user", "agent", "tool", "user", "agent"]
