@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from api import errors
 from api.bootstrap import bootstrap_admin, resolve_database, upgrade_database
@@ -18,6 +17,7 @@ from api.security import TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
 from graphs.runner import RunManager
+from storage.checkpoints import Checkpointer
 from storage.db import open_pool
 
 log = logging.getLogger("switchboard")
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             run_manager = RunManager(
                 pool,
-                AsyncPostgresSaver(pool),
+                Checkpointer(pool),
                 default_model=settings.effective_default_model,
                 retention_seconds=settings.run_log_retention_seconds,
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,

@@ -13,6 +13,7 @@ Native events (``data`` is one JSON object):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -95,7 +96,8 @@ class RunManager:
         self.host = socket.gethostname()
         self.worker_id = f"{self.host}:{os.getpid()}"
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
-        self._cancelled: set[UUID] = set()
+        self._cancelled: dict[UUID, str] = {}
+        self._chat_freed: dict[str, asyncio.Event] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self.shutdown_grace_seconds = shutdown_grace_seconds
         # Set by the SSE layer when the server starts shutting down (SIGTERM).
@@ -160,14 +162,29 @@ class RunManager:
             except Exception:
                 log.exception("run heartbeat failed")
 
-    def cancel(self, run_id: UUID) -> bool:
-        """Stop a run of this process; ``False`` when it is not running here."""
+    def cancel(self, run_id: UUID, status: str = "cancelled") -> bool:
+        """Stop a run of this process, ending it with ``status``; ``False`` if not running here."""
         task = self._tasks.get(run_id)
         if task is None or task.done():
             return False
-        self._cancelled.add(run_id)
+        self._cancelled[run_id] = status
         task.cancel()
         return True
+
+    async def _stop_running(self, chat_id: UUID, *, rollback: bool) -> None:
+        """Interrupt the chat's running run (strategies ``interrupt`` and ``rollback``).
+
+        ``rollback`` also removes every checkpoint the stopped run wrote, as if it never ran.
+        """
+        async with self.pool.connection() as conn:
+            active = await runs_store.running_run_id(conn, chat_id)
+        if active is None or not self.cancel(active, status="interrupted"):
+            return
+        run_log = self.logs.get(active)
+        if run_log is not None:
+            await run_log.wait_closed()
+        if rollback:
+            await self.checkpointer.adelete_for_runs([str(active)])
 
     async def start(
         self,
@@ -177,21 +194,34 @@ class RunManager:
         user_id: UUID,
         content: str,
         profile: dict[str, Any] | None,
+        strategy: str = "reject",
     ) -> tuple[dict[str, Any], RunLog]:
-        """Record a run and start it in the background; raises ``ChatBusy``, ``ShuttingDown``."""
+        """Record a run and start it in the background.
+
+        ``strategy`` says what happens when the chat already has an active run: ``reject``
+        raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
+        running one (its checkpoints stay); ``rollback`` stops it and removes its checkpoints.
+        Raises ``ShuttingDown`` once the server is draining.
+        """
         if not self.accepting:
             raise ShuttingDown()
         spec = AgentSpec.from_row(agent, self.default_model)
+        if strategy in ("interrupt", "rollback"):
+            await self._stop_running(chat["id"], rollback=strategy == "rollback")
+        fields = {
+            "chat_id": chat["id"],
+            "user_id": user_id,
+            "agent_id": agent["id"],
+            "agent_version": agent["version"],
+            "model_name": spec.model_name,
+            "multitask_strategy": strategy,
+            "worker_id": self.worker_id,
+        }
         async with self.pool.connection() as conn:
-            run = await runs_store.insert_running(
-                conn,
-                chat_id=chat["id"],
-                user_id=user_id,
-                agent_id=agent["id"],
-                agent_version=agent["version"],
-                model_name=spec.model_name,
-                worker_id=self.worker_id,
-            )
+            if strategy == "enqueue":
+                run = await runs_store.insert_pending(conn, **fields)
+            else:
+                run = await runs_store.insert_running(conn, **fields)
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
         run_log = self.logs.create(run["id"])
@@ -220,6 +250,8 @@ class RunManager:
             "run", {"run_id": str(run["id"]), "chat_id": chat_id, "agent_id": str(spec.id)}
         )
         try:
+            if run["status"] == "pending":
+                await self._wait_turn(run["id"], chat_id)
             graph = self.graphs.get(spec)
             human = HumanMessage(
                 content=content,
@@ -231,7 +263,12 @@ class RunManager:
             for message in closing:
                 self._emit_message(run_log, message, chat_id, usage)
             run_log.append("message", to_api(human, chat_id))
-            config = {"configurable": {"thread_id": chat_id}, "run_id": run["id"]}
+            config = {
+                "configurable": {"thread_id": chat_id},
+                "run_id": run["id"],
+                # Stamped on every checkpoint, so a rollback can find what this run wrote.
+                "metadata": {"run_id": str(run["id"])},
+            }
             async for mode, payload in graph.astream(
                 {"messages": [*closing, human]},
                 config=config,
@@ -246,11 +283,8 @@ class RunManager:
                     for message in _updated_messages(payload):
                         self._emit_message(run_log, message, chat_id, usage)
         except asyncio.CancelledError:
-            if run["id"] in self._cancelled:
-                self._cancelled.discard(run["id"])
-                status, error = "cancelled", None
-            else:
-                status, error = "interrupted", "The server stopped before the run finished"
+            status = self._cancelled.pop(run["id"], "interrupted")
+            error = None if status == "cancelled" else "Stopped before it finished"
             raise
         except Exception as exc:
             # The reason goes to the log, never to the client: it may hold internals.
@@ -262,6 +296,17 @@ class RunManager:
             )
         finally:
             await asyncio.shield(self._finish(run, chat, run_log, status, error, usage, content))
+
+    async def _wait_turn(self, run_id: UUID, chat_id: str) -> None:
+        """Block a queued run until it is next in line and its chat is free, then claim it."""
+        while True:
+            freed = self._chat_freed.setdefault(chat_id, asyncio.Event())
+            async with self.pool.connection() as conn:
+                if await runs_store.claim_pending(conn, run_id, self.worker_id):
+                    return
+            # Woken when a run of this chat ends here; the timeout covers other processes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(freed.wait(), timeout=1.0)
 
     @staticmethod
     def _emit_message(
@@ -313,6 +358,9 @@ class RunManager:
         finally:
             run_log.append("end", {"status": status, "usage": usage})
             run_log.close()
+            freed = self._chat_freed.pop(str(chat["id"]), None)
+            if freed is not None:
+                freed.set()
 
     async def _close_dangling_tool_calls(self, chat_id: str) -> list[ToolMessage]:
         """Answers for tool calls a stopped run left unanswered, to add before the new message.

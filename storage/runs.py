@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from storage.db import Conn
@@ -14,18 +15,38 @@ RUN_COLUMNS = """
     error, usage, worker_id, heartbeat_at, created_at, started_at, ended_at
 """
 
-# ON CONFLICT DO NOTHING on the one-active-run-per-chat index: None means the chat is busy.
-INSERT_RUNNING = f"""
-INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, status, worker_id,
-                  started_at, heartbeat_at)
-VALUES (%(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s, 'running',
-        %(worker_id)s, now(), now())
-ON CONFLICT (chat_id) WHERE status IN ('pending', 'running') DO NOTHING
-RETURNING {RUN_COLUMNS}
+_INSERT = """
+INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
+                  status, worker_id, started_at, heartbeat_at)
+SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
+       %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now()
+"""
+# Starts now, unless any run of the chat is active or queued (the unique index on running runs
+# settles races between processes).
+INSERT_RUNNING = (
+    _INSERT.format(status="'running'", started="now()")
+    + """
+WHERE NOT EXISTS (SELECT 1 FROM runs WHERE chat_id = %(chat_id)s
+                  AND status IN ('pending', 'running'))
+ON CONFLICT (chat_id) WHERE status = 'running' DO NOTHING
+RETURNING """
+    + RUN_COLUMNS
+)
+INSERT_PENDING = _INSERT.format(status="'pending'", started="NULL") + "RETURNING " + RUN_COLUMNS
+# A queued run starts when it is the oldest pending run of its chat and none is running.
+CLAIM_PENDING = """
+UPDATE runs SET status = 'running', started_at = now(), heartbeat_at = now(),
+                worker_id = %(worker_id)s
+WHERE id = %(id)s AND status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.chat_id = runs.chat_id AND r.status = 'running')
+  AND id = (SELECT r.id FROM runs r WHERE r.chat_id = runs.chat_id AND r.status = 'pending'
+            ORDER BY r.created_at, r.id LIMIT 1)
 """
 SELECT_ACTIVE_FOR_CHAT = """
 SELECT id FROM runs WHERE chat_id = %s AND status IN ('pending', 'running')
+ORDER BY status = 'running' DESC, created_at LIMIT 1
 """
+SELECT_RUNNING_FOR_CHAT = "SELECT id FROM runs WHERE chat_id = %s AND status = 'running'"
 FINISH = f"""
 UPDATE runs SET status = %(status)s, error = %(error)s, usage = %(usage)s, ended_at = now()
 WHERE id = %(id)s RETURNING {RUN_COLUMNS}
@@ -40,8 +61,34 @@ COUNT_FOR_CHAT = "SELECT count(*) AS n FROM runs WHERE chat_id = %s"
 
 async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
     """Record a run that starts now; ``None`` when the chat already has an active run."""
-    cur = await conn.execute(INSERT_RUNNING, fields)
+    try:
+        cur = await conn.execute(INSERT_RUNNING, fields)
+    except psycopg.errors.UniqueViolation:
+        return None
     return await cur.fetchone()
+
+
+async def insert_pending(conn: Conn, **fields: Any) -> dict[str, Any]:
+    """Queue a run behind the chat's active and queued runs."""
+    cur = await conn.execute(INSERT_PENDING, fields)
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def claim_pending(conn: Conn, run_id: UUID, worker_id: str) -> bool:
+    """Start a queued run if it is next in line and its chat is free."""
+    try:
+        cur = await conn.execute(CLAIM_PENDING, {"id": run_id, "worker_id": worker_id})
+    except psycopg.errors.UniqueViolation:
+        return False
+    return cur.rowcount == 1
+
+
+async def running_run_id(conn: Conn, chat_id: UUID) -> UUID | None:
+    cur = await conn.execute(SELECT_RUNNING_FOR_CHAT, (chat_id,))
+    row = await cur.fetchone()
+    return row["id"] if row else None
 
 
 async def active_run_id(conn: Conn, chat_id: UUID) -> UUID | None:
@@ -76,7 +123,10 @@ async def list_for_chat(
     return rows, total["n"]
 
 
-HEARTBEAT = "UPDATE runs SET heartbeat_at = now() WHERE id = ANY(%s) AND status = 'running'"
+# Queued runs beat too: their waiting task is alive, so they are not orphans.
+HEARTBEAT = """
+UPDATE runs SET heartbeat_at = now() WHERE id = ANY(%s) AND status IN ('pending', 'running')
+"""
 ACTIVE_ON_HOST = """
 SELECT id, worker_id FROM runs
 WHERE status IN ('pending', 'running') AND worker_id LIKE %s

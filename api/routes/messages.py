@@ -59,7 +59,9 @@ async def send_message(
     `Accept: text/event-stream` it streams the run's events (`run`, `message`, `token`,
     `tool_call`, `tool_result`, `error`, `end`) as they happen.
     """
-    run, run_log = await messages_service.send(state, user, chat_id, body.content)
+    run, run_log = await messages_service.send(
+        state, user, chat_id, body.content, body.multitask_strategy
+    )
     locations = {"Location": f"/runs/{run['id']}/stream", "Content-Location": f"/runs/{run['id']}"}
     cancel = None
     if body.on_disconnect == "cancel":

@@ -20,6 +20,12 @@ class MessageCreate(RequestModel):
         description="`continue` (default): the run goes on when the client leaves; "
         "`cancel`: stop the run if the client disconnects before it ends",
     )
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = Field(
+        "reject",
+        description="When the chat already has an active run: `reject` (409 naming it), "
+        "`enqueue` (run after it), `interrupt` (stop it, keep what it wrote) or `rollback` "
+        "(stop it and remove what it wrote)",
+    )
 
     @field_validator("content")
     @classmethod
@@ -63,6 +69,7 @@ class RunOut(BaseModel):
     agent_version: int
     model_name: str
     status: str
+    multitask_strategy: str
     error: str | None
     usage: dict[str, Any] | None
     created_at: datetime

@@ -30,7 +30,11 @@ async def _profile(state: AppState, user: dict[str, Any]) -> dict[str, Any] | No
 
 
 async def send(
-    state: AppState, user: dict[str, Any], chat_id: UUID, content: str
+    state: AppState,
+    user: dict[str, Any],
+    chat_id: UUID,
+    content: str,
+    strategy: str = "reject",
 ) -> tuple[dict[str, Any], RunLog]:
     """Check the chat can take a message, then start the run that answers it."""
     async with state.pool.connection() as conn:
@@ -48,6 +52,7 @@ async def send(
             user_id=user["id"],
             content=content,
             profile=await _profile(state, user),
+            strategy=strategy,
         )
     except ChatBusy as busy:
         raise Conflict(f"The chat already has an active run: {busy.active_run_id}") from None

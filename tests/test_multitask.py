@@ -1,0 +1,145 @@
+"""A second message while a run is active: reject, enqueue, interrupt, rollback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import User, assert_error
+
+
+class Chat:
+    def __init__(
+        self, client: httpx.AsyncClient, user: User, admin: User, agent: dict, chat_id: str
+    ):
+        self.client, self.user, self.admin = client, user, admin
+        self.agent, self.id = agent, chat_id
+
+    def post(self, content: str, **body: Any) -> asyncio.Task[httpx.Response]:
+        return asyncio.create_task(
+            self.client.post(
+                f"/chats/{self.id}/messages",
+                json={"content": content, **body},
+                headers=self.user.headers,
+            )
+        )
+
+    async def runs(self) -> list[dict[str, Any]]:
+        response = await self.client.get(f"/chats/{self.id}/runs", headers=self.user.headers)
+        return response.json()["items"]
+
+    async def wait_running(self) -> dict[str, Any]:
+        for _ in range(500):
+            running = [r for r in await self.runs() if r["status"] == "running"]
+            if running:
+                return running[0]
+            await asyncio.sleep(0.01)
+        raise AssertionError("no run started")
+
+    async def use_model(self, model_name: str) -> None:
+        response = await self.client.put(
+            f"/agents/{self.agent['id']}",
+            json={"model_name": model_name},
+            headers=self.admin.headers,
+        )
+        assert response.status_code == 200
+
+    async def history(self) -> list[tuple[str, str]]:
+        response = await self.client.get(f"/chats/{self.id}/messages", headers=self.user.headers)
+        return [(m["sender"], m["content"]) for m in response.json()["items"]]
+
+
+@pytest.fixture
+async def chat(client: httpx.AsyncClient, user: User, admin: User) -> Chat:
+    agent = (
+        await client.post(
+            "/agents/", json={"name": "Multi", "model_name": "fake:echo"}, headers=admin.headers
+        )
+    ).json()
+    chat_id = (
+        await client.post("/chats/", json={"agent_id": agent["id"]}, headers=user.headers)
+    ).json()["id"]
+    return Chat(client, user, admin, agent, chat_id)
+
+
+LONG = " ".join(f"tok{i}" for i in range(20))
+
+
+async def test_reject_is_the_default(chat: Chat) -> None:
+    await chat.use_model("fake:tokens-20@50")
+    first = chat.post("one")
+    active = await chat.wait_running()
+    for body in ({}, {"multitask_strategy": "reject"}):
+        busy = await chat.post("two", **body)
+        assert active["id"] in assert_error(busy, 409, "conflict")["detail"]
+    assert (await first).json()["status"] == "success"
+    assert await chat.history() == [("user", "one"), ("agent", LONG)]
+
+
+async def test_enqueue_runs_after_the_active_run(chat: Chat) -> None:
+    await chat.use_model("fake:tokens-20@30")
+    first = chat.post("one")
+    await chat.wait_running()
+    second = chat.post("two", multitask_strategy="enqueue")
+    # Queue order is arrival order: let "two" arrive before "three" is sent.
+    while len(await chat.runs()) < 2:
+        await asyncio.sleep(0.01)
+    third = chat.post("three", multitask_strategy="enqueue")
+    answers = [(await t).json() for t in (first, second, third)]
+    assert [a["status"] for a in answers] == ["success"] * 3
+    assert await chat.history() == [
+        ("user", "one"), ("agent", LONG),
+        ("user", "two"), ("agent", LONG),
+        ("user", "three"), ("agent", LONG),
+    ]  # fmt: skip
+    runs = sorted(await chat.runs(), key=lambda r: r["created_at"])
+    assert [r["multitask_strategy"] for r in runs] == ["reject", "enqueue", "enqueue"]
+    # Strictly one after the other.
+    assert runs[0]["ended_at"] <= runs[1]["started_at"]
+    assert runs[1]["ended_at"] <= runs[2]["started_at"]
+
+
+async def test_interrupt_stops_the_active_run_and_keeps_what_it_wrote(chat: Chat) -> None:
+    await chat.post("zero")
+    await chat.use_model("fake:tokens-200@20")
+    first = chat.post("one")
+    active = await chat.wait_running()
+    await chat.use_model("fake:echo")
+    second = await chat.post("two", multitask_strategy="interrupt")
+    assert second.status_code == 201
+    assert second.json()["messages"][-1]["content"] == "You said: two"
+    assert (await first).json()["status"] == "interrupted"
+    run = (await chat.client.get(f"/runs/{active['id']}", headers=chat.user.headers)).json()
+    assert run["status"] == "interrupted"
+    # The interrupted run's checkpoint (its user message) stays; its partial answer never was.
+    assert await chat.history() == [
+        ("user", "zero"), ("agent", "You said: zero"),
+        ("user", "one"),
+        ("user", "two"), ("agent", "You said: two"),
+    ]  # fmt: skip
+
+
+async def test_rollback_stops_the_active_run_and_removes_what_it_wrote(chat: Chat) -> None:
+    await chat.post("zero")
+    await chat.use_model("fake:tokens-200@20")
+    first = chat.post("one")
+    await chat.wait_running()
+    await chat.use_model("fake:echo")
+    second = await chat.post("two", multitask_strategy="rollback")
+    assert second.json()["status"] == "success"
+    assert (await first).json()["status"] == "interrupted"
+    assert await chat.history() == [
+        ("user", "zero"), ("agent", "You said: zero"),
+        ("user", "two"), ("agent", "You said: two"),
+    ]  # fmt: skip
+    chat_row = (await chat.client.get(f"/chats/{chat.id}", headers=chat.user.headers)).json()
+    assert chat_row["message_count"] == 4
+
+
+async def test_unknown_strategy_is_422(chat: Chat) -> None:
+    response = await chat.post("x", multitask_strategy="shove")
+    assert_error(response, 422, "validation_error")
+    assert await chat.history() == []
