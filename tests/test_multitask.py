@@ -85,7 +85,9 @@ async def test_enqueue_runs_after_the_active_run(chat: Chat) -> None:
     await chat.wait_running()
     second = chat.post("two", multitask_strategy="enqueue")
     # Queue order is arrival order: let "two" arrive before "three" is sent.
-    while len(await chat.runs()) < 2:
+    for _ in range(500):
+        if len(await chat.runs()) == 2:
+            break
         await asyncio.sleep(0.01)
     third = chat.post("three", multitask_strategy="enqueue")
     answers = [(await t).json() for t in (first, second, third)]
