@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from graphs.build import GraphCache
 from graphs.events import EventLogs, RunLog
-from graphs.messages import to_api
+from graphs.messages import USAGE_KEYS, to_api
 from graphs.spec import AgentContext, AgentSpec
 from storage import chats as chats_store
 from storage import runs as runs_store
@@ -68,7 +68,7 @@ def title_from(text: str) -> str:
 def add_usage(total: dict[str, int], message: AIMessage) -> None:
     usage = message.usage_metadata
     if usage:
-        for key in ("input_tokens", "output_tokens", "total_tokens"):
+        for key in USAGE_KEYS:
             total[key] = total.get(key, 0) + int(usage.get(key, 0))
 
 
