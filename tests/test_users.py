@@ -512,6 +512,7 @@ async def test_interests_with_priorities_replace_the_set(
 
 async def test_interest_area_ids_replace_the_set_at_priority_3(
     client: httpx.AsyncClient,
+    db: psycopg.AsyncConnection[dict[str, Any]],
     user: User,
     onboarded: dict[str, Any],
     interest_areas: dict[str, str],
@@ -524,6 +525,9 @@ async def test_interest_area_ids_replace_the_set_at_priority_3(
     expected = {**onboarded, "interests": [interest(catalog["operations"])]}
     assert response.json() == expected
     assert await get_profile(client, user) == expected
+    # The stored questionnaire follows, so it never contradicts the profile.
+    stored = await stored_state(db, user)
+    assert stored["onboarding_data"]["interest_area_ids"] == [interest_areas["operations"]]
 
 
 async def test_updating_the_profile_before_onboarding(

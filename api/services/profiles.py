@@ -78,18 +78,21 @@ async def update_profile(
             columns[name] = getattr(dto, name).value
     if "organization" in given:
         columns["organization"] = dto.organization
-    data = dict(user["onboarding_data"] or {})
-    for name in ("use_cases", "goals"):
-        if name in given:
-            data[name] = getattr(dto, name)
-    if data != (user["onboarding_data"] or {}):
-        columns["onboarding_data"] = data
-
     priorities: dict[UUID, int] | None = None
     if dto.interests is not None:
         priorities = {i.interest_area_id: i.priority for i in dto.interests}
     elif dto.interest_area_ids is not None:
         priorities = dict.fromkeys(dto.interest_area_ids, DEFAULT_PRIORITY)
+
+    # The stored answers follow the profile, so they never contradict it.
+    data = dict(user["onboarding_data"] or {})
+    for name in ("use_cases", "goals"):
+        if name in given:
+            data[name] = getattr(dto, name)
+    if priorities is not None:
+        data["interest_area_ids"] = [str(i) for i in priorities]
+    if data != (user["onboarding_data"] or {}):
+        columns["onboarding_data"] = data
 
     async with conn.transaction():
         if priorities is not None:
