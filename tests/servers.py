@@ -87,3 +87,31 @@ def stop_postgres(pgdata: Path) -> None:
     if os.geteuid() == 0:  # pgserver runs Postgres as its own OS user when we are root
         command = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(command)]
     subprocess.run(command, check=False, capture_output=True)
+
+
+ADMIN = {"email": "root@example.org", "password": "root-password"}
+
+
+def admin_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a server on its own embedded Postgres with a bootstrap admin."""
+    return clean_env(
+        SWITCHBOARD_DATA_DIR=str(data_dir),
+        SWITCHBOARD_ADMIN_EMAIL=ADMIN["email"],
+        SWITCHBOARD_ADMIN_PASSWORD=ADMIN["password"],
+        **extra,
+    )
+
+
+def user_with_agent(http: httpx.Client, model_name: str) -> tuple[dict[str, str], dict]:
+    """Register a user and (as the admin) an agent on ``model_name``: (user headers, agent)."""
+    admin = http.post("/auth/login", json=ADMIN).json()
+    user = http.post(
+        "/auth/register",
+        json={"name": "U", "email": "u@example.org", "password": "correct horse battery"},
+    ).json()
+    agent = http.post(
+        "/agents/",
+        json={"name": "Agent", "model_name": model_name},
+        headers={"Authorization": f"Bearer {admin['access_token']}"},
+    ).json()
+    return {"Authorization": f"Bearer {user['access_token']}"}, agent

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.servers import Server, clean_env
+from tests.servers import Server, admin_env, user_with_agent
 
 TOKENS = 200
 EVENTS = TOKENS + 4  # run, message (user), tokens…, message (agent), end
@@ -36,25 +35,9 @@ def read_events(lines: Iterator[str]) -> Iterator[tuple[int, str, Any]]:
 
 @pytest.fixture
 def live(data_dir: Path) -> Iterator[dict[str, Any]]:
-    env = clean_env(
-        SWITCHBOARD_DATA_DIR=str(data_dir),
-        SWITCHBOARD_ADMIN_EMAIL="root@example.org",
-        SWITCHBOARD_ADMIN_PASSWORD="root-password",
-    )
-    server = Server(data_dir, env)
+    server = Server(data_dir, admin_env(data_dir))
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        admin = http.post(
-            "/auth/login", json={"email": "root@example.org", "password": "root-password"}
-        ).json()
-        user = http.post(
-            "/auth/register", json={"name": "U", "email": "u@example.org", "password": PASSWORD}
-        ).json()
-        headers = {"Authorization": f"Bearer {user['access_token']}"}
-        agent = http.post(
-            "/agents/",
-            json={"name": "Long", "model_name": f"fake:tokens-{TOKENS}@1"},
-            headers={"Authorization": f"Bearer {admin['access_token']}"},
-        ).json()
+        headers, agent = user_with_agent(http, f"fake:tokens-{TOKENS}@1")
         yield {"http": http, "headers": headers, "agent": agent}
     server.stop_gracefully(signal.SIGTERM)
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.servers import Server, clean_env
+from tests.servers import Server, admin_env, user_with_agent
 from tests.test_resume import read_events
 
 
@@ -23,26 +22,10 @@ from tests.test_resume import read_events
 def test_sigterm_drains_runs_and_ends_every_stream(
     data_dir: Path, model: str, grace: str, status: str
 ) -> None:
-    env = clean_env(
-        SWITCHBOARD_DATA_DIR=str(data_dir),
-        SWITCHBOARD_ADMIN_EMAIL="root@example.org",
-        SWITCHBOARD_ADMIN_PASSWORD="root-password",
-        SWITCHBOARD_SHUTDOWN_GRACE_SECONDS=grace,
-    )
+    env = admin_env(data_dir, SWITCHBOARD_SHUTDOWN_GRACE_SECONDS=grace)
     server = Server(data_dir, env)
     http = httpx.Client(base_url=server.url, timeout=60)
-    admin = http.post(
-        "/auth/login", json={"email": "root@example.org", "password": "root-password"}
-    ).json()
-    user = http.post(
-        "/auth/register", json={"name": "U", "email": "u@example.org", "password": PASSWORD}
-    ).json()
-    headers = {"Authorization": f"Bearer {user['access_token']}"}
-    agent = http.post(
-        "/agents/",
-        json={"name": "Slow", "model_name": model},
-        headers={"Authorization": f"Bearer {admin['access_token']}"},
-    ).json()
+    headers, agent = user_with_agent(http, model)
     chat = http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers).json()
 
     events = []
