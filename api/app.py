@@ -16,8 +16,7 @@ from api.routes.meta import server_version
 from api.security import TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
-from graphs.runner import RunManager
-from storage.checkpoints import Checkpointer
+from graphs.runner import open_run_manager
 from storage.db import open_pool
 
 log = logging.getLogger("switchboard")
@@ -36,14 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool = await open_pool(
                 conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
             )
-            run_manager = RunManager(
-                pool,
-                Checkpointer(pool),
-                default_model=settings.effective_default_model,
-                retention_seconds=settings.run_log_retention_seconds,
-                shutdown_grace_seconds=settings.shutdown_grace_seconds,
-            )
-            await run_manager.open()
+            run_manager = await open_run_manager(settings, pool, execute=settings.execute_runs)
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -89,10 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _log_startup(settings: Settings) -> None:
     log.info(
-        "switchboard %s ready: database=%s, default model=%s",
+        "switchboard %s ready: database=%s, default model=%s, event logs=%s, runs %s",
         server_version(),
         settings.database_kind,
         settings.effective_default_model,
+        "redis" if settings.redis_url else "memory",
+        "executed here" if settings.execute_runs else "left to workers",
     )
     if settings.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:
         log.warning("using the development JWT secret; set SWITCHBOARD_JWT_SECRET before deploying")

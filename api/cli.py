@@ -1,4 +1,4 @@
-"""The ``switchboard`` command: serve, db upgrade, users create-admin."""
+"""The ``switchboard`` command: serve, worker, db upgrade, users create-admin."""
 
 from __future__ import annotations
 
@@ -84,6 +84,17 @@ def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker(_: argparse.Namespace, settings: Settings) -> int:
+    from api.worker import run_worker
+
+    try:
+        asyncio.run(run_worker(settings))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker", help="execute queued runs (needs DATABASE_URL and REDIS_URL)"
+    )
+    worker.set_defaults(handler=_worker)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)

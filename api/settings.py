@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     run_log_retention_seconds: int = Field(default=600, ge=1)
     # On SIGTERM, active runs get this long to finish before they are marked interrupted.
     shutdown_grace_seconds: float = Field(default=30, ge=0)
+    # Active runs beat this often; a run whose beat is stale_seconds old is found orphaned.
+    heartbeat_seconds: float = Field(default=5, gt=0)
+    stale_seconds: float = Field(default=30, gt=0)
+
+    # Several processes: with Redis, event logs live in Redis Streams and any process can
+    # read or stop any run. execute_runs=false makes an API process only queue runs, for
+    # `switchboard worker` processes to execute (worker_concurrency at once each).
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "SWITCHBOARD_REDIS_URL")
+    )
+    execute_runs: bool = True
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
 
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []
@@ -66,6 +78,10 @@ class Settings(BaseSettings):
             raise ValueError("SWITCHBOARD_JWT_SECRET must be at least 32 characters in production")
         if "*" in self.cors_origins:
             raise ValueError("SWITCHBOARD_CORS_ORIGINS cannot be '*': list the origins")
+        if not self.execute_runs and not self.redis_url:
+            raise ValueError(
+                "SWITCHBOARD_EXECUTE_RUNS=false needs REDIS_URL: workers get runs through it"
+            )
         return self
 
     @cached_property

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from graphs.events import RunLog
+from graphs.events import EventSource
 
 PING_SECONDS = 15
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -23,19 +21,15 @@ def _ping() -> ServerSentEvent:
     return ServerSentEvent(comment="ping")
 
 
-def encode(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 async def _events(
-    run_log: RunLog, after: int, on_disconnect: Callable[[], object] | None
+    run_log: EventSource, after: int, on_disconnect: Callable[[], object] | None
 ) -> AsyncIterator[ServerSentEvent]:
     # A comment at once: proxies and clients see the stream open before the first token.
     yield _ping()
     finished = False
     try:
         async for event in run_log.read(after):
-            yield ServerSentEvent(data=encode(event.data), event=event.event, id=str(event.id))
+            yield ServerSentEvent(data=event.json, event=event.event, id=str(event.id))
         finished = True
     finally:
         # The client left before the end (sse-starlette closes this generator).
@@ -44,7 +38,7 @@ async def _events(
 
 
 def run_stream(
-    run_log: RunLog,
+    run_log: EventSource,
     *,
     after: int = 0,
     headers: dict[str, str] | None = None,

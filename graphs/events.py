@@ -4,19 +4,26 @@ The run writes; HTTP responses only read. A reader that starts late (or reconnec
 ``Last-Event-ID``) replays what it missed from the log, then follows the live tail. Event ids
 are run-scoped and strictly increasing, starting at 1.
 
-This is the in-process backend: a bounded number of logs in memory, each kept for a while
-after its run ends.
+``EventLogs`` is the in-process backend: a bounded number of logs in memory, each kept for a
+while after its run ends. ``graphs/redis_logs.py`` adds Redis Streams behind the same
+interface, so a run executed by one process can be read through any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, Protocol
 from uuid import UUID
+
+
+def encode(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,22 @@ class Event:
     id: int
     event: str
     data: dict[str, Any]
+
+    @cached_property
+    def json(self) -> str:
+        """``data`` as compact JSON, encoded once however many readers and sinks want it."""
+        return encode(self.data)
+
+
+class EventSource(Protocol):
+    """What a reader of a run's events needs: the events after an id, live until ``end``."""
+
+    def read(self, after: int = 0) -> AsyncIterator[Event]: ...
+
+
+async def read_all(source: EventSource) -> list[Event]:
+    """Every event of a run, once it has ended."""
+    return [event async for event in source.read(0)]
 
 
 class RunLog:
@@ -69,6 +92,11 @@ class RunLog:
         while not self.closed:
             await self._changed.wait()
 
+    async def wait_beyond(self, count: int) -> None:
+        """Return once the log holds more than ``count`` events, or is closed."""
+        while len(self.events) <= count and not self.closed:
+            await self._changed.wait()
+
 
 class EventLogs:
     """All run logs of this process, dropped ``retention_seconds`` after their run ends."""
@@ -85,8 +113,25 @@ class EventLogs:
         return log
 
     def get(self, run_id: UUID) -> RunLog | None:
+        """The log of a run this process executes (or executed recently)."""
         self._expire()
         return self._logs.get(run_id)
+
+    async def open(self, run_id: UUID, *, active: bool) -> EventSource | None:
+        """A reader of the run's events; ``None`` when they are gone (or never were here).
+
+        ``active`` says the run is pending or running, so its events may still be coming.
+        """
+        return self.get(run_id)
+
+    async def end_orphan(self, run_id: UUID, status: str) -> None:
+        """Write ``end`` for a run whose process died, so its readers stop waiting.
+
+        In memory, a dead process took its logs with it: nothing to do.
+        """
+
+    async def aclose(self) -> None:
+        """Flush and release what the backend holds."""
 
     def _expire(self) -> None:
         now = time.monotonic()

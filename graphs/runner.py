@@ -30,12 +30,16 @@ from langchain_core.messages import (
     HumanMessage,
     ToolMessage,
 )
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
 
 from graphs.build import GraphCache
-from graphs.events import EventLogs, RunLog
+from graphs.events import EventLogs, EventSource, RunLog, read_all
 from graphs.messages import USAGE_KEYS, to_api
+from graphs.redis_logs import ControlBus, RedisEventLogs
 from graphs.spec import AgentContext, AgentSpec
+from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
 
@@ -73,7 +77,14 @@ def add_usage(total: dict[str, int], message: AIMessage) -> None:
 
 
 class RunManager:
-    """Starts runs and owns their tasks and event logs in this process."""
+    """Starts runs and owns their tasks and event logs in this process.
+
+    Alone (no Redis), every run executes in the process that received its message and its
+    events live in memory. With ``redis``, event logs are mirrored to Redis Streams and stop
+    requests travel on a control channel, so any process can read or stop any run; with
+    ``execute=False`` as well, this process only queues runs, and ``switchboard worker``
+    processes (``work()``) claim and execute them.
+    """
 
     def __init__(
         self,
@@ -85,12 +96,26 @@ class RunManager:
         heartbeat_seconds: float = 5,
         stale_seconds: float = 30,
         shutdown_grace_seconds: float = 30,
+        redis: Redis | None = None,
+        execute: bool = True,
     ):
+        if not execute and redis is None:
+            raise ValueError("a process that does not execute runs needs Redis to hand them over")
         self.pool = pool
         self.checkpointer = checkpointer
         self.default_model = default_model
         self.graphs = GraphCache(checkpointer)
-        self.logs = EventLogs(retention_seconds)
+        self.execute = execute
+        self.bus: ControlBus | None = None
+        self.logs: EventLogs
+        if redis is not None:
+            self.logs = RedisEventLogs(redis, self._is_active, retention_seconds)
+            self.bus = ControlBus(redis, self._on_control)
+        else:
+            self.logs = EventLogs(retention_seconds)
+        # Set when a queued run may have become claimable (queued, or a chat or slot freed).
+        self._work_available = asyncio.Event()
+        self._stops: set[asyncio.Task[Any]] = set()
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.host = socket.gethostname()
@@ -107,6 +132,8 @@ class RunManager:
 
     async def open(self) -> None:
         """Recover runs left behind by dead processes, then keep our own runs' heartbeat."""
+        if self.bus is not None:
+            await self.bus.open()
         await self.recover()
         self._heartbeat = asyncio.create_task(self._beat(), name="run-heartbeat")
         self._draining = asyncio.create_task(self._drain_on_shutdown(), name="run-drain")
@@ -150,7 +177,35 @@ class RunManager:
             )
         for row in rows:
             log.warning("run %s was left unfinished by a dead process: interrupted", row["id"])
+            await self.logs.end_orphan(row["id"], "interrupted")
+            await self._chat_is_free(str(row["chat_id"]))
         return [row["id"] for row in rows]
+
+    async def _is_active(self, run_id: UUID) -> bool:
+        async with self.pool.connection() as conn:
+            run = await runs_store.get(conn, run_id)
+        return run is not None and run["status"] in ("pending", "running")
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "stop":
+            self.cancel(UUID(message["run_id"]), status=message["status"])
+        elif op == "freed":
+            freed = self._chat_freed.get(message["chat_id"])
+            if freed is not None:
+                freed.set()
+            self._work_available.set()
+        elif op == "queued":
+            self._work_available.set()
+
+    async def _chat_is_free(self, chat_id: str) -> None:
+        """Wake what waits for this chat: queued runs here, and (through Redis) elsewhere."""
+        freed = self._chat_freed.pop(chat_id, None)
+        if freed is not None:
+            freed.set()
+        self._work_available.set()
+        if self.bus is not None:
+            await self.bus.publish({"op": "freed", "chat_id": chat_id})
 
     async def _beat(self) -> None:
         while True:
@@ -171,6 +226,43 @@ class RunManager:
         task.cancel()
         return True
 
+    async def stop(self, run_id: UUID, status: str = "cancelled") -> bool:
+        """Stop a run wherever it is; ``False`` when no process could be told.
+
+        A run of this process is cancelled at once. A queued run nobody has claimed is ended
+        here, in Postgres. Otherwise the request goes to every process over Redis and the owner
+        stops it; its ``end`` event tells the readers (and the caller) when that happened.
+        """
+        if self.cancel(run_id, status):
+            return True
+        async with self.pool.connection() as conn:
+            run = await runs_store.stop_unclaimed(conn, run_id, status)
+        if run is not None:
+            # Nobody else will write this run's events: its readers get them from here.
+            run_log = self.logs.create(run_id)
+            run_log.append("run", _run_event(run))
+            run_log.append("end", {"status": status, "usage": {}})
+            run_log.close()
+            await self._chat_is_free(str(run["chat_id"]))
+            return True
+        if self.bus is None:
+            return False
+        await self.bus.publish({"op": "stop", "run_id": str(run_id), "status": status})
+        return True
+
+    def request_stop(self, run_id: UUID) -> None:
+        """``stop`` from synchronous code (a client that disconnected), in the background."""
+        task = asyncio.get_running_loop().create_task(self.stop(run_id))
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    async def wait_ended(self, run_id: UUID, seconds: float) -> None:
+        """Wait (at most ``seconds``) until the run's event log has its ``end``."""
+        source = await self.logs.open(run_id, active=True)
+        if source is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(read_all(source), seconds)
+
     async def _stop_running(self, chat_id: UUID, *, rollback: bool) -> None:
         """Interrupt the chat's running run (strategies ``interrupt`` and ``rollback``).
 
@@ -178,11 +270,9 @@ class RunManager:
         """
         async with self.pool.connection() as conn:
             active = await runs_store.running_run_id(conn, chat_id)
-        if active is None or not self.cancel(active, status="interrupted"):
+        if active is None or not await self.stop(active, status="interrupted"):
             return
-        run_log = self.logs.get(active)
-        if run_log is not None:
-            await run_log.wait_closed()
+        await self.wait_ended(active, seconds=10)
         if rollback:
             await self.checkpointer.adelete_for_runs([str(active)])
 
@@ -195,8 +285,8 @@ class RunManager:
         content: str,
         profile: dict[str, Any] | None,
         strategy: str = "reject",
-    ) -> tuple[dict[str, Any], RunLog]:
-        """Record a run and start it in the background.
+    ) -> tuple[dict[str, Any], EventSource]:
+        """Record a run and start it in the background (or queue it for a worker).
 
         ``strategy`` says what happens when the chat already has an active run: ``reject``
         raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
@@ -215,24 +305,80 @@ class RunManager:
             "agent_version": agent["version"],
             "model_name": spec.model_name,
             "multitask_strategy": strategy,
-            "worker_id": self.worker_id,
+            # Everything a worker needs to execute the run without this request.
+            "input": Jsonb({"content": content, "profile": profile}),
+            "worker_id": self.worker_id if self.execute else None,
         }
         async with self.pool.connection() as conn:
-            if strategy == "enqueue":
+            if not self.execute:
+                run = await runs_store.insert_pending(conn, if_free=strategy != "enqueue", **fields)
+            elif strategy == "enqueue":
                 run = await runs_store.insert_pending(conn, **fields)
             else:
                 run = await runs_store.insert_running(conn, **fields)
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
-        run_log = self.logs.create(run["id"])
+        if not self.execute:
+            assert self.bus is not None
+            await self.bus.publish({"op": "queued"})
+            source = await self.logs.open(run["id"], active=True)
+            assert source is not None
+            return run, source
         context = AgentContext(user_id=str(user_id), chat_id=str(chat["id"]), profile=profile)
+        return run, self._launch(run, chat, spec, content, context)
+
+    def _launch(
+        self,
+        run: dict[str, Any],
+        chat: dict[str, Any],
+        spec: AgentSpec,
+        content: str,
+        context: AgentContext,
+    ) -> RunLog:
+        run_log = self.logs.create(run["id"])
         task = asyncio.create_task(
             self._execute(run, chat, spec, run_log, content, context),
             name=f"run-{run['id']}",
         )
         self._tasks[run["id"]] = task
         task.add_done_callback(lambda _: self._tasks.pop(run["id"], None))
-        return run, run_log
+        return run_log
+
+    async def work(self, concurrency: int, poll_seconds: float = 2.0) -> None:
+        """Claim queued runs and execute them, up to ``concurrency`` at once (a worker).
+
+        Woken by the control channel when a run is queued or a chat is freed, by our own runs
+        ending, and by a slow poll in case a message was missed.
+        """
+        while self.accepting:
+            self._work_available.clear()
+            while len(self._tasks) < concurrency and self.accepting:
+                async with self.pool.connection() as conn:
+                    run = await runs_store.claim_next(conn, self.worker_id)
+                if run is None:
+                    break
+                await self._launch_claimed(run)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work_available.wait(), timeout=poll_seconds)
+
+    async def _launch_claimed(self, run: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            chat = await chats_store.get_owned(conn, run["chat_id"], run["user_id"])
+            agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)
+        if chat is None or agent is None or not run["input"]:
+            # Its chat was deleted meanwhile (which deletes the run too), or a foreign row.
+            async with self.pool.connection() as conn:
+                await runs_store.finish(
+                    conn, run["id"], status="error", error="NothingToRun", usage=None
+                )
+            await self.logs.end_orphan(run["id"], "error")
+            return
+        spec = AgentSpec.from_row(agent, self.default_model)
+        profile = run["input"].get("profile")
+        context = AgentContext(
+            user_id=str(run["user_id"]), chat_id=str(chat["id"]), profile=profile
+        )
+        self._launch(run, chat, spec, run["input"]["content"], context)
 
     async def _execute(
         self,
@@ -246,9 +392,7 @@ class RunManager:
         chat_id = str(chat["id"])
         usage: dict[str, int] = {}
         status, error = "success", None
-        run_log.append(
-            "run", {"run_id": str(run["id"]), "chat_id": chat_id, "agent_id": str(spec.id)}
-        )
+        run_log.append("run", _run_event(run))
         try:
             if run["status"] == "pending":
                 await self._wait_turn(run["id"], chat_id)
@@ -358,9 +502,7 @@ class RunManager:
         finally:
             run_log.append("end", {"status": status, "usage": usage})
             run_log.close()
-            freed = self._chat_freed.pop(str(chat["id"]), None)
-            if freed is not None:
-                freed.set()
+            await self._chat_is_free(str(chat["id"]))
 
     async def _close_dangling_tool_calls(self, chat_id: str) -> list[ToolMessage]:
         """Answers for tool calls a stopped run left unanswered, to add before the new message.
@@ -407,10 +549,53 @@ class RunManager:
     async def aclose(self) -> None:
         """Drain (grace period, then ``interrupted``) and stop the background tasks."""
         await self.drain()
-        helpers = [t for t in (self._heartbeat, self._draining) if t is not None]
+        helpers = [t for t in (self._heartbeat, self._draining, *self._stops) if t is not None]
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.aclose()
+        await self.logs.aclose()
+
+
+async def open_run_manager(
+    settings: Any, pool: AsyncConnectionPool, *, execute: bool
+) -> RunManager:
+    """The run manager ``settings`` describe (a ``api.settings.Settings``), opened."""
+    from graphs.redis_logs import connect
+    from storage.checkpoints import Checkpointer
+
+    redis = None
+    if settings.redis_url:
+        redis = connect(settings.redis_url)
+        try:
+            await redis.ping()
+        except Exception as exc:
+            await redis.aclose()
+            # The URL may hold a password: name the failure, not the URL.
+            reason = type(exc).__name__
+            raise RuntimeError(f"Redis is unreachable at REDIS_URL ({reason})") from None
+    manager = RunManager(
+        pool,
+        Checkpointer(pool),
+        default_model=settings.effective_default_model,
+        retention_seconds=settings.run_log_retention_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stale_seconds=settings.stale_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        redis=redis,
+        execute=execute,
+    )
+    await manager.open()
+    return manager
+
+
+def _run_event(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": str(run["id"]),
+        "chat_id": str(run["chat_id"]),
+        "agent_id": str(run["agent_id"]),
+    }
 
 
 def _pid_alive(worker_id: str | None) -> bool:

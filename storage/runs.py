@@ -12,14 +12,14 @@ from storage.db import Conn
 
 RUN_COLUMNS = """
     id, chat_id, user_id, agent_id, agent_version, model_name, status, multitask_strategy,
-    error, usage, worker_id, heartbeat_at, created_at, started_at, ended_at
+    error, usage, worker_id, heartbeat_at, created_at, started_at, ended_at, input
 """
 
 _INSERT = """
 INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
-                  status, worker_id, started_at, heartbeat_at)
+                  status, worker_id, started_at, heartbeat_at, input)
 SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
-       %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now()
+       %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now(), %(input)s
 """
 # Starts now, unless any run of the chat is active or queued (the unique index on running runs
 # settles races between processes).
@@ -33,6 +33,15 @@ RETURNING """
     + RUN_COLUMNS
 )
 INSERT_PENDING = _INSERT.format(status="'pending'", started="NULL") + "RETURNING " + RUN_COLUMNS
+# Queued for a worker, unless the chat has an active or queued run (strategy "reject").
+INSERT_PENDING_IF_FREE = (
+    _INSERT.format(status="'pending'", started="NULL")
+    + """
+WHERE NOT EXISTS (SELECT 1 FROM runs WHERE chat_id = %(chat_id)s
+                  AND status IN ('pending', 'running'))
+RETURNING """
+    + RUN_COLUMNS
+)
 # A queued run starts when it is the oldest pending run of its chat and none is running.
 CLAIM_PENDING = """
 UPDATE runs SET status = 'running', started_at = now(), heartbeat_at = now(),
@@ -41,6 +50,30 @@ WHERE id = %(id)s AND status = 'pending'
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.chat_id = runs.chat_id AND r.status = 'running')
   AND id = (SELECT r.id FROM runs r WHERE r.chat_id = runs.chat_id AND r.status = 'pending'
             ORDER BY r.created_at, r.id LIMIT 1)
+"""
+# A worker takes the oldest unclaimed run whose chat is free and that is first in its chat's
+# queue. SKIP LOCKED lets workers claim side by side; the unique index on running runs settles
+# the rare race between two queues of one chat.
+CLAIM_NEXT = f"""
+UPDATE runs SET status = 'running', started_at = now(), heartbeat_at = now(),
+                worker_id = %(worker_id)s
+WHERE id = (
+    SELECT r.id FROM runs r
+    WHERE r.status = 'pending' AND r.worker_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.chat_id = r.chat_id AND o.status = 'running')
+      AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.chat_id = r.chat_id AND o.status = 'pending'
+                      AND (o.created_at, o.id) < (r.created_at, r.id))
+    ORDER BY r.created_at, r.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+) AND status = 'pending'
+RETURNING {RUN_COLUMNS}
+"""
+# A queued run nobody has claimed yet is stopped by whoever asks, with no process to tell.
+STOP_UNCLAIMED = f"""
+UPDATE runs SET status = %(status)s, ended_at = now()
+WHERE id = %(id)s AND status = 'pending' AND worker_id IS NULL
+RETURNING {RUN_COLUMNS}
 """
 SELECT_ACTIVE_FOR_CHAT = """
 SELECT id FROM runs WHERE chat_id = %s AND status IN ('pending', 'running')
@@ -52,6 +85,7 @@ UPDATE runs SET status = %(status)s, error = %(error)s, usage = %(usage)s, ended
 WHERE id = %(id)s RETURNING {RUN_COLUMNS}
 """
 SELECT_OWNED = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s AND user_id = %s"
+SELECT_ONE = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s"
 LIST_FOR_CHAT = f"""
 SELECT {RUN_COLUMNS} FROM runs WHERE chat_id = %(chat_id)s
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
@@ -68,12 +102,36 @@ async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
     return await cur.fetchone()
 
 
-async def insert_pending(conn: Conn, **fields: Any) -> dict[str, Any]:
-    """Queue a run behind the chat's active and queued runs."""
-    cur = await conn.execute(INSERT_PENDING, fields)
-    row = await cur.fetchone()
-    assert row is not None
-    return row
+async def insert_pending(
+    conn: Conn, *, if_free: bool = False, **fields: Any
+) -> dict[str, Any] | None:
+    """Queue a run behind the chat's active and queued runs.
+
+    With ``if_free``, only when the chat has none (``None`` otherwise). A ``worker_id`` of
+    ``None`` leaves the run to whichever worker claims it first.
+    """
+    cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, fields)
+    return await cur.fetchone()
+
+
+async def claim_next(conn: Conn, worker_id: str) -> dict[str, Any] | None:
+    """Claim the next unclaimed queued run that may start now, or ``None``."""
+    try:
+        cur = await conn.execute(CLAIM_NEXT, {"worker_id": worker_id})
+    except psycopg.errors.UniqueViolation:
+        return None
+    return await cur.fetchone()
+
+
+async def stop_unclaimed(conn: Conn, run_id: UUID, status: str) -> dict[str, Any] | None:
+    """End a queued run no process has claimed; ``None`` if it was claimed or has ended."""
+    cur = await conn.execute(STOP_UNCLAIMED, {"id": run_id, "status": status})
+    return await cur.fetchone()
+
+
+async def get(conn: Conn, run_id: UUID) -> dict[str, Any] | None:
+    cur = await conn.execute(SELECT_ONE, (run_id,))
+    return await cur.fetchone()
 
 
 async def claim_pending(conn: Conn, run_id: UUID, worker_id: str) -> bool:
@@ -132,10 +190,11 @@ SELECT id, worker_id FROM runs
 WHERE status IN ('pending', 'running') AND worker_id LIKE %s
 """
 # Runs whose process died: marked interrupted, which also frees their chat for the next message.
+# Unclaimed queued runs have no process and no heartbeat; they wait for a worker.
 INTERRUPT_STALE = """
 UPDATE runs SET status = 'interrupted', ended_at = now(),
                 error = 'The process running it stopped before it finished'
-WHERE status IN ('pending', 'running')
+WHERE status IN ('pending', 'running') AND worker_id IS NOT NULL
   AND (id = ANY(%(ids)s) OR heartbeat_at < now() - make_interval(secs => %(stale)s))
 RETURNING id, chat_id
 """

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
 
@@ -74,6 +77,80 @@ class Server:
         # SIGINT (Ctrl+C) ends in a plain exit.
         assert self.signal(sig) == (-sig if sig == signal.SIGTERM else 0)
         assert "Application shutdown complete" in self.log.read_text()
+
+
+class Worker:
+    """``switchboard worker`` as a real process, ready once it says so in its log."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], name: str = "worker"):
+        self.log = data_dir / f"{name}-{free_port()}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [SWITCHBOARD, "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            if " ready: " in self.log.read_text():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"worker did not start:\n{self.log.read_text()}")
+
+    @property
+    def worker_id(self) -> str:
+        """How the worker names itself on the runs it claims."""
+        return f"{socket.gethostname()}:{self.proc.pid}"
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def redis_server(data_dir: Path) -> Iterator[str]:
+    """Debian's ``redis-server`` on a free port, in memory only; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: apt-get install -y redis-server")
+    port = free_port()
+    pid_file = data_dir / f"redis-{port}.pid"
+    subprocess.run(
+        [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--daemonize", "yes",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(data_dir),
+            "--pidfile", str(pid_file),
+            "--logfile", str(data_dir / f"redis-{port}.log"),
+        ],
+        check=True,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        client.close()
+        yield url
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
 
 
 def stop_postgres(pgdata: Path) -> None:

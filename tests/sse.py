@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,3 +32,16 @@ def parse(body: str) -> tuple[list[SSEEvent], list[str]]:
         if "event" in fields:
             events.append(SSEEvent(fields["event"], int(fields["id"]), json.loads(fields["data"])))
     return events, comments
+
+
+def read_events(lines: Iterator[str]) -> Iterator[tuple[int, str, Any]]:
+    """Complete SSE events from a line iterator: (id, event, data)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line == "":
+            if "event" in fields:
+                yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")

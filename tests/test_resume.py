@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import time
@@ -14,23 +13,11 @@ import httpx
 import pytest
 
 from tests.servers import Server, admin_env, user_with_agent
+from tests.sse import read_events
 
 TOKENS = 200
 EVENTS = TOKENS + 4  # run, message (user), tokens…, message (agent), end
 TRIALS = 100
-
-
-def read_events(lines: Iterator[str]) -> Iterator[tuple[int, str, Any]]:
-    """Complete SSE events from a line iterator: (id, event, data)."""
-    fields: dict[str, str] = {}
-    for line in lines:
-        if line == "":
-            if "event" in fields:
-                yield int(fields["id"]), fields["event"], json.loads(fields["data"])
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from api.deps import CurrentUser, State
 from api.schemas.messages import MessageCreate, MessagePage, RunAnswer
 from api.services import messages as messages_service
 from api.sse import run_stream, wants_event_stream
+from graphs.events import read_all
 
 router = APIRouter(prefix="/chats", tags=["messages"])
 
@@ -65,7 +66,7 @@ async def send_message(
     locations = {"Location": f"/runs/{run['id']}/stream", "Content-Location": f"/runs/{run['id']}"}
     cancel = None
     if body.on_disconnect == "cancel":
-        cancel = functools.partial(state.runs.cancel, run["id"])
+        cancel = functools.partial(state.runs.request_stop, run["id"])
     if wants_event_stream(accept):
         return run_stream(
             run_log,
@@ -74,13 +75,13 @@ async def send_message(
             shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
         )
     try:
-        await run_log.wait_closed()
+        events = await read_all(run_log)
     except asyncio.CancelledError:
         # The client went away while waiting for the answer.
         if cancel is not None:
             cancel()
         raise
-    answer = RunAnswer.model_validate(messages_service.answer(run, run_log))
+    answer = RunAnswer.model_validate(messages_service.answer(run, events))
     return JSONResponse(
         answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED, headers=locations
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -44,7 +42,10 @@ async def stream_run(
     """The run's events after `Last-Event-ID` (header or query), then the live tail."""
     async with state.pool.connection() as conn:
         run = await runs_store.get_owned(conn, run_id, user["id"])
-    run_log = state.runs.logs.get(run_id) if run is not None else None
+    run_log = None
+    if run is not None:
+        active = run["status"] in ("pending", "running")
+        run_log = await state.runs.logs.open(run_id, active=active)
     if run_log is None:
         raise NotFound("Run not found, or its events have expired")
     after = last_event_id or 0
@@ -75,17 +76,15 @@ async def cancel_run(run_id: UUID, user: CurrentUser, state: State) -> dict[str,
         raise NotFound("Run not found")
     cancelled = False
     if run["status"] in ("pending", "running"):
-        cancelled = state.runs.cancel(run_id)
-        run_log = state.runs.logs.get(run_id)
-        if cancelled and run_log is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run_log.wait_closed(), timeout=5)
-        elif not cancelled:
-            # Not running in this process: its process is gone, so recovery interrupts it.
+        if await state.runs.stop(run_id):
+            await state.runs.wait_ended(run_id, seconds=5)
+        else:
+            # No process could be told: the one running it is gone, so recovery ends it.
             await state.runs.recover()
         async with state.pool.connection() as conn:
             run = await runs_store.get_owned(conn, run_id, user["id"])
         assert run is not None
+        cancelled = run["status"] == "cancelled"
     return {"run_id": run_id, "status": run["status"], "cancelled": cancelled}
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from api.errors import Conflict, InvalidInput, Unavailable
 from api.services.chats import get_owned
 from api.state import AppState
-from graphs.events import RunLog
+from graphs.events import Event, EventSource
 from graphs.messages import is_visible, to_api
 from graphs.runner import ChatBusy, ShuttingDown
 from storage import agents as agents_store
@@ -35,7 +35,7 @@ async def send(
     chat_id: UUID,
     content: str,
     strategy: str = "reject",
-) -> tuple[dict[str, Any], RunLog]:
+) -> tuple[dict[str, Any], EventSource]:
     """Check the chat can take a message, then start the run that answers it."""
     async with state.pool.connection() as conn:
         chat = await get_owned(conn, chat_id, user["id"])
@@ -60,14 +60,14 @@ async def send(
         raise Unavailable("The server is shutting down; retry on another instance") from None
 
 
-def answer(run: dict[str, Any], run_log: RunLog) -> dict[str, Any]:
-    """The JSON answer of a finished run, from its event log."""
-    end = run_log.events[-1].data
-    errors = [e.data for e in run_log.events if e.event == "error"]
+def answer(run: dict[str, Any], events: list[Event]) -> dict[str, Any]:
+    """The JSON answer of a finished run, from its events."""
+    end = events[-1].data
+    errors = [e.data for e in events if e.event == "error"]
     return {
         "run_id": run["id"],
         "status": end["status"],
-        "messages": [e.data for e in run_log.events if e.event == "message"],
+        "messages": [e.data for e in events if e.event == "message"],
         "usage": end["usage"],
         "error": errors[0] if errors else None,
     }

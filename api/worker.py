@@ -1,0 +1,47 @@
+"""``switchboard worker``: a process that executes queued runs and serves no HTTP.
+
+API processes started with ``SWITCHBOARD_EXECUTE_RUNS=false`` queue every run in Postgres; each
+worker claims the next one it may start (``FOR UPDATE SKIP LOCKED``), executes it and writes its
+events to Redis, where any API process reads them. SIGTERM (or Ctrl+C) stops claiming, gives
+active runs the grace period, then interrupts the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from api.settings import Settings
+from graphs.runner import open_run_manager
+from storage.db import open_pool
+
+log = logging.getLogger("switchboard.worker")
+
+
+async def run_worker(settings: Settings) -> None:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
+    pool = await open_pool(
+        settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+    )
+    try:
+        runs = await open_run_manager(settings, pool, execute=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, runs.shutdown_event.set)
+        log.info(
+            "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
+        )
+        work = asyncio.create_task(runs.work(settings.worker_concurrency), name="work")
+        stop = asyncio.create_task(runs.shutdown_event.wait(), name="stop")
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("worker %s stopping", runs.worker_id)
+        await runs.aclose()
+        work.cancel()
+        stop.cancel()
+        failure, _ = await asyncio.gather(work, stop, return_exceptions=True)
+        if isinstance(failure, Exception):
+            raise failure
+    finally:
+        await pool.close()
