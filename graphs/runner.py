@@ -30,6 +30,7 @@ from langchain_core.messages import (
     HumanMessage,
     ToolMessage,
 )
+from langgraph.types import Command
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -37,6 +38,7 @@ from redis.asyncio import Redis
 from graphs.build import GraphCache
 from graphs.events import EventLogs, EventSource, RunLog, read_all
 from graphs.messages import USAGE_KEYS, to_api
+from graphs.protocol import Translator, graph_modes, jsonable, stamp_messages
 from graphs.redis_logs import ControlBus, RedisEventLogs
 from graphs.spec import AgentContext, AgentSpec
 from storage import agents as agents_store
@@ -240,7 +242,7 @@ class RunManager:
         if run is not None:
             # Nobody else will write this run's events: its readers get them from here.
             run_log = self.logs.create(run_id)
-            run_log.append("run", _run_event(run))
+            run_log.append(*_first_event(run))
             run_log.append("end", {"status": status, "usage": {}})
             run_log.close()
             await self._chat_is_free(str(run["chat_id"]))
@@ -252,7 +254,11 @@ class RunManager:
 
     def request_stop(self, run_id: UUID) -> None:
         """``stop`` from synchronous code (a client that disconnected), in the background."""
-        task = asyncio.get_running_loop().create_task(self.stop(run_id))
+        self.background(self.stop(run_id))
+
+    def background(self, work: Any) -> None:
+        """Run ``work`` (a coroutine) past the request that asked for it; stopped at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
         self._stops.add(task)
         task.add_done_callback(self._stops.discard)
 
@@ -286,13 +292,39 @@ class RunManager:
         profile: dict[str, Any] | None,
         strategy: str = "reject",
     ) -> tuple[dict[str, Any], EventSource]:
-        """Record a run and start it in the background (or queue it for a worker).
+        """Record a run answering ``content`` and start it in the background (or queue it).
 
         ``strategy`` says what happens when the chat already has an active run: ``reject``
         raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
         running one (its checkpoints stay); ``rollback`` stops it and removes its checkpoints.
         Raises ``ShuttingDown`` once the server is draining.
         """
+        payload = {"content": content, "profile": profile}
+        return await self._start(chat, agent, user_id, payload, strategy)
+
+    async def start_protocol(
+        self,
+        *,
+        chat: dict[str, Any],
+        agent: dict[str, Any],
+        user_id: UUID,
+        request: dict[str, Any],
+        profile: dict[str, Any] | None,
+        strategy: str = "enqueue",
+    ) -> tuple[dict[str, Any], EventSource]:
+        """A run of the Agent Protocol: ``request`` holds its input or command, stream modes,
+        config, metadata, checkpoint and interrupt points (JSON, stored with the run)."""
+        payload = {"kind": "protocol", **request, "profile": profile}
+        return await self._start(chat, agent, user_id, payload, strategy)
+
+    async def _start(
+        self,
+        chat: dict[str, Any],
+        agent: dict[str, Any],
+        user_id: UUID,
+        payload: dict[str, Any],
+        strategy: str,
+    ) -> tuple[dict[str, Any], EventSource]:
         if not self.accepting:
             raise ShuttingDown()
         spec = AgentSpec.from_row(agent, self.default_model)
@@ -306,7 +338,7 @@ class RunManager:
             "model_name": spec.model_name,
             "multitask_strategy": strategy,
             # Everything a worker needs to execute the run without this request.
-            "input": Jsonb({"content": content, "profile": profile}),
+            "input": Jsonb(payload),
             "worker_id": self.worker_id if self.execute else None,
         }
         async with self.pool.connection() as conn:
@@ -324,20 +356,22 @@ class RunManager:
             source = await self.logs.open(run["id"], active=True)
             assert source is not None
             return run, source
-        context = AgentContext(user_id=str(user_id), chat_id=str(chat["id"]), profile=profile)
-        return run, self._launch(run, chat, spec, content, context)
+        context = AgentContext(
+            user_id=str(user_id), chat_id=str(chat["id"]), profile=payload["profile"]
+        )
+        return run, self._launch(run, chat, spec, payload, context)
 
     def _launch(
         self,
         run: dict[str, Any],
         chat: dict[str, Any],
         spec: AgentSpec,
-        content: str,
+        payload: dict[str, Any],
         context: AgentContext,
     ) -> RunLog:
         run_log = self.logs.create(run["id"])
         task = asyncio.create_task(
-            self._execute(run, chat, spec, run_log, content, context),
+            self._execute(run, chat, spec, run_log, payload, context),
             name=f"run-{run['id']}",
         )
         self._tasks[run["id"]] = task
@@ -378,7 +412,7 @@ class RunManager:
         context = AgentContext(
             user_id=str(run["user_id"]), chat_id=str(chat["id"]), profile=profile
         )
-        self._launch(run, chat, spec, run["input"]["content"], context)
+        self._launch(run, chat, spec, run["input"], context)
 
     async def _execute(
         self,
@@ -386,17 +420,24 @@ class RunManager:
         chat: dict[str, Any],
         spec: AgentSpec,
         run_log: RunLog,
-        content: str,
+        payload: dict[str, Any],
         context: AgentContext,
     ) -> None:
         chat_id = str(chat["id"])
         usage: dict[str, int] = {}
         status, error = "success", None
-        run_log.append("run", _run_event(run))
+        protocol = payload.get("kind") == "protocol"
+        content = payload.get("content") or _first_text(payload.get("input"))
+        run_log.append(*_first_event(run))
         try:
             if run["status"] == "pending":
                 await self._wait_turn(run["id"], chat_id)
             graph = self.graphs.get(spec)
+            if protocol:
+                await self._stream_protocol(
+                    graph, run, chat_id, spec, run_log, payload, context, usage
+                )
+                return
             human = HumanMessage(
                 content=content,
                 id=str(uuid.uuid4()),
@@ -434,12 +475,83 @@ class RunManager:
             # The reason goes to the log, never to the client: it may hold internals.
             log.exception("run %s failed", run["id"])
             status, error = "error", f"{type(exc).__name__}"
-            run_log.append(
-                "error",
-                {"code": "run_failed", "message": "The agent could not answer. Try again."},
-            )
+            message = "The agent could not answer. Try again."
+            if protocol:
+                run_log.append("error", {"error": type(exc).__name__, "message": message})
+            else:
+                run_log.append("error", {"code": "run_failed", "message": message})
         finally:
             await asyncio.shield(self._finish(run, chat, run_log, status, error, usage, content))
+
+    async def _stream_protocol(
+        self,
+        graph: Any,
+        run: dict[str, Any],
+        chat_id: str,
+        spec: AgentSpec,
+        run_log: RunLog,
+        payload: dict[str, Any],
+        context: AgentContext,
+        usage: dict[str, int],
+    ) -> None:
+        """Run the graph as the Agent Protocol asks, writing the events it asked for."""
+        command = payload.get("command")
+        if command:
+            graph_input: Any = Command(
+                resume=command.get("resume"),
+                update=command.get("update"),
+                goto=command.get("goto") or (),
+            )
+        else:
+            graph_input = stamp_messages(payload.get("input"))
+            if isinstance(graph_input, dict) and graph_input.get("messages"):
+                closing = await self._close_dangling_tool_calls(chat_id)
+                graph_input["messages"] = [*closing, *graph_input["messages"]]
+        configurable: dict[str, Any] = {"thread_id": chat_id}
+        if payload.get("checkpoint_id"):
+            configurable["checkpoint_id"] = payload["checkpoint_id"]
+        config: dict[str, Any] = {
+            **(payload.get("config") or {}),
+            "configurable": configurable,
+            "run_id": run["id"],
+            "metadata": {
+                **(payload.get("metadata") or {}),
+                "run_id": str(run["id"]),
+                "thread_id": chat_id,
+                "assistant_id": str(spec.id),
+                "graph_id": spec.slug,
+                "run_attempt": 1,
+            },
+        }
+        requested = payload.get("stream_mode") or ["values"]
+        subgraphs = bool(payload.get("stream_subgraphs"))
+        translator = Translator(requested)
+        options = {
+            "config": config,
+            "context": context,
+            "stream_mode": graph_modes(requested),
+            "subgraphs": subgraphs,
+            "interrupt_before": payload.get("interrupt_before"),
+            "interrupt_after": payload.get("interrupt_after"),
+        }
+
+        def emit(part: Any) -> None:
+            namespace, (mode, data) = (part[0], part[1:]) if subgraphs else ((), part)
+            if mode == "updates" and not namespace:
+                for message in _updated_messages(data):
+                    if isinstance(message, AIMessage):
+                        add_usage(usage, message)
+            for name, event_data in translator.feed(mode, data, tuple(namespace)):
+                run_log.append(name, event_data)
+
+        if "events" in requested:
+            async for event in graph.astream_events(graph_input, version="v2", **options):
+                run_log.append("events", jsonable(event))
+                if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
+                    emit(event["data"]["chunk"])
+        else:
+            async for part in graph.astream(graph_input, **options):
+                emit(part)
 
     async def _wait_turn(self, run_id: UUID, chat_id: str) -> None:
         """Block a queued run until it is next in line and its chat is free, then claim it."""
@@ -495,7 +607,7 @@ class RunManager:
             async with self.pool.connection() as conn, conn.transaction():
                 await runs_store.finish(conn, run["id"], status=status, error=error, usage=usage)
                 await chats_store.update_summary(
-                    conn, chat["id"], message_count=count, title=title_from(content)
+                    conn, chat["id"], message_count=count, title=title_from(content) or None
                 )
         except Exception:
             log.exception("could not record the end of run %s", run["id"])
@@ -590,12 +702,25 @@ async def open_run_manager(
     return manager
 
 
-def _run_event(run: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _first_event(run: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``run`` for native runs; ``metadata`` for Agent Protocol runs, as the official server."""
+    if (run.get("input") or {}).get("kind") == "protocol":
+        return "metadata", {"run_id": str(run["id"]), "attempt": 1}
+    return "run", {
         "run_id": str(run["id"]),
         "chat_id": str(run["chat_id"]),
         "agent_id": str(run["agent_id"]),
     }
+
+
+def _first_text(value: Any) -> str:
+    """The first message's text in a protocol input, for the chat's title."""
+    messages = value.get("messages") if isinstance(value, dict) else None
+    if not messages:
+        return ""
+    first = messages[0]
+    content = first.get("content") if isinstance(first, dict) else getattr(first, "content", "")
+    return content if isinstance(content, str) else ""
 
 
 def _pid_alive(worker_id: str | None) -> bool:

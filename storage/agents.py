@@ -20,6 +20,7 @@ AGENT_COLUMNS = """
 
 SELECT_LIVE = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND deleted_at IS NULL"
 SELECT_ANY = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s"
+SELECT_LIVE_BY_SLUG = f"SELECT {AGENT_COLUMNS} FROM agents WHERE slug = %s AND deleted_at IS NULL"
 COUNT_LIVE = "SELECT count(*) AS n FROM agents WHERE deleted_at IS NULL"
 LIST_BY_NAME = f"""
 SELECT {AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL
@@ -75,6 +76,11 @@ async def get(
     conn: Conn, agent_id: UUID, *, include_deleted: bool = False
 ) -> dict[str, Any] | None:
     cur = await conn.execute(SELECT_ANY if include_deleted else SELECT_LIVE, (agent_id,))
+    return await cur.fetchone()
+
+
+async def get_by_slug(conn: Conn, slug: str) -> dict[str, Any] | None:
+    cur = await conn.execute(SELECT_LIVE_BY_SLUG, (slug,))
     return await cur.fetchone()
 
 

@@ -46,6 +46,23 @@ async def insert(conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None
     return row
 
 
+# A thread created by a run with ``if_not_exists: "create"``: its id is the client's.
+INSERT_WITH_ID = f"""
+INSERT INTO chats (id, user_id, agent_id) VALUES (%(id)s, %(user_id)s, %(agent_id)s)
+ON CONFLICT (id) DO NOTHING RETURNING {CHAT_COLUMNS}
+"""
+
+
+async def insert_with_id(
+    conn: Conn, *, chat_id: UUID, user_id: UUID, agent_id: UUID
+) -> dict[str, Any] | None:
+    """Create the chat ``chat_id``; ``None`` if that id is taken (by anyone)."""
+    cur = await conn.execute(
+        INSERT_WITH_ID, {"id": chat_id, "user_id": user_id, "agent_id": agent_id}
+    )
+    return await cur.fetchone()
+
+
 async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any] | None:
     cur = await conn.execute(SELECT_OWNED, (chat_id, user_id))
     return await cur.fetchone()

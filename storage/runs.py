@@ -91,6 +91,7 @@ SELECT {RUN_COLUMNS} FROM runs WHERE chat_id = %(chat_id)s
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 """
 COUNT_FOR_CHAT = "SELECT count(*) AS n FROM runs WHERE chat_id = %s"
+DELETE_RUN = "DELETE FROM runs WHERE id = %s"
 
 
 async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
@@ -141,6 +142,10 @@ async def claim_pending(conn: Conn, run_id: UUID, worker_id: str) -> bool:
     except psycopg.errors.UniqueViolation:
         return False
     return cur.rowcount == 1
+
+
+async def delete(conn: Conn, run_id: UUID) -> None:
+    await conn.execute(DELETE_RUN, (run_id,))
 
 
 async def running_run_id(conn: Conn, chat_id: UUID) -> UUID | None:

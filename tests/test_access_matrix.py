@@ -14,6 +14,10 @@ from fastapi import FastAPI
 
 from tests.conftest import User, assert_error
 
+PROTOCOL_RUN = {
+    "assistant_id": "assistant",
+    "input": {"messages": [{"role": "user", "content": "x"}]},
+}
 # (method, path template, JSON body) for every route that acts on a chat or run by id.
 OWNED_ROUTES = [
     ("GET", "/chats/{chat}", None),
@@ -25,6 +29,16 @@ OWNED_ROUTES = [
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/cancel", None),
+    # The Agent Protocol: a thread is a chat.
+    ("POST", "/threads/{chat}/runs", PROTOCOL_RUN),
+    ("POST", "/threads/{chat}/runs/stream", PROTOCOL_RUN),
+    ("POST", "/threads/{chat}/runs/wait", PROTOCOL_RUN),
+    ("GET", "/threads/{chat}/runs", None),
+    ("GET", "/threads/{chat}/runs/{run}", None),
+    ("DELETE", "/threads/{chat}/runs/{run}", None),
+    ("GET", "/threads/{chat}/runs/{run}/join", None),
+    ("GET", "/threads/{chat}/runs/{run}/stream", None),
+    ("POST", "/threads/{chat}/runs/{run}/cancel", None),
 ]
 ADMIN_ROUTES = [
     ("POST", "/agents/", {"name": "Intruder"}),
@@ -109,11 +123,11 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 23
+    assert len(routes) == 34
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
-        url = url.replace("{run_id}", fake_id)
+        url = url.replace("{run_id}", fake_id).replace("{thread_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")
@@ -134,6 +148,9 @@ async def test_every_protected_route_needs_a_valid_token(
         ("GET", "/agents/not-a-uuid"),
         ("PUT", "/agents/not-a-uuid"),
         ("DELETE", "/agents/not-a-uuid"),
+        ("GET", "/threads/not-a-uuid/runs"),
+        ("GET", "/threads/not-a-uuid/runs/not-a-uuid"),
+        ("POST", "/threads/not-a-uuid/runs/not-a-uuid/cancel"),
     ],
 )
 async def test_malformed_ids_are_422(

@@ -167,7 +167,8 @@ async def test_unknown_tool_message_lists_the_available_tools(
         "/agents/", json={"name": "x", "tools_enabled": ["web_search"]}, headers=admin.headers
     )
     assert response.json()["detail"] == (
-        "Unknown tool(s): web_search; available: calculator, current_datetime, unit_converter"
+        "Unknown tool(s): web_search; available: ask_human, calculator, current_datetime, "
+        "unit_converter"
     )
 
 

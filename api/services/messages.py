@@ -15,7 +15,7 @@ from storage import agents as agents_store
 from storage import users as users_store
 
 
-async def _profile(state: AppState, user: dict[str, Any]) -> dict[str, Any] | None:
+async def profile_of(state: AppState, user: dict[str, Any]) -> dict[str, Any] | None:
     """What personalizes the prompt; ``None`` for a user who skipped onboarding."""
     if not user["onboarding_completed"]:
         return None
@@ -51,7 +51,7 @@ async def send(
             agent=agent,
             user_id=user["id"],
             content=content,
-            profile=await _profile(state, user),
+            profile=await profile_of(state, user),
             strategy=strategy,
         )
     except ChatBusy as busy:

@@ -1,0 +1,192 @@
+"""Agent Protocol runs: ``/threads/{id}/runs…`` and the stateless ``/runs/stream``, ``/runs/wait``.
+
+Same runs, same event logs and the same rules as the native API (one run per thread,
+strategies, resume with ``Last-Event-ID``, cancel); the events are LangGraph's stream modes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from api.deps import CurrentUser, State
+from api.errors import Conflict, NotFound
+from api.schemas.protocol_runs import RunCreate
+from api.services import protocol_runs as service
+from api.services.chats import get_owned
+from api.sse import run_stream
+from storage import runs as runs_store
+
+router = APIRouter(tags=["agent protocol: runs"])
+
+_SSE = {
+    "responses": {
+        200: {
+            "description": "The run's events in the requested stream modes, then `end`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    }
+}
+
+
+def _locations(run: dict[str, Any], stateless: bool = False) -> dict[str, str]:
+    base = f"/runs/{run['id']}" if stateless else f"/threads/{run['chat_id']}/runs/{run['id']}"
+    return {"Location": f"{base}/stream", "Content-Location": base}
+
+
+def _stream(state: Any, run: dict[str, Any], events: Any, body: RunCreate, stateless: bool):
+    cancel = None
+    if body.on_disconnect == "cancel":
+        cancel = functools.partial(state.runs.request_stop, run["id"])
+    return run_stream(
+        events,
+        headers=_locations(run, stateless),
+        on_disconnect=cancel,
+        shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+    )
+
+
+def _json(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(content), headers=headers)
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(thread_id: UUID, body: RunCreate, user: CurrentUser, state: State):
+    """Start a run in the background; join it or stream it later."""
+    run, _, _ = await service.start(state, user, thread_id, body)
+    return _json(service.run_json(run), headers=_locations(run))
+
+
+@router.post("/threads/{thread_id}/runs/stream", openapi_extra=_SSE)
+async def stream_run(thread_id: UUID, body: RunCreate, user: CurrentUser, state: State):
+    """Start a run and stream its events."""
+    run, events, _ = await service.start(state, user, thread_id, body)
+    return _stream(state, run, events, body, stateless=False)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(thread_id: UUID, body: RunCreate, user: CurrentUser, state: State):
+    """Start a run and answer the thread's values once it ends."""
+    run, events, _ = await service.start(state, user, thread_id, body)
+    headers = {"Location": f"/threads/{thread_id}/runs/{run['id']}/join"}
+    return _json(await service.outcome(state, run, events), headers=headers)
+
+
+@router.post("/runs/stream", openapi_extra=_SSE)
+async def stream_stateless(body: RunCreate, user: CurrentUser, state: State):
+    """A run on a new thread, streamed; the thread is deleted afterwards unless
+    `on_completion` is `keep`."""
+    run, events, _ = await service.start(state, user, None, body)
+    return _stream(state, run, events, body, stateless=True)
+
+
+@router.post("/runs/wait")
+async def wait_stateless(body: RunCreate, user: CurrentUser, state: State):
+    """A run on a new thread; answers its final values."""
+    run, events, _ = await service.start(state, user, None, body)
+    return _json(await service.outcome(state, run, events))
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: UUID,
+    user: CurrentUser,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    status: Literal["pending", "running", "error", "success", "timeout", "interrupted"]
+    | None = None,
+):
+    """The thread's runs, newest first."""
+    async with state.pool.connection() as conn:
+        await get_owned(conn, thread_id, user["id"])
+        rows, _ = await runs_store.list_for_chat(conn, thread_id, limit=1000, offset=0)
+    runs = [service.run_json(row) for row in rows]
+    if status is not None:
+        runs = [r for r in runs if r["status"] == status]
+    return _json(runs[offset : offset + limit])
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State):
+    return _json(service.run_json(await service.owned_run(state, user, thread_id, run_id)))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> Response:
+    """Delete a finished run's record (its checkpoints stay in the thread)."""
+    run = await service.owned_run(state, user, thread_id, run_id)
+    if run["status"] in ("pending", "running"):
+        raise Conflict("The run is still active; cancel it first")
+    async with state.pool.connection() as conn:
+        await runs_store.delete(conn, run_id)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State):
+    """Wait for the run to end; answers the thread's values."""
+    run = await service.owned_run(state, user, thread_id, run_id)
+    active = run["status"] in ("pending", "running")
+    events = await state.runs.logs.open(run_id, active=active)
+    if events is None:
+        # Its events have expired: the run ended long ago, the thread's state is the answer.
+        events = _Ended()
+    return _json(await service.outcome(state, run, events))
+
+
+class _Ended:
+    async def read(self, after: int = 0):
+        return
+        yield
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", openapi_extra=_SSE)
+async def join_stream(
+    thread_id: UUID,
+    run_id: UUID,
+    user: CurrentUser,
+    state: State,
+    cancel_on_disconnect: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+):
+    """The run's events after `Last-Event-ID`, then live until `end`."""
+    run = await service.owned_run(state, user, thread_id, run_id)
+    active = run["status"] in ("pending", "running")
+    events = await state.runs.logs.open(run_id, active=active)
+    if events is None:
+        raise NotFound("Run not found, or its events have expired")
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    cancel = functools.partial(state.runs.request_stop, run_id) if cancel_on_disconnect else None
+    return run_stream(
+        events,
+        after=after,
+        headers=_locations(run),
+        on_disconnect=cancel,
+        shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+    )
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(
+    thread_id: UUID,
+    run_id: UUID,
+    user: CurrentUser,
+    state: State,
+    wait: bool = False,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+):
+    """Stop the run (`interrupt` keeps what it checkpointed, `rollback` removes it)."""
+    run = await service.owned_run(state, user, thread_id, run_id)
+    if run["status"] in ("pending", "running") and await state.runs.stop(run_id, "interrupted"):
+        if wait or action == "rollback":
+            await state.runs.wait_ended(run_id, seconds=10)
+        if action == "rollback":
+            await state.runs.checkpointer.adelete_for_runs([str(run_id)])
+    run = await service.owned_run(state, user, thread_id, run_id)
+    return _json(service.run_json(run), headers=None) if wait else Response(status_code=202)

@@ -1,0 +1,146 @@
+"""Agent Protocol runs on Switchboard's own runs: a thread is a chat, an assistant an agent."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from api.errors import Conflict, InvalidInput, NotFound, Unavailable
+from api.schemas.protocol_runs import RunCreate
+from api.services.messages import profile_of
+from api.state import AppState
+from graphs.events import EventSource, read_all
+from graphs.protocol import jsonable
+from graphs.runner import ChatBusy, ShuttingDown
+from graphs.spec import AgentSpec
+from storage import agents as agents_store
+from storage import chats as chats_store
+from storage import runs as runs_store
+from storage.db import Conn
+
+log = logging.getLogger(__name__)
+
+THREAD_NOT_FOUND = "Thread or assistant not found."
+# Ours are the statuses of native runs; the protocol knows no "cancelled".
+PROTOCOL_STATUS = {"cancelled": "interrupted"}
+
+
+async def resolve_assistant(conn: Conn, assistant_id: str) -> dict[str, Any]:
+    """The live agent named by its UUID or its graph name (slug); 422 otherwise."""
+    agent = None
+    try:
+        agent = await agents_store.get(conn, UUID(assistant_id))
+    except ValueError:
+        agent = await agents_store.get_by_slug(conn, assistant_id)
+    if agent is None:
+        rows = await agents_store.list_page(conn, limit=100, offset=0)
+        graphs = ", ".join(row["slug"] for row in rows)
+        raise InvalidInput(
+            f"Invalid assistant: {assistant_id!r}. Must be either:\n"
+            f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
+        )
+    return agent
+
+
+async def _thread(
+    conn: Conn, user: dict[str, Any], thread_id: UUID, agent: dict[str, Any], if_not_exists: str
+) -> dict[str, Any]:
+    chat = await chats_store.get_owned(conn, thread_id, user["id"])
+    if chat is None and if_not_exists == "create":
+        # Taken by another user's thread: the same 404 as a missing one, nothing revealed.
+        chat = await chats_store.insert_with_id(
+            conn, chat_id=thread_id, user_id=user["id"], agent_id=agent["id"]
+        )
+    if chat is None:
+        raise NotFound(THREAD_NOT_FOUND)
+    if chat["status"] == "archived":
+        raise Conflict("This thread is archived; unarchive it to run it")
+    return chat
+
+
+async def start(
+    state: AppState, user: dict[str, Any], thread_id: UUID | None, body: RunCreate
+) -> tuple[dict[str, Any], EventSource, dict[str, Any]]:
+    """Start a run on the user's thread (or on a new, stateless one): (run, events, agent)."""
+    async with state.pool.connection() as conn:
+        agent = await resolve_assistant(conn, body.assistant_id)
+        if thread_id is None:
+            chat = await chats_store.insert(
+                conn, user_id=user["id"], agent_id=agent["id"], title=None
+            )
+        else:
+            chat = await _thread(conn, user, thread_id, agent, body.if_not_exists)
+    try:
+        run, events = await state.runs.start_protocol(
+            chat=chat,
+            agent=agent,
+            user_id=user["id"],
+            request=body.graph_request(),
+            profile=await profile_of(state, user),
+            strategy=body.multitask_strategy,
+        )
+    except ChatBusy as busy:
+        raise Conflict(f"Thread is busy with run {busy.active_run_id}") from None
+    except ShuttingDown:
+        raise Unavailable("The server is shutting down; retry on another instance") from None
+    if thread_id is None and body.on_completion == "delete":
+        state.runs.background(_delete_when_done(state, run, user["id"]))
+    return run, events, agent
+
+
+async def _delete_when_done(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
+    """A stateless run's thread goes once the run ends (its events stay readable a while)."""
+    await state.runs.wait_ended(run["id"], seconds=24 * 3600)
+    try:
+        async with state.pool.connection() as conn:
+            await chats_store.delete_owned(conn, run["chat_id"], user_id)
+        await state.runs.delete_thread(run["chat_id"])
+    except Exception:
+        log.exception("could not delete the thread of stateless run %s", run["id"])
+
+
+async def owned_run(
+    state: AppState, user: dict[str, Any], thread_id: UUID, run_id: UUID
+) -> dict[str, Any]:
+    async with state.pool.connection() as conn:
+        run = await runs_store.get_owned(conn, run_id, user["id"])
+    if run is None or run["chat_id"] != thread_id:
+        raise NotFound("Run not found")
+    return run
+
+
+def run_json(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as the protocol shows it."""
+    payload = dict(run.get("input") or {})
+    metadata = payload.get("metadata") or {}
+    kwargs = {k: payload.get(k) for k in ("input", "command", "config", "stream_mode")}
+    return {
+        "run_id": run["id"],
+        "thread_id": run["chat_id"],
+        "assistant_id": run["agent_id"],
+        "created_at": run["created_at"],
+        "updated_at": run["ended_at"] or run["started_at"] or run["created_at"],
+        "status": PROTOCOL_STATUS.get(run["status"], run["status"]),
+        "metadata": metadata,
+        "kwargs": kwargs,
+        "multitask_strategy": run["multitask_strategy"],
+    }
+
+
+async def outcome(state: AppState, run: dict[str, Any], events: EventSource) -> Any:
+    """What ``wait`` and ``join`` answer once the run ended: the thread's values (with
+    ``__interrupt__`` when it waits for input), or ``{"__error__": …}`` when it failed."""
+    ended = await read_all(events)
+    failure = next((e.data for e in ended if e.event == "error"), None)
+    if failure is not None:
+        return {"__error__": failure}
+    async with state.pool.connection() as conn:
+        agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)
+    assert agent is not None
+    graph = state.runs.graphs.get(AgentSpec.from_row(agent, state.runs.default_model))
+    snapshot = await graph.aget_state({"configurable": {"thread_id": str(run["chat_id"])}})
+    values = jsonable(snapshot.values) if isinstance(snapshot.values, dict) else {}
+    if snapshot.interrupts:
+        values["__interrupt__"] = jsonable(list(snapshot.interrupts))
+    return values

@@ -1,0 +1,112 @@
+"""The Agent Protocol's stream: LangGraph's stream parts as the official server sends them.
+
+A protocol run's event log holds these events, so a join (``Last-Event-ID``) replays exactly
+what the first reader saw. Event names and payloads follow ``langgraph-api``:
+
+    ``metadata`` {run_id, attempt} first · ``values`` state · ``updates`` {node: update} ·
+    ``messages`` [chunk, metadata] (requested as ``messages-tuple``) ·
+    ``messages/metadata``, ``messages/partial`` (requested as ``messages``) · ``custom`` ·
+    ``debug`` · ``events`` · ``error`` {error, message} · ``end`` {status} last (ours).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages.utils import convert_to_messages
+from pydantic import BaseModel
+
+STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug")
+# Requested mode -> the LangGraph stream mode that feeds it.
+_SOURCES = {"messages-tuple": "messages", "events": None}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: messages as LangChain dicts, interrupts as their fields."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, BaseMessage | BaseModel):
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return repr(value) if callable(value) else str(value)
+
+
+def graph_modes(requested: list[str]) -> list[str]:
+    """The LangGraph stream modes to run with; ``updates`` always (it carries usage)."""
+    modes = {_SOURCES.get(mode, mode) for mode in requested} - {None}
+    modes.add("updates")
+    return sorted(modes)  # type: ignore[arg-type]
+
+
+def stamp_messages(value: Any) -> Any:
+    """Input messages as messages with ids and a ``created_at``, like the native API's."""
+    if not isinstance(value, dict) or not isinstance(value.get("messages"), list):
+        return value
+    now = datetime.now(UTC).isoformat()
+    messages = convert_to_messages(value["messages"])
+    for message in messages:
+        if message.id is None:
+            message.id = str(uuid.uuid4())
+        message.response_metadata.setdefault("created_at", now)
+    return {**value, "messages": messages}
+
+
+class Translator:
+    """Turns LangGraph stream parts into the protocol events the client asked for."""
+
+    def __init__(self, requested: list[str]):
+        self.requested = set(requested)
+        self._partial: dict[str, BaseMessageChunk] = {}
+
+    def feed(self, mode: str, payload: Any, namespace: tuple[str, ...] = ()) -> Iterator[tuple]:
+        suffix = "|" + "|".join(namespace) if namespace else ""
+        if mode == "messages":
+            chunk, metadata = payload
+            if "messages-tuple" in self.requested:
+                yield "messages" + suffix, [jsonable(chunk), jsonable(metadata)]
+            if "messages" in self.requested:
+                yield from self._legacy(chunk, metadata, suffix)
+        elif mode in self.requested:
+            yield mode + suffix, jsonable(payload)
+
+    def _legacy(self, chunk: Any, metadata: Any, suffix: str) -> Iterator[tuple]:
+        if not isinstance(chunk, BaseMessage) or chunk.id is None:
+            return
+        if not isinstance(chunk, BaseMessageChunk):
+            # A complete message (a tool's result): no partials to accumulate.
+            yield "messages/complete" + suffix, [jsonable(chunk)]
+            return
+        previous = self._partial.get(chunk.id)
+        if previous is None:
+            yield "messages/metadata" + suffix, {chunk.id: {"metadata": jsonable(metadata)}}
+            whole = chunk
+        else:
+            whole = previous + chunk
+        self._partial[chunk.id] = whole
+        message = whole.model_dump()
+        if isinstance(whole, AIMessageChunk):
+            # The official server reports the accumulated message as an "ai" message.
+            message["type"] = "ai"
+            for key in ("tool_call_chunks", "chunk_position"):
+                message.pop(key, None)
+        yield "messages/partial" + suffix, [jsonable(message)]
