@@ -11,7 +11,19 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.bootstrap import bootstrap_admin, resolve_database, upgrade_database
-from api.routes import agents, auth, catalog, chats, messages, meta, protocol_runs, runs, users
+from api.routes import (
+    agents,
+    assistants,
+    auth,
+    catalog,
+    chats,
+    messages,
+    meta,
+    protocol_runs,
+    runs,
+    threads,
+    users,
+)
 from api.routes.meta import server_version
 from api.security import TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
@@ -74,7 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    for module in (meta, auth, users, catalog, agents, chats, messages, runs, protocol_runs):
+    for module in (
+        meta, auth, users, catalog, agents, chats, messages, runs,
+        assistants, threads, protocol_runs,
+    ):  # fmt: skip
         app.include_router(module.router)
     return app
 

@@ -603,11 +603,18 @@ class RunManager:
         content: str,
     ) -> None:
         try:
-            count = await self.message_count(chat["id"])
+            count, paused = await self._thread_summary(chat["id"])
+            thread_status = "error" if status == "error" else "idle"
+            if paused and status == "success":
+                thread_status = "interrupted"
             async with self.pool.connection() as conn, conn.transaction():
                 await runs_store.finish(conn, run["id"], status=status, error=error, usage=usage)
                 await chats_store.update_summary(
-                    conn, chat["id"], message_count=count, title=title_from(content) or None
+                    conn,
+                    chat["id"],
+                    message_count=count,
+                    title=title_from(content) or None,
+                    thread_status=thread_status,
                 )
         except Exception:
             log.exception("could not record the end of run %s", run["id"])
@@ -654,6 +661,15 @@ class RunManager:
 
     async def message_count(self, chat_id: UUID | str) -> int:
         return len(await self.thread_messages(chat_id))
+
+    async def _thread_summary(self, chat_id: UUID | str) -> tuple[int, bool]:
+        """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
+        saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": str(chat_id)}})
+        if saved is None:
+            return 0, False
+        count = len(saved.checkpoint["channel_values"].get("messages", []))
+        paused = any(write[1] == "__interrupt__" for write in saved.pending_writes or [])
+        return count, paused
 
     async def delete_thread(self, chat_id: UUID | str) -> None:
         await self.checkpointer.adelete_thread(str(chat_id))

@@ -12,7 +12,8 @@ from uuid import UUID
 from storage.db import Conn
 
 CHAT_COLUMNS = """
-    id, user_id, agent_id, title, status, created_at, updated_at, last_message_at, message_count
+    id, user_id, agent_id, title, status, created_at, updated_at, last_message_at, message_count,
+    metadata, thread_status
 """
 
 INSERT_CHAT = f"""
@@ -117,16 +118,45 @@ async def delete_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> bool:
 # After a run: the summary columns are derived from the thread, so they are simply overwritten.
 UPDATE_SUMMARY = f"""
 UPDATE chats SET message_count = %(message_count)s, last_message_at = now(), updated_at = now(),
-                 title = coalesce(title, %(title)s)
+                 title = coalesce(title, %(title)s), thread_status = %(thread_status)s
 WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
+"""
+# A thread's first run binds it to the run's agent, and says so in its metadata as the
+# official server does (graph_id, assistant_id).
+BIND_AGENT = f"""
+UPDATE chats SET agent_id = %(agent_id)s,
+                 metadata = jsonb_build_object('graph_id', %(slug)s::text,
+                                               'assistant_id', %(agent_id)s::text) || metadata
+WHERE id = %(id)s AND agent_id IS NULL RETURNING {CHAT_COLUMNS}
 """
 
 
 async def update_summary(
-    conn: Conn, chat_id: UUID, *, message_count: int, title: str | None
+    conn: Conn,
+    chat_id: UUID,
+    *,
+    message_count: int,
+    title: str | None,
+    thread_status: str = "idle",
 ) -> dict[str, Any] | None:
     """Refresh the derived columns; ``title`` is only used when the chat has none yet."""
     cur = await conn.execute(
-        UPDATE_SUMMARY, {"id": chat_id, "message_count": message_count, "title": title}
+        UPDATE_SUMMARY,
+        {
+            "id": chat_id,
+            "message_count": message_count,
+            "title": title,
+            "thread_status": thread_status,
+        },
     )
     return await cur.fetchone()
+
+
+async def bind_agent(conn: Conn, chat: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:
+    """``chat`` bound to ``agent`` if it had none yet (else unchanged)."""
+    if chat["agent_id"] is not None:
+        return chat
+    cur = await conn.execute(
+        BIND_AGENT, {"id": chat["id"], "agent_id": agent["id"], "slug": agent["slug"]}
+    )
+    return await cur.fetchone() or chat

@@ -39,11 +39,21 @@ OWNED_ROUTES = [
     ("GET", "/threads/{chat}/runs/{run}/join", None),
     ("GET", "/threads/{chat}/runs/{run}/stream", None),
     ("POST", "/threads/{chat}/runs/{run}/cancel", None),
+    ("GET", "/threads/{chat}", None),
+    ("PATCH", "/threads/{chat}", {"metadata": {"x": 1}}),
+    ("DELETE", "/threads/{chat}", None),
+    ("GET", "/threads/{chat}/state", None),
+    ("POST", "/threads/{chat}/state", {"values": {"messages": []}}),
+    ("GET", "/threads/{chat}/history", None),
+    ("POST", "/threads/{chat}/history", {"limit": 2}),
 ]
 ADMIN_ROUTES = [
     ("POST", "/agents/", {"name": "Intruder"}),
     ("PUT", "/agents/{agent}", {"name": "Renamed"}),
     ("DELETE", "/agents/{agent}", None),
+    ("POST", "/assistants", {"graph_id": "assistant", "name": "Intruder"}),
+    ("PATCH", "/assistants/{agent}", {"name": "Renamed"}),
+    ("DELETE", "/assistants/{agent}", None),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -123,11 +133,12 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 34
+    assert len(routes) == 54
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
         url = url.replace("{run_id}", fake_id).replace("{thread_id}", fake_id)
+        url = url.replace("{assistant_id}", fake_id).replace("{checkpoint_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.common import RequestModel, Text
 
@@ -32,7 +32,9 @@ class ChatUpdate(RequestModel):
 
 class ChatOut(BaseModel):
     id: UUID
-    agent_id: UUID
+    agent_id: UUID | None = Field(
+        description="null for a thread created through the Agent Protocol before its first run"
+    )
     title: str | None
     status: ChatStatus
     created_at: datetime

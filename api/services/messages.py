@@ -41,6 +41,11 @@ async def send(
         chat = await get_owned(conn, chat_id, user["id"])
         if chat["status"] == "archived":
             raise Conflict("This chat is archived; unarchive it to send messages")
+        if chat["agent_id"] is None:
+            raise Conflict(
+                "This thread has no agent yet; start it with an Agent Protocol run "
+                "(POST /threads/{id}/runs with an assistant_id)"
+            )
         agent = await agents_store.get(conn, chat["agent_id"], include_deleted=True)
     assert agent is not None
     if agent["deleted_at"] is not None:

@@ -56,7 +56,7 @@ async def _thread(
         raise NotFound(THREAD_NOT_FOUND)
     if chat["status"] == "archived":
         raise Conflict("This thread is archived; unarchive it to run it")
-    return chat
+    return await chats_store.bind_agent(conn, chat, agent)
 
 
 async def start(

@@ -1,0 +1,130 @@
+"""Agent Protocol threads: a thread is a chat, with its checkpointed state and history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from api.deps import CurrentUser, State
+from api.errors import NotFound
+from api.schemas.protocol import (
+    HistoryQuery,
+    StateUpdate,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+)
+from api.services import threads as service
+from storage import threads as threads_store
+
+router = APIRouter(prefix="/threads", tags=["agent protocol: threads"])
+
+
+def _json(content: Any) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(content))
+
+
+@router.post("")
+async def create_thread(body: ThreadCreate, user: CurrentUser, state: State):
+    """A new thread (with `thread_id` to choose its id; `if_exists`: `raise` or `do_nothing`)."""
+    return _json(await service.create(state, user, body))
+
+
+@router.post("/search")
+async def search_threads(body: ThreadSearch, user: CurrentUser, state: State):
+    """Your threads (never anyone else's, whatever the filter), newest first by default."""
+    async with state.pool.connection() as conn:
+        rows = await threads_store.search(
+            conn,
+            user["id"],
+            metadata=body.metadata,
+            ids=body.ids,
+            status=body.status,
+            sort_by=body.sort_by or "created_at",
+            descending=(body.sort_order or "desc") == "desc",
+            limit=body.limit,
+            offset=body.offset,
+        )
+    return _json([await service.thread_json(state, row) for row in rows])
+
+
+@router.post("/count")
+async def count_threads(body: ThreadSearch, user: CurrentUser, state: State):
+    async with state.pool.connection() as conn:
+        total = await threads_store.count(
+            conn, user["id"], metadata=body.metadata, ids=body.ids, status=body.status
+        )
+    return _json(total)
+
+
+@router.get("/{thread_id}")
+async def get_thread(thread_id: UUID, user: CurrentUser, state: State):
+    return _json(await service.thread_json(state, await service.owned(state, user, thread_id)))
+
+
+@router.patch("/{thread_id}")
+async def patch_thread(thread_id: UUID, body: ThreadPatch, user: CurrentUser, state: State):
+    """Merge `metadata` into the thread's."""
+    async with state.pool.connection() as conn:
+        if await threads_store.merge_metadata(conn, user["id"], thread_id, body.metadata) is None:
+            raise NotFound(service.THREAD_NOT_FOUND)
+    return _json(await service.thread_json(state, await service.owned(state, user, thread_id)))
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete_thread(thread_id: UUID, user: CurrentUser, state: State) -> Response:
+    """Delete the thread with its runs and every checkpoint (an active run is stopped first)."""
+    await service.delete(state, user, thread_id)
+    return Response(status_code=204)
+
+
+@router.get("/{thread_id}/state")
+async def get_state(thread_id: UUID, user: CurrentUser, state: State):
+    """The thread's latest state: values, next nodes, tasks (with interrupts), checkpoint."""
+    return _json(await service.get_state(state, user, thread_id))
+
+
+@router.post("/{thread_id}/state")
+async def update_state(thread_id: UUID, body: StateUpdate, user: CurrentUser, state: State):
+    """Write `values` as if node `as_node` had; answers the new checkpoint."""
+    return _json(await service.update_state(state, user, thread_id, body))
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}")
+async def get_state_at(
+    thread_id: UUID,
+    checkpoint_id: str,
+    user: CurrentUser,
+    state: State,
+):
+    """The thread's state at one checkpoint."""
+    return _json(await service.get_state(state, user, thread_id, checkpoint_id))
+
+
+@router.post("/{thread_id}/state/checkpoint")
+async def get_state_at_body(thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State):
+    checkpoint_id = body.checkpoint.checkpoint_id if body.checkpoint else None
+    return _json(await service.get_state(state, user, thread_id, checkpoint_id))
+
+
+@router.get("/{thread_id}/history")
+async def get_history(
+    thread_id: UUID,
+    user: CurrentUser,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    before: Annotated[str | None, Query(max_length=200)] = None,
+):
+    """Past states, newest first."""
+    query = HistoryQuery(limit=limit, before=before)
+    return _json(await service.history(state, user, thread_id, query))
+
+
+@router.post("/{thread_id}/history")
+async def post_history(thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State):
+    """Past states, newest first (`limit`, `before`, `metadata`, `checkpoint`)."""
+    return _json(await service.history(state, user, thread_id, body))

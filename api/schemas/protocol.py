@@ -1,0 +1,105 @@
+"""Request bodies of the Agent Protocol's assistants and threads (as ``langgraph-sdk`` sends)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.agents import AgentUpdate
+
+
+class _Body(BaseModel):
+    # Fields the official server knows and Switchboard has no use for (ttl, supersteps,
+    # extract …) are accepted and ignored, so clients work unchanged.
+    model_config = ConfigDict(extra="ignore")
+
+
+Limit = Field(10, ge=1, le=1000)
+Offset = Field(0, ge=0, le=1_000_000)
+SortOrder = Literal["asc", "desc"]
+
+
+class AssistantSearch(_Body):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=200)
+    limit: int = Limit
+    offset: int = Offset
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
+    sort_order: SortOrder | None = None
+    select: list[str] | None = None
+
+
+class AssistantConfigurable(_Body):
+    system_prompt: str | None = None
+    model_name: str | None = None
+    tools_enabled: list[str] | None = None
+
+
+class AssistantConfig(_Body):
+    configurable: AssistantConfigurable | None = None
+
+
+class AssistantCreate(_Body):
+    """A new assistant: the agent ``graph_id`` names, copied, with the changes given."""
+
+    graph_id: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=2000)
+    config: AssistantConfig | None = None
+
+
+class AssistantPatch(_Body):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=2000)
+    config: AssistantConfig | None = None
+
+    def agent_update(self) -> AgentUpdate:
+        fields: dict[str, Any] = {}
+        if self.name is not None:
+            fields["name"] = self.name
+        if self.description is not None:
+            fields["description"] = self.description
+        if self.config and self.config.configurable:
+            fields.update(self.config.configurable.model_dump(exclude_none=True))
+        return AgentUpdate.model_validate(fields)
+
+
+class ThreadCreate(_Body):
+    thread_id: UUID | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadPatch(_Body):
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadSearch(_Body):
+    metadata: dict[str, Any] | None = None
+    ids: list[UUID] | None = Field(None, max_length=1000)
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Limit
+    offset: int = Offset
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
+    sort_order: SortOrder | None = None
+
+
+class CheckpointRef(_Body):
+    checkpoint_id: str | None = Field(None, max_length=200)
+
+
+class StateUpdate(_Body):
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str | None = Field(None, max_length=200)
+    checkpoint_id: str | None = Field(None, max_length=200)
+    checkpoint: CheckpointRef | None = None
+
+
+class HistoryQuery(_Body):
+    limit: int = Limit
+    before: str | CheckpointRef | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: CheckpointRef | None = None

@@ -1,0 +1,250 @@
+"""Agent Protocol threads and assistants over chats, agents and the checkpointer."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from api.errors import Conflict, InvalidInput, NotFound
+from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate
+from api.state import AppState
+from graphs.protocol import jsonable, stamp_messages
+from graphs.spec import AgentSpec
+from storage import agents as agents_store
+from storage import chats as chats_store
+from storage import runs as runs_store
+from storage import threads as threads_store
+
+THREAD_NOT_FOUND = "Thread not found"
+
+
+def assistant_json(agent: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "assistant_id": agent["id"],
+        "graph_id": agent["slug"],
+        "config": {
+            "configurable": {
+                "model_name": agent["model_name"],
+                "tools_enabled": agent["tools_enabled"],
+            }
+        },
+        "context": {},
+        "metadata": {},
+        "name": agent["name"],
+        "description": agent["description"] or None,
+        "version": agent["version"],
+        "created_at": agent["created_at"],
+        "updated_at": agent["updated_at"],
+    }
+
+
+def graph_of(state: AppState, agent: dict[str, Any]) -> Any:
+    """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
+    return state.runs.graphs.get(AgentSpec.from_row(agent, state.runs.default_model))
+
+
+async def owned(state: AppState, user: dict[str, Any], thread_id: UUID) -> dict[str, Any]:
+    async with state.pool.connection() as conn:
+        thread = await threads_store.get(conn, user["id"], thread_id)
+    if thread is None:
+        raise NotFound(THREAD_NOT_FOUND)
+    return thread
+
+
+async def _agent(state: AppState, thread: dict[str, Any]) -> dict[str, Any] | None:
+    if thread["agent_id"] is None:
+        return None
+    async with state.pool.connection() as conn:
+        return await agents_store.get(conn, thread["agent_id"], include_deleted=True)
+
+
+def _config(thread_id: UUID | str, checkpoint_id: str | None = None) -> dict[str, Any]:
+    configurable: dict[str, Any] = {"thread_id": str(thread_id), "checkpoint_ns": ""}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def _checkpoint(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not config:
+        return None
+    configurable = config["configurable"]
+    return {
+        "thread_id": configurable["thread_id"],
+        "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+        "checkpoint_id": configurable.get("checkpoint_id"),
+        "checkpoint_map": configurable.get("checkpoint_map"),
+    }
+
+
+def state_json(snapshot: Any) -> dict[str, Any]:
+    """A LangGraph ``StateSnapshot`` as the protocol's ThreadState."""
+    return {
+        "values": jsonable(snapshot.values) if isinstance(snapshot.values, dict) else {},
+        "next": list(snapshot.next),
+        "tasks": [
+            {
+                "id": task.id,
+                "name": task.name,
+                "path": jsonable(task.path),
+                # The type only: exception text may hold internals.
+                "error": type(task.error).__name__ if task.error else None,
+                "interrupts": jsonable(list(task.interrupts)),
+                "checkpoint": None,
+                "state": None,
+                "result": jsonable(task.result),
+            }
+            for task in snapshot.tasks
+        ],
+        "checkpoint": _checkpoint(snapshot.config),
+        "metadata": jsonable(snapshot.metadata or {}),
+        "created_at": snapshot.created_at,
+        "parent_checkpoint": _checkpoint(snapshot.parent_config),
+        "interrupts": jsonable(list(snapshot.interrupts)),
+    }
+
+
+def _empty_state(thread_id: UUID) -> dict[str, Any]:
+    return {
+        "values": {},
+        "next": [],
+        "tasks": [],
+        "checkpoint": {"thread_id": str(thread_id), "checkpoint_ns": "", "checkpoint_id": None},
+        "metadata": {},
+        "created_at": None,
+        "parent_checkpoint": None,
+        "interrupts": [],
+    }
+
+
+async def get_state(
+    state: AppState, user: dict[str, Any], thread_id: UUID, checkpoint_id: str | None = None
+) -> dict[str, Any]:
+    thread = await owned(state, user, thread_id)
+    agent = await _agent(state, thread)
+    if agent is None:
+        if checkpoint_id:
+            raise NotFound("Checkpoint not found")
+        return _empty_state(thread_id)
+    snapshot = await graph_of(state, agent).aget_state(_config(thread_id, checkpoint_id))
+    # LangGraph answers a missing checkpoint with an empty snapshot that has no creation time.
+    if snapshot.created_at is None:
+        if checkpoint_id:
+            raise NotFound("Checkpoint not found")
+        return _empty_state(thread_id)
+    return state_json(snapshot)
+
+
+async def history(
+    state: AppState, user: dict[str, Any], thread_id: UUID, query: HistoryQuery
+) -> list[dict[str, Any]]:
+    thread = await owned(state, user, thread_id)
+    agent = await _agent(state, thread)
+    if agent is None:
+        return []
+    start = query.checkpoint.checkpoint_id if query.checkpoint else None
+    before = query.before.checkpoint_id if not isinstance(query.before, str | None) else None
+    if isinstance(query.before, str):
+        before = query.before
+    states = graph_of(state, agent).aget_state_history(
+        _config(thread_id, start),
+        filter=query.metadata or None,
+        before=_config(thread_id, before) if before else None,
+        limit=query.limit,
+    )
+    return [state_json(snapshot) async for snapshot in states]
+
+
+async def update_state(
+    state: AppState, user: dict[str, Any], thread_id: UUID, body: StateUpdate
+) -> dict[str, Any]:
+    thread = await owned(state, user, thread_id)
+    if thread["protocol_status"] == "busy":
+        raise Conflict("The thread has an active run; its state changes when the run ends")
+    agent = await _agent(state, thread)
+    if agent is None:
+        raise Conflict("This thread has no agent yet: run it once before updating its state")
+    checkpoint_id = body.checkpoint_id or (body.checkpoint and body.checkpoint.checkpoint_id)
+    graph = graph_of(state, agent)
+    try:
+        config = await graph.aupdate_state(
+            _config(thread_id, checkpoint_id), stamp_messages(body.values), as_node=body.as_node
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        # LangGraph's own validation (an unknown node or channel): say which, not how.
+        raise InvalidInput(
+            f"The update does not fit this thread's graph ({type(exc).__name__})"
+        ) from None
+    return {"checkpoint": _checkpoint(config)}
+
+
+async def thread_json(state: AppState, thread: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    interrupts: dict[str, Any] = {}
+    if thread["agent_id"] is not None:
+        agent = await _agent(state, thread)
+        assert agent is not None
+        snapshot = await graph_of(state, agent).aget_state(_config(thread["id"]))
+        if isinstance(snapshot.values, dict):
+            values = jsonable(snapshot.values)
+        for task in snapshot.tasks:
+            if task.interrupts:
+                interrupts[task.id] = jsonable(list(task.interrupts))
+    metadata = dict(thread["metadata"])
+    if thread["agent_id"] is not None:
+        metadata.setdefault("graph_id", thread["graph_id"])
+        metadata.setdefault("assistant_id", str(thread["agent_id"]))
+    return {
+        "thread_id": thread["id"],
+        "created_at": thread["created_at"],
+        "updated_at": thread["updated_at"],
+        "state_updated_at": thread["last_message_at"] or thread["updated_at"],
+        "metadata": metadata,
+        "status": thread["protocol_status"],
+        "values": values,
+        "interrupts": interrupts,
+        "config": {},
+        "error": None,
+    }
+
+
+async def create(state: AppState, user: dict[str, Any], body: ThreadCreate) -> dict[str, Any]:
+    """A new thread; with ``graph_id`` in its metadata it is bound to that agent at once."""
+    async with state.pool.connection() as conn:
+        agent = None
+        if isinstance(body.metadata.get("graph_id"), str):
+            agent = await agents_store.get_by_slug(conn, body.metadata["graph_id"])
+            if agent is None:
+                raise InvalidInput(f"Unknown graph_id {body.metadata['graph_id']!r}")
+        metadata = dict(body.metadata)
+        if agent is not None:
+            metadata["assistant_id"] = str(agent["id"])
+        row = await threads_store.insert(
+            conn,
+            user_id=user["id"],
+            thread_id=body.thread_id,
+            agent_id=agent["id"] if agent else None,
+            metadata=metadata,
+        )
+        if row is None:
+            assert body.thread_id is not None
+            existing = await threads_store.get(conn, user["id"], body.thread_id)
+            # Someone else's id is "taken", exactly like one of ours with if_exists=raise.
+            if existing is None or body.if_exists == "raise":
+                raise Conflict(f"Thread {body.thread_id} already exists")
+            return await thread_json(state, existing)
+        thread = await threads_store.get(conn, user["id"], row["id"])
+    assert thread is not None
+    return await thread_json(state, thread)
+
+
+async def delete(state: AppState, user: dict[str, Any], thread_id: UUID) -> None:
+    """Delete a thread: its active runs stop, then the chat and its checkpoints go."""
+    await owned(state, user, thread_id)
+    async with state.pool.connection() as conn:
+        active = await runs_store.running_run_id(conn, thread_id)
+    if active is not None and await state.runs.stop(active, "cancelled"):
+        await state.runs.wait_ended(active, seconds=10)
+    async with state.pool.connection() as conn:
+        await chats_store.delete_owned(conn, thread_id, user["id"])
+    await state.runs.delete_thread(thread_id)
