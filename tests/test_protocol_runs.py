@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.protocol import TOKENS, Live, hi, http, live, parts, reference_events
 
@@ -269,3 +270,76 @@ async def test_the_sdks_api_key_header_is_never_logged(live: Live) -> None:
     client = live.client(headers, api_key=secret)
     await client.runs.wait(thread_id, "t5", input=hi())
     assert secret not in live.server.log.read_text()
+
+
+async def test_headers_and_ids_frame_the_stream(live: Live, http: httpx.AsyncClient) -> None:
+    headers = live.user()
+    thread_id = live.thread(headers, "t5")
+    body = {"assistant_id": "t5", "input": hi(), "stream_mode": ["updates"]}
+    async with http.stream(
+        "POST", f"/threads/{thread_id}/runs/stream", json=body, headers=headers
+    ) as response:
+        raw = (await response.aread()).decode()
+    run_id = response.headers["Content-Location"].rsplit("/", 1)[1]
+    assert response.headers["Location"] == f"/threads/{thread_id}/runs/{run_id}/stream"
+    assert response.headers["Content-Location"] == f"/threads/{thread_id}/runs/{run_id}"
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    blocks = [b for b in raw.replace("\r\n", "\n").split("\n\n") if "event:" in b]
+    ids = [int(line[4:]) for b in blocks for line in b.splitlines() if line.startswith("id: ")]
+    assert ids == [1, 2, 3]
+    official = [e for e, _ in reference_events("04_updates")]
+    assert official == ["metadata", "updates"]
+    names = [line[7:] for b in blocks for line in b.splitlines() if line.startswith("event: ")]
+    assert names == [*official, "end"]
+
+
+async def test_a_run_from_an_old_checkpoint_forks_the_thread(live: Live) -> None:
+    client = live.client(live.user())
+    thread = await client.threads.create()
+    thread_id = thread["thread_id"]
+    await client.runs.wait(thread_id, "t5", input=hi("one"))
+    await client.runs.wait(thread_id, "t5", input=hi("two"))
+    history = await client.threads.get_history(thread_id, limit=100)
+    after_first = next(h for h in history if len(h["values"].get("messages", [])) == 2)
+    forked = await client.runs.wait(
+        thread_id,
+        "t5",
+        input=hi("instead"),
+        checkpoint_id=after_first["checkpoint"]["checkpoint_id"],
+    )
+    assert [m["content"] for m in forked["messages"]] == ["one", TOKENS, "instead", TOKENS]
+    # The old branch is still in the history.
+    contents = [
+        [m["content"] for m in h["values"].get("messages", [])]
+        for h in await client.threads.get_history(thread_id, limit=100)
+    ]
+    assert ["one", TOKENS, "two", TOKENS] in contents
+
+
+async def test_interrupt_before_a_node_and_continue(live: Live) -> None:
+    client = live.client(live.user())
+    thread = await client.threads.create()
+    thread_id = thread["thread_id"]
+    paused = await client.runs.wait(thread_id, "t5", input=hi("wait"), interrupt_before=["model"])
+    assert [m["content"] for m in paused["messages"]] == ["wait"]
+    assert (await client.threads.get_state(thread_id))["next"] == ["model"]
+    finished = await client.runs.wait(thread_id, "t5", input=None)
+    assert [m["content"] for m in finished["messages"]] == ["wait", TOKENS]
+
+
+async def test_default_strategy_enqueues_a_second_run(live: Live) -> None:
+    client = live.client(live.user())
+    thread = await client.threads.create()
+    thread_id = thread["thread_id"]
+    first = await client.runs.create(thread_id, "t5", input=hi("a"))
+    second = await client.runs.create(thread_id, "t5", input=hi("b"))
+    await client.runs.join(thread_id, first["run_id"])
+    values = await client.runs.join(thread_id, second["run_id"])
+    assert [m["content"] for m in values["messages"]] == ["a", TOKENS, "b", TOKENS]
+    statuses = [r["status"] for r in await client.runs.list(thread_id)]
+    assert statuses == ["success", "success"]
+    rejected = await client.runs.create(thread_id, "slow", input=hi("c"))
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.runs.create(thread_id, "t5", input=hi("d"), multitask_strategy="reject")
+    assert refused.value.response.status_code == 409
+    await client.runs.cancel(thread_id, rejected["run_id"], wait=True)
