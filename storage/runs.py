@@ -33,6 +33,9 @@ RETURNING """
     + RUN_COLUMNS
 )
 INSERT_PENDING = _INSERT.format(status="'pending'", started="NULL") + "RETURNING " + RUN_COLUMNS
+# New runs of one chat are inserted one at a time: "is the chat free?" and the insert must be
+# one step, or a queued run and a starting one could both pass the check.
+LOCK_CHAT = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 # Queued for a worker, unless the chat has an active or queued run (strategy "reject").
 INSERT_PENDING_IF_FREE = (
     _INSERT.format(status="'pending'", started="NULL")
@@ -97,10 +100,12 @@ DELETE_RUN = "DELETE FROM runs WHERE id = %s"
 async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
     """Record a run that starts now; ``None`` when the chat already has an active run."""
     try:
-        cur = await conn.execute(INSERT_RUNNING, fields)
+        async with conn.transaction():
+            await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
+            cur = await conn.execute(INSERT_RUNNING, fields)
+            return await cur.fetchone()
     except psycopg.errors.UniqueViolation:
         return None
-    return await cur.fetchone()
 
 
 async def insert_pending(
@@ -111,8 +116,10 @@ async def insert_pending(
     With ``if_free``, only when the chat has none (``None`` otherwise). A ``worker_id`` of
     ``None`` leaves the run to whichever worker claims it first.
     """
-    cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, fields)
-    return await cur.fetchone()
+    async with conn.transaction():
+        await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
+        cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, fields)
+        return await cur.fetchone()
 
 
 async def claim_next(conn: Conn, worker_id: str) -> dict[str, Any] | None:

@@ -341,3 +341,17 @@ async def test_a_dead_runs_stream_gets_one_end(redis: Redis) -> None:
     ]
     # Expired (or never written) and no longer active: nothing to read.
     assert await logs.open(uuid.uuid4(), active=False) is None
+
+
+def test_an_agent_protocol_run_is_executed_by_the_worker(cluster: Cluster) -> None:
+    headers = cluster.user()
+    chat_id = cluster.chat(headers, "fake:echo")
+    body = {"assistant_id": cluster.agents["fake:echo"], "input": {"messages": [
+        {"role": "user", "content": "via the queue"}]}, "stream_mode": ["updates"]}  # fmt: skip
+    with cluster.a.stream(
+        "POST", f"/threads/{chat_id}/runs/stream", json=body, headers=headers
+    ) as response:
+        events = list(read_events(response.iter_lines()))
+    assert [e[1] for e in events] == ["metadata", "updates", "end"]
+    assert events[1][2]["model"]["messages"][0]["content"] == "You said: via the queue"
+    assert cluster.worker_of(events[0][2]["run_id"]) == cluster.worker.worker_id

@@ -6,8 +6,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
+from storage import runs as runs_store
 from tests.conftest import User, assert_error
 
 
@@ -145,3 +149,36 @@ async def test_unknown_strategy_is_422(chat: Chat) -> None:
     response = await chat.post("x", multitask_strategy="shove")
     assert_error(response, 422, "validation_error")
     assert await chat.history() == []
+
+
+async def test_reject_holds_between_a_queued_and_a_starting_run(
+    client: httpx.AsyncClient, user: User, database_url: str
+) -> None:
+    """A queue-only API and an executing one checking "is the chat free?" at the same moment:
+    exactly one of them may take the chat, every time."""
+    agents = (await client.get("/agents/", headers=user.headers)).json()["items"]
+    connections = [
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row)
+        for _ in range(3)
+    ]
+    try:
+        for _ in range(40):
+            chat = (
+                await client.post(
+                    "/chats/", json={"agent_id": agents[0]["id"]}, headers=user.headers
+                )
+            ).json()
+            fields = {
+                "chat_id": chat["id"], "user_id": user.id, "agent_id": agents[0]["id"],
+                "agent_version": 1, "model_name": "fake:echo", "multitask_strategy": "reject",
+                "input": Jsonb({"content": "x"}),
+            }  # fmt: skip
+            results = await asyncio.gather(
+                runs_store.insert_running(connections[0], **fields, worker_id="a:1"),
+                runs_store.insert_pending(connections[1], if_free=True, **fields, worker_id=None),
+                runs_store.insert_running(connections[2], **fields, worker_id="b:2"),
+            )
+            assert sum(r is not None for r in results) == 1
+    finally:
+        for conn in connections:
+            await conn.close()
