@@ -1,0 +1,91 @@
+"""Idle streams: the server's RSS with 100 and 1,000 open SSE streams that wait for tokens
+(each on its own run of a model that pauses 300 s before its first token), against none.
+
+    python -m bench.streams [--counts 100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from bench.harness import Deployment, rss_mib, save, table
+
+
+async def open_streams(url: str, headers: dict, agent_id: str, n: int, proc_rss) -> dict:
+    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+        chats = []
+        for _ in range(n):
+            chat = await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)
+            chats.append(chat.json()["id"])
+        opened = asyncio.Event()
+        ready = 0
+        release = asyncio.Event()
+
+        async def one(chat_id: str) -> None:
+            nonlocal ready
+            async with http.stream(
+                "POST", f"/chats/{chat_id}/messages", json={"content": "wait"},
+                headers={**headers, "Accept": "text/event-stream"},
+            ) as response:  # fmt: skip
+                async for chunk in response.aiter_bytes():
+                    # The user's message is echoed at once; the answer is minutes away.
+                    if b"event: message" in chunk:
+                        ready += 1
+                        if ready == n:
+                            opened.set()
+                        await release.wait()
+                        return
+
+        tasks = [asyncio.create_task(one(c)) for c in chats]
+        await asyncio.wait_for(opened.wait(), timeout=600)
+        await asyncio.sleep(2)
+        rss = proc_rss()
+        release.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {"streams": n, "server_rss_mib": rss}
+
+
+def run(counts: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
+    points = []
+    extra = {"SWITCHBOARD_POOL_MAX_SIZE": "20", "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1"}
+    with Deployment(extra_env=extra) as deployment:
+        headers, agents = deployment.setup({"idle": "fake:tokens-2@300000"})
+
+        def server_rss() -> float:
+            return rss_mib(deployment.server_processes())
+
+        baseline = server_rss()
+        for n in counts:
+            points.append(
+                asyncio.run(
+                    open_streams(deployment.urls[0], headers, agents["idle"]["id"], n, server_rss)
+                )
+            )
+    return {"workload": "streams", "baseline_rss_mib": baseline, "points": points}
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = [[p["streams"], p["server_rss_mib"]] for p in result["points"]]
+    return table(
+        f"idle SSE streams (server RSS with none: {result['baseline_rss_mib']} MiB)",
+        ["streams", "server RSS MiB"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", default="100,1000")
+    args = parser.parse_args()
+    outcome = run(tuple(int(x) for x in args.counts.split(",")))
+    print(report(outcome))
+    print(json.dumps(outcome))
+    save("streams", outcome)

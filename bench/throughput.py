@@ -1,0 +1,114 @@
+"""Throughput: runs per second (create a chat + stream a 50-token answer) with 1, 5, 20 and 50
+concurrent clients, ``--duration`` seconds each, and the server's CPU and RSS meanwhile.
+Topologies: one API process; and two API replicas on both cores (``--topology replicas``), or
+two queue-only APIs plus two workers over Redis (``--topology workers``).
+
+    python -m bench.throughput [--duration 20] [--levels 1,5,20,50] [--topology single]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from bench.harness import (
+    Deployment,
+    Sampler,
+    clients,
+    machine,
+    native_turn,
+    save,
+    summary,
+    table,
+)
+
+TOPOLOGIES = {
+    "single": {"replicas": 1},
+    "replicas": {"replicas": 2, "redis": True},
+    "workers": {"replicas": 2, "workers": 2, "execute_runs": False},
+}
+
+
+async def level(urls: list[str], headers: dict, agent_id: str, n: int, duration: float) -> dict:
+    done: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def client(http: Any) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            try:
+                _, total = await native_turn(http, headers, agent_id)
+                done.append(total)
+            except Exception:
+                errors += 1
+
+    with clients(urls, n) as https:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for http in https))
+        elapsed = time.perf_counter() - started
+        for http in https:
+            await http.aclose()
+    return {
+        "clients": n,
+        "runs": len(done),
+        "runs_per_second": round(len(done) / elapsed, 1),
+        "errors": errors,
+        "latency_ms": summary(done),
+    }
+
+
+def run(duration: float = 20, levels: tuple[int, ...] = (1, 5, 20, 50), topology: str = "single"):
+    result: dict[str, Any] = {
+        "workload": "throughput",
+        "topology": topology,
+        "duration_s": duration,
+        "machine": machine(),
+        "levels": [],
+    }
+    with Deployment(**TOPOLOGIES[topology]) as deployment:
+        headers, agents = deployment.setup({"bench": "fake:tokens-50"})
+        agent_id = agents["bench"]["id"]
+        asyncio.run(level(deployment.urls, headers, agent_id, 2, 2))  # warm up
+        for n in levels:
+            groups = {
+                "switchboard": deployment.server_processes,
+                "postgres": deployment.postgres_processes,
+            }
+            with Sampler(groups) as sampler:
+                outcome = asyncio.run(level(deployment.urls, headers, agent_id, n, duration))
+            outcome["resources"] = sampler.report()
+            result["levels"].append(outcome)
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = []
+    for lv in result["levels"]:
+        res = lv["resources"]
+        rows.append([
+            lv["clients"], lv["runs_per_second"], lv["errors"], lv["latency_ms"]["p50"],
+            lv["latency_ms"]["p90"], res["switchboard"]["cpu_percent_mean"],
+            res["switchboard"]["rss_mib_max"], res["postgres"]["cpu_percent_mean"],
+        ])  # fmt: skip
+    header = ["clients", "runs/s", "errors", "p50 ms", "p90 ms", "server cpu%", "server MiB",
+              "pg cpu%"]  # fmt: skip
+    return table(
+        f"throughput ({result['topology']}), {result['duration_s']} s per level", header, rows
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--levels", default="1,5,20,50")
+    parser.add_argument("--topology", choices=sorted(TOPOLOGIES), default="single")
+    args = parser.parse_args()
+    levels = tuple(int(x) for x in args.levels.split(","))
+    outcome = run(args.duration, levels, args.topology)
+    print(report(outcome))
+    print(json.dumps(outcome))
+    save(f"throughput-{args.topology}", outcome)
