@@ -23,13 +23,14 @@ def _ping() -> ServerSentEvent:
 
 async def _events(
     run_log: EventSource, after: int, on_disconnect: Callable[[], object] | None
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     # A comment at once: proxies and clients see the stream open before the first token.
     yield _ping()
     finished = False
     try:
-        async for event in run_log.read(after):
-            yield ServerSentEvent(data=event.json, event=event.event, id=str(event.id))
+        # Whatever the log holds beyond what was sent goes out in one write.
+        async for batch in run_log.read_batches(after):
+            yield b"".join(event.sse for event in batch)
         finished = True
     finally:
         # The client left before the end (sse-starlette closes this generator).

@@ -37,11 +37,20 @@ class Event:
         """``data`` as compact JSON, encoded once however many readers and sinks want it."""
         return encode(self.data)
 
+    @cached_property
+    def sse(self) -> bytes:
+        """The event as ``text/event-stream`` bytes (compact JSON never holds a raw newline)."""
+        return f"id: {self.id}\r\nevent: {self.event}\r\ndata: {self.json}\r\n\r\n".encode()
+
 
 class EventSource(Protocol):
     """What a reader of a run's events needs: the events after an id, live until ``end``."""
 
     def read(self, after: int = 0) -> AsyncIterator[Event]: ...
+
+    def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
+        """The same events, in lists of whatever is available at once (fewer writes)."""
+        ...
 
 
 async def read_all(source: EventSource) -> list[Event]:
@@ -79,11 +88,18 @@ class RunLog:
 
     async def read(self, after: int = 0) -> AsyncIterator[Event]:
         """Events with ids greater than ``after``, live until the log closes."""
+        async for batch in self.read_batches(after):
+            for event in batch:
+                yield event
+
+    async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         position = max(after, 0)
         while True:
-            while position < len(self.events):
-                yield self.events[position]
-                position += 1
+            if position < len(self.events):
+                batch = self.events[position:]
+                position += len(batch)
+                yield batch
+                continue
             if self.closed:
                 return
             await self._changed.wait()

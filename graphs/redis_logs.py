@@ -54,6 +54,11 @@ class RedisReader:
         self.still_active = still_active
 
     async def read(self, after: int = 0) -> AsyncIterator[Event]:
+        async for batch in self.read_batches(after):
+            for event in batch:
+                yield event
+
+    async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         position = f"0-{max(after, 0)}"
         while True:
             reply = await self.redis.xread(
@@ -65,12 +70,17 @@ class RedisReader:
                 if not await self.redis.exists(self.key) and not await self.still_active():
                     return
                 continue
+            batch = []
             for entry_id, fields in reply[0][1]:
                 event = Event(int(entry_id.partition("-")[2]), fields["e"], json.loads(fields["d"]))
-                yield event
+                # The stored JSON is what a client gets: no need to encode it again.
+                event.__dict__["json"] = fields["d"]
+                batch.append(event)
                 if event.event == "end":
+                    yield batch
                     return
                 position = entry_id
+            yield batch
 
 
 class RedisEventLogs(EventLogs):
