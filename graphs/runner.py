@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -425,6 +426,7 @@ class RunManager:
     ) -> None:
         chat_id = str(chat["id"])
         usage: dict[str, int] = {}
+        tally = Tally(exact=run["multitask_strategy"] != "rollback")
         status, error = "success", None
         protocol = payload.get("kind") == "protocol"
         content = payload.get("content") or _first_text(payload.get("input"))
@@ -435,7 +437,7 @@ class RunManager:
             graph = self.graphs.get(spec)
             if protocol:
                 await self._stream_protocol(
-                    graph, run, chat_id, spec, run_log, payload, context, usage
+                    graph, run, chat_id, spec, run_log, payload, context, usage, tally
                 )
                 return
             human = HumanMessage(
@@ -444,7 +446,8 @@ class RunManager:
                 response_metadata={"created_at": datetime.now(UTC).isoformat()},
             )
             # Thread order: answers to a stopped run's tool calls, then the new message.
-            closing = await self._close_dangling_tool_calls(chat_id)
+            closing = await self._close_dangling_tool_calls(chat_id, run["id"])
+            tally.added += len(closing) + 1
             for message in closing:
                 self._emit_message(run_log, message, chat_id, usage)
             run_log.append("message", to_api(human, chat_id))
@@ -465,7 +468,9 @@ class RunManager:
                     if isinstance(chunk, AIMessageChunk) and (delta := chunk.text):
                         run_log.append("token", {"message_id": chunk.id, "delta": delta})
                 else:
+                    tally.paused |= _pauses(payload)
                     for message in _updated_messages(payload):
+                        tally.added += 1
                         self._emit_message(run_log, message, chat_id, usage)
         except asyncio.CancelledError:
             status = self._cancelled.pop(run["id"], "interrupted")
@@ -481,7 +486,9 @@ class RunManager:
             else:
                 run_log.append("error", {"code": "run_failed", "message": message})
         finally:
-            await asyncio.shield(self._finish(run, chat, run_log, status, error, usage, content))
+            await asyncio.shield(
+                self._finish(run, chat, run_log, status, error, usage, content, tally)
+            )
 
     async def _stream_protocol(
         self,
@@ -493,9 +500,13 @@ class RunManager:
         payload: dict[str, Any],
         context: AgentContext,
         usage: dict[str, int],
+        tally: Tally,
     ) -> None:
         """Run the graph as the Agent Protocol asks, writing the events it asked for."""
         command = payload.get("command")
+        if command or payload.get("checkpoint_id"):
+            # A command may rewrite the state, a fork starts elsewhere: count by reading.
+            tally.exact = False
         if command:
             graph_input: Any = Command(
                 resume=command.get("resume"),
@@ -505,8 +516,9 @@ class RunManager:
         else:
             graph_input = stamp_messages(payload.get("input"))
             if isinstance(graph_input, dict) and graph_input.get("messages"):
-                closing = await self._close_dangling_tool_calls(chat_id)
+                closing = await self._close_dangling_tool_calls(chat_id, run["id"])
                 graph_input["messages"] = [*closing, *graph_input["messages"]]
+                tally.added += len(graph_input["messages"])
         configurable: dict[str, Any] = {"thread_id": chat_id}
         if payload.get("checkpoint_id"):
             configurable["checkpoint_id"] = payload["checkpoint_id"]
@@ -538,7 +550,9 @@ class RunManager:
         def emit(part: Any) -> None:
             namespace, (mode, data) = (part[0], part[1:]) if subgraphs else ((), part)
             if mode == "updates" and not namespace:
+                tally.paused |= _pauses(data)
                 for message in _updated_messages(data):
+                    tally.added += 1
                     if isinstance(message, AIMessage):
                         add_usage(usage, message)
             for name, event_data in translator.feed(mode, data, tuple(namespace)):
@@ -601,21 +615,30 @@ class RunManager:
         error: str | None,
         usage: dict[str, int],
         content: str,
+        tally: Tally,
     ) -> None:
         try:
-            count, paused = await self._thread_summary(chat["id"])
+            title = title_from(content) or None
+            # Counted as they streamed on the common path; read back from the thread otherwise.
+            counted = status == "success" and tally.exact
+            paused = tally.paused
+            if not counted:
+                count, paused = await self._thread_summary(chat["id"])
             thread_status = "error" if status == "error" else "idle"
             if paused and status == "success":
                 thread_status = "interrupted"
             async with self.pool.connection() as conn, conn.transaction():
                 await runs_store.finish(conn, run["id"], status=status, error=error, usage=usage)
-                await chats_store.update_summary(
-                    conn,
-                    chat["id"],
-                    message_count=count,
-                    title=title_from(content) or None,
-                    thread_status=thread_status,
-                )
+                if counted:
+                    await chats_store.add_to_summary(
+                        conn, chat["id"], added=tally.added, title=title,
+                        thread_status=thread_status,
+                    )  # fmt: skip
+                else:
+                    await chats_store.update_summary(
+                        conn, chat["id"], message_count=count, title=title,
+                        thread_status=thread_status,
+                    )  # fmt: skip
         except Exception:
             log.exception("could not record the end of run %s", run["id"])
         finally:
@@ -623,13 +646,17 @@ class RunManager:
             run_log.close()
             await self._chat_is_free(str(chat["id"]))
 
-    async def _close_dangling_tool_calls(self, chat_id: str) -> list[ToolMessage]:
+    async def _close_dangling_tool_calls(self, chat_id: str, run_id: UUID) -> list[ToolMessage]:
         """Answers for tool calls a stopped run left unanswered, to add before the new message.
 
         A run cancelled or interrupted while a tool ran leaves an agent message whose tool calls
         have no result; providers such as OpenAI reject such a history, so each gets an error
-        result saying the tool never finished.
+        result saying the tool never finished. Reading the thread costs as much as the thread is
+        long, so it is only read when the last run was stopped or the thread waits.
         """
+        async with self.pool.connection() as conn:
+            if not await chats_store.needs_closing(conn, chat_id, run_id):
+                return []
         messages = await self.thread_messages(chat_id)
         last_ai = next(
             (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], AIMessage)),
@@ -661,6 +688,15 @@ class RunManager:
 
     async def message_count(self, chat_id: UUID | str) -> int:
         return len(await self.thread_messages(chat_id))
+
+    async def refresh_summary(self, chat_id: UUID | str) -> None:
+        """Recount a chat's messages from its thread, after a change outside any run."""
+        count, paused = await self._thread_summary(chat_id)
+        async with self.pool.connection() as conn:
+            await chats_store.update_summary(
+                conn, UUID(str(chat_id)), message_count=count, title=None,
+                thread_status="interrupted" if paused else "idle",
+            )  # fmt: skip
 
     async def _thread_summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
@@ -716,6 +752,20 @@ async def open_run_manager(
     )
     await manager.open()
     return manager
+
+
+@dataclass
+class Tally:
+    """What a run added to its thread, counted as it streamed (``exact``: nothing else did)."""
+
+    exact: bool = True
+    added: int = 0
+    paused: bool = False
+
+
+def _pauses(update: Any) -> bool:
+    """Whether an ``updates`` stream item says the graph paused on ``interrupt()``."""
+    return isinstance(update, dict) and "__interrupt__" in update
 
 
 def _first_event(run: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -121,6 +121,22 @@ UPDATE chats SET message_count = %(message_count)s, last_message_at = now(), upd
                  title = coalesce(title, %(title)s), thread_status = %(thread_status)s
 WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
 """
+# After a run whose new messages were counted as they streamed: no need to read the thread.
+ADD_TO_SUMMARY = f"""
+UPDATE chats SET message_count = message_count + %(added)s, last_message_at = now(),
+                 updated_at = now(), title = coalesce(title, %(title)s),
+                 thread_status = %(thread_status)s
+WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
+"""
+# Whether a new run must first answer tool calls left open: the thread waits on an interrupt,
+# or the chat's last run was stopped (or failed) part-way.
+SELECT_NEEDS_CLOSING = """
+SELECT c.thread_status <> 'idle'
+       OR coalesce((SELECT r.status IN ('cancelled', 'interrupted', 'error') FROM runs r
+                    WHERE r.chat_id = c.id AND r.id <> %(run_id)s AND r.ended_at IS NOT NULL
+                    ORDER BY r.ended_at DESC LIMIT 1), false) AS needs
+FROM chats c WHERE c.id = %(id)s
+"""
 # A thread's first run binds it to the run's agent, and says so in its metadata as the
 # official server does (graph_id, assistant_id).
 BIND_AGENT = f"""
@@ -150,6 +166,22 @@ async def update_summary(
         },
     )
     return await cur.fetchone()
+
+
+async def add_to_summary(
+    conn: Conn, chat_id: UUID, *, added: int, title: str | None, thread_status: str
+) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        ADD_TO_SUMMARY,
+        {"id": chat_id, "added": added, "title": title, "thread_status": thread_status},
+    )
+    return await cur.fetchone()
+
+
+async def needs_closing(conn: Conn, chat_id: UUID | str, run_id: UUID) -> bool:
+    cur = await conn.execute(SELECT_NEEDS_CLOSING, {"id": chat_id, "run_id": run_id})
+    row = await cur.fetchone()
+    return bool(row and row["needs"])
 
 
 async def bind_agent(conn: Conn, chat: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:

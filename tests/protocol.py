@@ -17,7 +17,9 @@ from langgraph_sdk import get_client
 from tests.conftest import PASSWORD
 from tests.servers import ADMIN, Server, admin_env, stop_postgres
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "wire"
+# Streams captured from the official langgraph-api 0.16.7 server (the project's reference
+# samples), copied here so the framing checks run from any clone.
+REFERENCE = Path(__file__).parent / "reference"
 MODELS = {"t5": "fake:tokens-5", "slow": "fake:tokens-200@20", "hitl": "fake:tools"}
 TOKENS = "tok0 tok1 tok2 tok3 tok4"
 

@@ -182,3 +182,41 @@ async def test_reject_holds_between_a_queued_and_a_starting_run(
     finally:
         for conn in connections:
             await conn.close()
+
+
+async def test_message_count_matches_the_thread_after_every_kind_of_run(
+    chat: Chat, app: Any
+) -> None:
+    """The count is kept as runs stream; whatever happened, it equals the thread's length."""
+    runs = app.state.switchboard.runs
+
+    async def consistent() -> None:
+        row = (await chat.client.get(f"/chats/{chat.id}", headers=chat.user.headers)).json()
+        assert row["message_count"] == await runs.message_count(chat.id)
+
+    assert (await chat.post("plain")).json()["status"] == "success"
+    await consistent()
+    await chat.use_model("fake:tokens-200@20")
+    first = chat.post("slow")
+    await chat.wait_running()
+    second = await chat.post("cut in", multitask_strategy="interrupt")
+    assert (await first).json()["status"] == "interrupted"
+    await consistent()
+    first = chat.post("slow again")
+    await chat.wait_running()
+    await chat.use_model("fake:echo")
+    await chat.post("undo", multitask_strategy="rollback")
+    await first
+    await consistent()
+    assert second.json()["status"] == "success"
+    tools = await chat.client.put(
+        f"/agents/{chat.agent['id']}",
+        json={"model_name": "fake:tools", "tools_enabled": ["calculator"]},
+        headers=chat.admin.headers,
+    )
+    assert tools.status_code == 200
+    assert (await chat.post('{"expression": "2+3"}')).json()["status"] == "success"
+    await consistent()
+    # plain 2 + the interrupted run's message 1 + "cut in" 2 + (rolled back: 0) + "undo" 2
+    # + a tool round (message, call, result, answer) 4.
+    assert await runs.message_count(chat.id) == 11

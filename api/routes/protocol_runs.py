@@ -188,5 +188,6 @@ async def cancel_run(
             await state.runs.wait_ended(run_id, seconds=10)
         if action == "rollback":
             await state.runs.checkpointer.adelete_for_runs([str(run_id)])
+            await state.runs.refresh_summary(thread_id)
     run = await service.owned_run(state, user, thread_id, run_id)
     return _json(service.run_json(run), headers=None) if wait else Response(status_code=202)

@@ -175,6 +175,7 @@ async def update_state(
         raise InvalidInput(
             f"The update does not fit this thread's graph ({type(exc).__name__})"
         ) from None
+    await state.runs.refresh_summary(thread_id)
     return {"checkpoint": _checkpoint(config)}
 
 
