@@ -1,5 +1,6 @@
-"""Idle streams: the server's RSS with 100 and 1,000 open SSE streams that wait for tokens
-(each on its own run of a model that pauses 300 s before its first token), against none.
+"""Idle streams: the server's RSS with 100 and 1,000 open SSE streams that wait for tokens, each
+on its own run of a model that pauses 300 s before its first token; then the same numbers of
+readers (``GET /runs/{id}/stream``) of just 10 such runs, to see a stream's own cost.
 
     python -m bench.streams [--counts 100,1000]
 """
@@ -53,6 +54,46 @@ async def open_streams(url: str, headers: dict, agent_id: str, n: int, proc_rss)
     return {"streams": n, "server_rss_mib": rss}
 
 
+async def open_readers(url: str, headers: dict, agent_id: str, n: int, runs: int, proc_rss) -> dict:
+    """``n`` readers (``GET /runs/{id}/stream``) spread over ``runs`` live runs."""
+    limits = httpx.Limits(max_connections=n + runs + 10, max_keepalive_connections=n + runs + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+        run_ids = []
+        for _ in range(runs):
+            chat = (await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)).json()
+            started = await http.post(
+                f"/threads/{chat['id']}/runs",
+                json={"assistant_id": agent_id, "input": {"messages": [
+                    {"role": "user", "content": "wait"}]}},
+                headers=headers,
+            )  # fmt: skip
+            run_ids.append(started.json()["run_id"])
+        opened = asyncio.Event()
+        ready = 0
+        release = asyncio.Event()
+
+        async def one(run_id: str) -> None:
+            nonlocal ready
+            async with http.stream("GET", f"/runs/{run_id}/stream", headers=headers) as response:
+                async for chunk in response.aiter_bytes():
+                    if b"event: metadata" in chunk:
+                        ready += 1
+                        if ready == n:
+                            opened.set()
+                        await release.wait()
+                        return
+
+        tasks = [asyncio.create_task(one(run_ids[i % runs])) for i in range(n)]
+        await asyncio.wait_for(opened.wait(), timeout=600)
+        await asyncio.sleep(2)
+        rss = proc_rss()
+        release.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {"readers": n, "runs": runs, "server_rss_mib": rss}
+
+
 def run(counts: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
     points = []
     extra = {"SWITCHBOARD_POOL_MAX_SIZE": "20", "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1"}
@@ -69,14 +110,39 @@ def run(counts: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
                     open_streams(deployment.urls[0], headers, agents["idle"]["id"], n, server_rss)
                 )
             )
-    return {"workload": "streams", "baseline_rss_mib": baseline, "points": points}
+    # The stream alone: many readers of a few live runs, on a fresh server.
+    readers = []
+    with Deployment(extra_env=extra) as deployment:
+        headers, agents = deployment.setup({"idle": "fake:tokens-2@300000"})
+
+        def reader_rss() -> float:
+            return rss_mib(deployment.server_processes())
+
+        reader_baseline = reader_rss()
+        for n in counts:
+            readers.append(
+                asyncio.run(
+                    open_readers(
+                        deployment.urls[0], headers, agents["idle"]["slug"], n, 10, reader_rss
+                    )
+                )
+            )
+    return {
+        "workload": "streams",
+        "baseline_rss_mib": baseline,
+        "points": points,
+        "reader_baseline_rss_mib": reader_baseline,
+        "readers": readers,
+    }
 
 
 def report(result: dict[str, Any]) -> str:
-    rows = [[p["streams"], p["server_rss_mib"]] for p in result["points"]]
+    rows = [[p["streams"], "1 each", p["server_rss_mib"]] for p in result["points"]]
+    rows += [[p["readers"], p["runs"], p["server_rss_mib"]] for p in result.get("readers", [])]
     return table(
-        f"idle SSE streams (server RSS with none: {result['baseline_rss_mib']} MiB)",
-        ["streams", "server RSS MiB"],
+        f"idle SSE streams (server RSS with none: {result['baseline_rss_mib']} MiB, "
+        f"{result.get('reader_baseline_rss_mib')} MiB)",
+        ["streams", "live runs", "server RSS MiB"],
         rows,
     )
 

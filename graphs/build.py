@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from langchain.agents import create_agent
+from langchain.agents import AgentState, create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.messages import AIMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage, ToolMessage
+from langgraph.channels import DeltaChannel
 from langgraph.errors import GraphBubbleUp
+from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
@@ -90,6 +93,7 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
             tool_call_id=request.tool_call["id"],
             name=name,
             status="error",
+            id=str(uuid.uuid4()),
             response_metadata={"created_at": now_iso()},
         )
 
@@ -97,6 +101,9 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
     def _stamp_tool(result: ToolMessage | Command[Any]) -> ToolMessage | Command[Any]:
         if isinstance(result, ToolMessage):
             result.response_metadata["created_at"] = now_iso()
+            # An id of its own before it is checkpointed: the messages channel stores writes
+            # and replays them, and an id assigned during a replay would change on every read.
+            result.id = result.id or str(uuid.uuid4())
         return result
 
     def wrap_tool_call(
@@ -124,16 +131,49 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
             return self._tool_error(request, exc)
 
 
+def _add_message_batches(messages: list[AnyMessage], batches: Sequence[Any]) -> list[AnyMessage]:
+    # One merge for all the batches: add_messages walks the whole list on every call, and a
+    # replay hands over up to SNAPSHOT_EVERY batches at once.
+    flat: list[Any] = []
+    for batch in batches:
+        flat.extend(batch if isinstance(batch, list) else [batch])
+    return add_messages(messages, flat)
+
+
+# Messages are the one channel that grows with the chat. As a delta channel, a checkpoint stores
+# only what a step added, plus the whole list every SNAPSHOT_EVERY updates, so each turn writes
+# what is new rather than the whole conversation again. Threads written before it (whole lists
+# in every checkpoint) read as a base to replay from.
+SNAPSHOT_EVERY = 64
+
+
+class ThreadState(AgentState):
+    messages: Annotated[
+        list[AnyMessage], DeltaChannel(_add_message_batches, snapshot_frequency=SNAPSHOT_EVERY)
+    ]
+
+
 def build_graph(spec: AgentSpec, checkpointer: Any = None) -> Any:
     """Compile the agent graph of ``spec``: its model, its tools, its prompt."""
     return create_agent(
         make_model(spec.model_name),
         tools=[TOOLS[name] for name in spec.tools if name in TOOLS],
         middleware=[SwitchboardMiddleware(spec)],
+        state_schema=ThreadState,
         context_schema=AgentContext,
         checkpointer=checkpointer,
         name=spec.slug,
     )
+
+
+def thread_reader(checkpointer: Any) -> Any:
+    """A graph that only reads threads: every agent's graph has the same state channels, so any
+    one of them rebuilds a thread's values (the delta channel needs a graph to replay)."""
+    spec = AgentSpec(
+        id=uuid.UUID(int=0), version=0, slug="thread-reader", name="thread-reader",
+        system_prompt="", model_name="fake:echo", tools=tuple(TOOLS),
+    )  # fmt: skip
+    return build_graph(spec, checkpointer)
 
 
 class GraphCache:

@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from graphs.build import GraphCache
+from graphs.build import GraphCache, thread_reader
 from graphs.events import EventLogs, EventSource, RunLog, read_all
 from graphs.messages import USAGE_KEYS, to_api
 from graphs.protocol import Translator, graph_modes, jsonable, stamp_messages
@@ -108,6 +108,7 @@ class RunManager:
         self.checkpointer = checkpointer
         self.default_model = default_model
         self.graphs = GraphCache(checkpointer)
+        self.reader = thread_reader(checkpointer)
         self.execute = execute
         self.bus: ControlBus | None = None
         self.logs: EventLogs
@@ -680,11 +681,9 @@ class RunManager:
         ]
 
     async def thread_messages(self, chat_id: UUID | str) -> list[BaseMessage]:
-        """The messages of a chat's thread, oldest first (read from the latest checkpoint)."""
-        saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": str(chat_id)}})
-        if saved is None:
-            return []
-        return list(saved.checkpoint["channel_values"].get("messages", []))
+        """The messages of a chat's thread, oldest first (as of its latest checkpoint)."""
+        snapshot = await self.reader.aget_state({"configurable": {"thread_id": str(chat_id)}})
+        return list(snapshot.values.get("messages", []))
 
     async def message_count(self, chat_id: UUID | str) -> int:
         return len(await self.thread_messages(chat_id))
@@ -700,12 +699,9 @@ class RunManager:
 
     async def _thread_summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
-        saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": str(chat_id)}})
-        if saved is None:
-            return 0, False
-        count = len(saved.checkpoint["channel_values"].get("messages", []))
-        paused = any(write[1] == "__interrupt__" for write in saved.pending_writes or [])
-        return count, paused
+        snapshot = await self.reader.aget_state({"configurable": {"thread_id": str(chat_id)}})
+        count = len(snapshot.values.get("messages", []))
+        return count, bool(snapshot.interrupts)
 
     async def delete_thread(self, chat_id: UUID | str) -> None:
         await self.checkpointer.adelete_thread(str(chat_id))

@@ -63,6 +63,10 @@ def live() -> Iterator[Live]:
         yield Live(server, agents)
     finally:
         server.signal(15)
+        import os
+
+        if os.environ.get("KEEP_LOG"):
+            shutil.copy(server.log, os.environ["KEEP_LOG"])
         stop_postgres(data_dir / "pgdata")
         shutil.rmtree(data_dir, ignore_errors=True)
 

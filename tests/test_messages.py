@@ -519,3 +519,27 @@ async def test_a_tool_that_crashes_returns_a_safe_error_and_the_run_goes_on(
     assert "hunter2" not in response.text
     assert events[-1].data["status"] == "success"
     assert events[-2].data["content"] == result["content"]
+
+
+async def test_message_ids_are_stable_across_reads(
+    client: httpx.AsyncClient, user: User, make_agent: MakeAgent
+) -> None:
+    """Ids are what `before=` pages by and what clients key on: every read gives the same ones,
+    for every kind of message (the thread is rebuilt from stored writes on each read), and they
+    match the ids the stream announced."""
+    agent = await make_agent("fake:tools", ["calculator"])
+    chat_id = await open_chat(client, user, agent["id"])
+    answers = []
+    for text in ("2 ** 10", "3 * 3", '{"expression": "1/0"}'):
+        response = await client.post(
+            f"/chats/{chat_id}/messages", json={"content": text}, headers=user.headers
+        )
+        answers += response.json()["messages"]
+    url = f"/chats/{chat_id}/messages"
+    first = (await client.get(url, headers=user.headers)).json()["items"]
+    second = (await client.get(url, headers=user.headers)).json()["items"]
+    assert [m["id"] for m in first] == [m["id"] for m in second]
+    assert [m["id"] for m in first] == [m["id"] for m in answers]
+    assert len({m["id"] for m in first}) == len(first) == 12
+    older = await client.get(url, params={"before": first[6]["id"]}, headers=user.headers)
+    assert [m["id"] for m in older.json()["items"]] == [m["id"] for m in first[:6]]

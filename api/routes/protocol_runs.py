@@ -88,8 +88,13 @@ async def stream_stateless(body: RunCreate, user: CurrentUser, state: State):
 @router.post("/runs/wait")
 async def wait_stateless(body: RunCreate, user: CurrentUser, state: State):
     """A run on a new thread; answers its final values."""
-    run, events, _ = await service.start(state, user, None, body)
-    return _json(await service.outcome(state, run, events))
+    run, events, _ = await service.start(state, user, None, body, delete_when_done=False)
+    try:
+        return _json(await service.outcome(state, run, events))
+    finally:
+        if body.on_completion == "delete":
+            # After the values are read, and even if the client left while waiting.
+            state.runs.background(service.delete_after_run(state, run, user["id"]))
 
 
 @router.get("/threads/{thread_id}/runs")

@@ -60,9 +60,18 @@ async def _thread(
 
 
 async def start(
-    state: AppState, user: dict[str, Any], thread_id: UUID | None, body: RunCreate
+    state: AppState,
+    user: dict[str, Any],
+    thread_id: UUID | None,
+    body: RunCreate,
+    *,
+    delete_when_done: bool = True,
 ) -> tuple[dict[str, Any], EventSource, dict[str, Any]]:
-    """Start a run on the user's thread (or on a new, stateless one): (run, events, agent)."""
+    """Start a run on the user's thread (or on a new, stateless one): (run, events, agent).
+
+    A stateless run's thread is deleted once the run ends (``on_completion: "delete"``), unless
+    the caller does it itself (``delete_when_done=False``: ``wait`` reads the values first).
+    """
     async with state.pool.connection() as conn:
         agent = await resolve_assistant(conn, body.assistant_id)
         if thread_id is None:
@@ -84,14 +93,18 @@ async def start(
         raise Conflict(f"Thread is busy with run {busy.active_run_id}") from None
     except ShuttingDown:
         raise Unavailable("The server is shutting down; retry on another instance") from None
-    if thread_id is None and body.on_completion == "delete":
-        state.runs.background(_delete_when_done(state, run, user["id"]))
+    if thread_id is None and body.on_completion == "delete" and delete_when_done:
+        state.runs.background(delete_after_run(state, run, user["id"]))
     return run, events, agent
 
 
-async def _delete_when_done(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
+async def delete_after_run(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
     """A stateless run's thread goes once the run ends (its events stay readable a while)."""
     await state.runs.wait_ended(run["id"], seconds=24 * 3600)
+    await delete_stateless_thread(state, run, user_id)
+
+
+async def delete_stateless_thread(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
     try:
         async with state.pool.connection() as conn:
             await chats_store.delete_owned(conn, run["chat_id"], user_id)
