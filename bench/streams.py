@@ -54,16 +54,16 @@ async def open_streams(url: str, headers: dict, agent_id: str, n: int, proc_rss)
     return {"streams": n, "server_rss_mib": rss}
 
 
-async def open_readers(url: str, headers: dict, agent_id: str, n: int, runs: int, proc_rss) -> dict:
+async def open_readers(url: str, headers: dict, agent: dict, n: int, runs: int, proc_rss) -> dict:
     """``n`` readers (``GET /runs/{id}/stream``) spread over ``runs`` live runs."""
     limits = httpx.Limits(max_connections=n + runs + 10, max_keepalive_connections=n + runs + 10)
     async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
         run_ids = []
         for _ in range(runs):
-            chat = (await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)).json()
+            chat = await http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers)
             started = await http.post(
-                f"/threads/{chat['id']}/runs",
-                json={"assistant_id": agent_id, "input": {"messages": [
+                f"/threads/{chat.json()['id']}/runs",
+                json={"assistant_id": agent["slug"], "input": {"messages": [
                     {"role": "user", "content": "wait"}]}},
                 headers=headers,
             )  # fmt: skip
@@ -122,9 +122,7 @@ def run(counts: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
         for n in counts:
             readers.append(
                 asyncio.run(
-                    open_readers(
-                        deployment.urls[0], headers, agents["idle"]["slug"], n, 10, reader_rss
-                    )
+                    open_readers(deployment.urls[0], headers, agents["idle"], n, 10, reader_rss)
                 )
             )
     return {
