@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.bootstrap import bootstrap_admin, resolve_database, upgrade_database
+from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
 from api.routes import (
     agents,
     assistants,
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 await bootstrap_admin(settings, pool)
                 _log_startup(settings)
+                settle_heap()
                 yield
             finally:
                 await run_manager.aclose()

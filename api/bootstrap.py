@@ -5,6 +5,7 @@ Shared by the server's lifespan and the ``switchboard`` CLI.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import psycopg
@@ -21,6 +22,17 @@ from storage.db import EmbeddedPostgres, connection_kwargs, start_embedded
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "switchboard"
+
+
+def settle_heap() -> None:
+    """Move everything startup allocated (modules, compiled graphs, pydantic models) out of
+    the garbage collector's reach.
+
+    Those objects live as long as the process, yet every full collection walked all of them:
+    one request in about a hundred stalled for 100 ms or more. Called once the process is ready.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def resolve_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:

@@ -17,18 +17,20 @@ from storage import users as users_store
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are ``async def`` even when they never await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hop per request for a dictionary lookup.
+async def get_state(request: Request) -> AppState:
     return request.app.state.switchboard
 
 
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_pool(state: State) -> AsyncConnectionPool:
+async def get_pool(state: State) -> AsyncConnectionPool:
     return state.pool
 
 
-def get_settings(state: State) -> Settings:
+async def get_settings(state: State) -> Settings:
     return state.settings
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 
+from api.bootstrap import settle_heap
 from api.settings import Settings
 from graphs.runner import open_run_manager
 from storage.db import open_pool
@@ -33,6 +34,7 @@ async def run_worker(settings: Settings) -> None:
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
+        settle_heap()
         work = asyncio.create_task(runs.work(settings.worker_concurrency), name="work")
         stop = asyncio.create_task(runs.shutdown_event.wait(), name="stop")
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -61,18 +61,34 @@ async def read_all(source: EventSource) -> list[Event]:
 class RunLog:
     """The append-only event log of one run."""
 
-    def __init__(self, run_id: UUID):
+    def __init__(self, run_id: UUID, on_close: Callable[[RunLog], None] | None = None):
         self.run_id = run_id
-        self.events: list[Event] = []
+        self._events: list[Event] = []
+        # Once packed, a closed log keeps (event, JSON) pairs instead of Event objects.
+        self._packed: tuple[tuple[str, str], ...] | None = None
         self.closed = False
         self.closed_at: float | None = None
         self._changed = asyncio.Event()
+        self._on_close = on_close
+
+    def __len__(self) -> int:
+        return len(self._events) if self._packed is None else len(self._packed)
+
+    @property
+    def events(self) -> list[Event]:
+        return self.since(0)
+
+    def since(self, position: int) -> list[Event]:
+        """The events after the first ``position`` ones."""
+        if self._packed is None:
+            return self._events[position:]
+        return [_unpack(i + 1, *item) for i, item in enumerate(self._packed) if i >= position]
 
     def append(self, event: str, data: dict[str, Any]) -> Event:
         if self.closed:
             raise RuntimeError("the run's log is closed")
-        item = Event(len(self.events) + 1, event, data)
-        self.events.append(item)
+        item = Event(len(self._events) + 1, event, data)
+        self._events.append(item)
         self._wake()
         return item
 
@@ -80,6 +96,20 @@ class RunLog:
         self.closed = True
         self.closed_at = time.monotonic()
         self._wake()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def pack(self) -> None:
+        """Keep this closed log as JSON text from now on.
+
+        A retained log of Event objects and their dicts is hundreds of objects that every full
+        garbage collection walks; with thousands of recent runs kept for late readers that made
+        collections take tens of milliseconds, stalling every request. Strings in tuples are
+        not tracked by the collector at all, and take a fraction of the memory.
+        """
+        if self.closed and self._packed is None:
+            self._packed = tuple((e.event, e.json) for e in self._events)
+            self._events = []
 
     def _wake(self) -> None:
         # Readers wait on the current Event; swapping it wakes them all without a lock.
@@ -95,8 +125,8 @@ class RunLog:
     async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         position = max(after, 0)
         while True:
-            if position < len(self.events):
-                batch = self.events[position:]
+            if position < len(self):
+                batch = self.since(position)
                 position += len(batch)
                 yield batch
                 continue
@@ -110,8 +140,18 @@ class RunLog:
 
     async def wait_beyond(self, count: int) -> None:
         """Return once the log holds more than ``count`` events, or is closed."""
-        while len(self.events) <= count and not self.closed:
+        while len(self) <= count and not self.closed:
             await self._changed.wait()
+
+
+def _unpack(event_id: int, name: str, text: str) -> Event:
+    event = Event(event_id, name, json.loads(text))
+    event.__dict__["json"] = text  # what clients get is the stored text, not a re-encoding
+    return event
+
+
+# How long a closed log stays as it was written before it is packed.
+PACK_AFTER_SECONDS = 1.0
 
 
 class EventLogs:
@@ -120,13 +160,23 @@ class EventLogs:
     def __init__(self, retention_seconds: float = 600, max_closed: int = 10_000):
         self.retention_seconds = retention_seconds
         self.max_closed = max_closed
-        self._logs: OrderedDict[UUID, RunLog] = OrderedDict()
+        self._logs: dict[UUID, RunLog] = {}
+        # Closed logs in the order they closed, so expiring looks only at the oldest ones:
+        # scanning every log on each new run made each run cost more as the server got busier.
+        self._closed: OrderedDict[UUID, RunLog] = OrderedDict()
+        # Closed logs not packed yet: readers that were live when the run ended read them
+        # as they are, for a few seconds, instead of decoding JSON again.
+        self._unpacked: OrderedDict[UUID, RunLog] = OrderedDict()
 
     def create(self, run_id: UUID) -> RunLog:
         self._expire()
-        log = RunLog(run_id)
+        log = RunLog(run_id, on_close=self._closed_now)
         self._logs[run_id] = log
         return log
+
+    def _closed_now(self, log: RunLog) -> None:
+        self._closed[log.run_id] = log
+        self._unpacked[log.run_id] = log
 
     def get(self, run_id: UUID) -> RunLog | None:
         """The log of a run this process executes (or executed recently)."""
@@ -151,13 +201,20 @@ class EventLogs:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        closed = [
-            run_id
-            for run_id, log in self._logs.items()
-            if log.closed_at is not None and now - log.closed_at > self.retention_seconds
-        ]
-        for run_id in closed:
-            del self._logs[run_id]
-        excess = sum(1 for log in self._logs.values() if log.closed) - self.max_closed
-        for run_id in [r for r, log in self._logs.items() if log.closed][: max(excess, 0)]:
-            del self._logs[run_id]
+        while self._unpacked:
+            run_id, log = next(iter(self._unpacked.items()))
+            assert log.closed_at is not None
+            if log.closed_at > now - PACK_AFTER_SECONDS:
+                break
+            del self._unpacked[run_id]
+            log.pack()
+        horizon = now - self.retention_seconds
+        while self._closed:
+            run_id, log = next(iter(self._closed.items()))
+            assert log.closed_at is not None
+            if len(self._closed) <= self.max_closed and log.closed_at >= horizon:
+                break
+            del self._closed[run_id]
+            # A newer log may have replaced it under the same id (a rerun's end written here).
+            if self._logs.get(run_id) is log:
+                del self._logs[run_id]

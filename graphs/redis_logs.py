@@ -119,13 +119,13 @@ class RedisEventLogs(EventLogs):
         failures = 0
         while True:
             await run_log.wait_beyond(written)
-            batch = run_log.events[written:]
+            batch = run_log.since(written)
             if not batch and run_log.closed:
                 return
             pipe = self.redis.pipeline(transaction=False)
             for event in batch:
                 pipe.xadd(key, {"e": event.event, "d": event.json}, id=f"0-{event.id}")
-            done = run_log.closed and written + len(batch) == len(run_log.events)
+            done = run_log.closed and written + len(batch) == len(run_log)
             ttl = self.retention_seconds if done else SAFETY_TTL_SECONDS
             pipe.expire(key, int(ttl))
             try:

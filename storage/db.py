@@ -12,6 +12,8 @@ import contextlib
 import json
 import logging
 import os
+import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,23 @@ def connection_kwargs() -> dict[str, Any]:
     return {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
 
 
+# A connection used this recently is trusted without a round trip: checking every checkout cost
+# a dozen round trips per chat turn. One idle longer (a restart or network cut may have killed
+# it meanwhile) is checked as before.
+TRUSTED_IDLE_SECONDS = 5.0
+_returned_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+
+async def _note_return(conn: AsyncConnection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_if_idle(conn: AsyncConnection[Any]) -> None:
+    returned = _returned_at.get(conn)
+    if returned is None or time.monotonic() - returned > TRUSTED_IDLE_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 async def open_pool(conninfo: str, *, min_size: int = 2, max_size: int = 20) -> AsyncConnectionPool:
     """Open the shared pool and wait until its first connections are ready."""
     pool: AsyncConnectionPool = AsyncConnectionPool(
@@ -42,7 +61,8 @@ async def open_pool(conninfo: str, *, min_size: int = 2, max_size: int = 20) -> 
         min_size=min_size,
         max_size=max_size,
         kwargs=connection_kwargs(),
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_note_return,
         max_idle=300,
         max_lifetime=3600,
         open=False,
