@@ -21,9 +21,16 @@ from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID
 
+import orjson
 
-def encode(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+
+def encode(data: Any) -> str:
+    """Compact JSON: orjson (a token's event is encoded once per token), ``json`` for what
+    orjson refuses, such as integers beyond 64 bits."""
+    try:
+        return orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,13 @@ class RunLog:
             return self._events[position:]
         return [_unpack(i + 1, *item) for i, item in enumerate(self._packed) if i >= position]
 
-    def append(self, event: str, data: dict[str, Any]) -> Event:
+    def append(self, event: str, data: Any, text: str | None = None) -> Event:
+        """Add an event; ``text`` is ``data`` already encoded, when the writer has it."""
         if self.closed:
             raise RuntimeError("the run's log is closed")
         item = Event(len(self._events) + 1, event, data)
+        if text is not None:
+            item.__dict__["json"] = text
         self._events.append(item)
         self._wake()
         return item

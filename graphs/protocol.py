@@ -23,6 +23,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChun
 from langchain_core.messages.utils import convert_to_messages
 from pydantic import BaseModel
 
+from graphs.events import encode
+
 STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug")
 # Requested mode -> the LangGraph stream mode that feeds it.
 _SOURCES = {"messages-tuple": "messages", "events": None}
@@ -77,17 +79,35 @@ class Translator:
     def __init__(self, requested: list[str]):
         self.requested = set(requested)
         self._partial: dict[str, BaseMessageChunk] = {}
+        # The metadata of the last model call, converted and encoded: LangGraph hands the same
+        # dict with every token of a call, and converting it per token was most of the cost.
+        self._metadata: tuple[Any, Any, str] | None = None
 
-    def feed(self, mode: str, payload: Any, namespace: tuple[str, ...] = ()) -> Iterator[tuple]:
+    def feed(
+        self, mode: str, payload: Any, namespace: tuple[str, ...] = ()
+    ) -> Iterator[tuple[str, Any, str | None]]:
+        """``(event, data, data as JSON or None)`` for each protocol event of one stream part."""
         suffix = "|" + "|".join(namespace) if namespace else ""
         if mode == "messages":
             chunk, metadata = payload
             if "messages-tuple" in self.requested:
-                yield "messages" + suffix, [jsonable(chunk), jsonable(metadata)]
+                yield self._tuple(chunk, metadata, suffix)
             if "messages" in self.requested:
-                yield from self._legacy(chunk, metadata, suffix)
+                for name, data in self._legacy(chunk, metadata, suffix):
+                    yield name, data, None
         elif mode in self.requested:
-            yield mode + suffix, jsonable(payload)
+            yield mode + suffix, jsonable(payload), None
+
+    def _tuple(self, chunk: Any, metadata: Any, suffix: str) -> tuple[str, Any, str | None]:
+        if self._metadata is None or self._metadata[0] is not metadata:
+            converted = jsonable(metadata)
+            self._metadata = (metadata, converted, encode(converted))
+        _, meta, meta_text = self._metadata
+        if not isinstance(chunk, BaseMessageChunk):
+            return "messages" + suffix, [jsonable(chunk), meta], None
+        # A chunk's dump holds plain JSON types already.
+        data = chunk.model_dump()
+        return "messages" + suffix, [data, meta], f"[{encode(data)},{meta_text}]"
 
     def _legacy(self, chunk: Any, metadata: Any, suffix: str) -> Iterator[tuple]:
         if not isinstance(chunk, BaseMessage) or chunk.id is None:

@@ -556,8 +556,8 @@ class RunManager:
                     tally.added += 1
                     if isinstance(message, AIMessage):
                         add_usage(usage, message)
-            for name, event_data in translator.feed(mode, data, tuple(namespace)):
-                run_log.append(name, event_data)
+            for name, event_data, text in translator.feed(mode, data, tuple(namespace)):
+                run_log.append(name, event_data, text)
 
         if "events" in requested:
             async for event in graph.astream_events(graph_input, version="v2", **options):
