@@ -346,12 +346,18 @@ class RunManager:
         async with self.pool.connection() as conn:
             if not self.execute:
                 run = await runs_store.insert_pending(conn, if_free=strategy != "enqueue", **fields)
-            elif strategy == "enqueue":
-                run = await runs_store.insert_pending(conn, **fields)
             else:
-                run = await runs_store.insert_running(conn, **fields)
+                queue = strategy == "enqueue"
+                run = await runs_store.insert_starting(conn, queue=queue, **fields)
+                if run is None and queue:
+                    # A worker started a queued run of this chat meanwhile: queue behind it.
+                    run = await runs_store.insert_pending(conn, **fields)
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
+        # Known at insert time for a run that starts now; a queued one asks once it starts.
+        needs_closing = run.pop("needs_closing", None)
+        if run["status"] != "running":
+            needs_closing = None
         if not self.execute:
             assert self.bus is not None
             await self.bus.publish({"op": "queued"})
@@ -361,7 +367,7 @@ class RunManager:
         context = AgentContext(
             user_id=str(user_id), chat_id=str(chat["id"]), profile=payload["profile"]
         )
-        return run, self._launch(run, chat, spec, payload, context)
+        return run, self._launch(run, chat, spec, payload, context, needs_closing)
 
     def _launch(
         self,
@@ -370,10 +376,11 @@ class RunManager:
         spec: AgentSpec,
         payload: dict[str, Any],
         context: AgentContext,
+        needs_closing: bool | None = None,
     ) -> RunLog:
         run_log = self.logs.create(run["id"])
         task = asyncio.create_task(
-            self._execute(run, chat, spec, run_log, payload, context),
+            self._execute(run, chat, spec, run_log, payload, context, needs_closing),
             name=f"run-{run['id']}",
         )
         self._tasks[run["id"]] = task
@@ -424,6 +431,7 @@ class RunManager:
         run_log: RunLog,
         payload: dict[str, Any],
         context: AgentContext,
+        needs_closing: bool | None = None,
     ) -> None:
         chat_id = str(chat["id"])
         usage: dict[str, int] = {}
@@ -438,8 +446,9 @@ class RunManager:
             graph = self.graphs.get(spec)
             if protocol:
                 await self._stream_protocol(
-                    graph, run, chat_id, spec, run_log, payload, context, usage, tally
-                )
+                    graph, run, chat_id, spec, run_log, payload, context, usage, tally,
+                    needs_closing,
+                )  # fmt: skip
                 return
             human = HumanMessage(
                 content=content,
@@ -447,7 +456,7 @@ class RunManager:
                 response_metadata={"created_at": datetime.now(UTC).isoformat()},
             )
             # Thread order: answers to a stopped run's tool calls, then the new message.
-            closing = await self._close_dangling_tool_calls(chat_id, run["id"])
+            closing = await self._close_dangling_tool_calls(chat_id, needs_closing)
             tally.added += len(closing) + 1
             for message in closing:
                 self._emit_message(run_log, message, chat_id, usage)
@@ -502,6 +511,7 @@ class RunManager:
         context: AgentContext,
         usage: dict[str, int],
         tally: Tally,
+        needs_closing: bool | None,
     ) -> None:
         """Run the graph as the Agent Protocol asks, writing the events it asked for."""
         command = payload.get("command")
@@ -517,7 +527,7 @@ class RunManager:
         else:
             graph_input = stamp_messages(payload.get("input"))
             if isinstance(graph_input, dict) and graph_input.get("messages"):
-                closing = await self._close_dangling_tool_calls(chat_id, run["id"])
+                closing = await self._close_dangling_tool_calls(chat_id, needs_closing)
                 graph_input["messages"] = [*closing, *graph_input["messages"]]
                 tally.added += len(graph_input["messages"])
         configurable: dict[str, Any] = {"thread_id": chat_id}
@@ -647,17 +657,22 @@ class RunManager:
             run_log.close()
             await self._chat_is_free(str(chat["id"]))
 
-    async def _close_dangling_tool_calls(self, chat_id: str, run_id: UUID) -> list[ToolMessage]:
+    async def _close_dangling_tool_calls(
+        self, chat_id: str, needs_closing: bool | None
+    ) -> list[ToolMessage]:
         """Answers for tool calls a stopped run left unanswered, to add before the new message.
 
         A run cancelled or interrupted while a tool ran leaves an agent message whose tool calls
         have no result; providers such as OpenAI reject such a history, so each gets an error
         result saying the tool never finished. Reading the thread costs as much as the thread is
-        long, so it is only read when the last run was stopped or the thread waits.
+        long, so it is only read when the last run was stopped or the thread waits
+        (``needs_closing``; asked here when not known yet).
         """
-        async with self.pool.connection() as conn:
-            if not await chats_store.needs_closing(conn, chat_id, run_id):
-                return []
+        if needs_closing is None:
+            async with self.pool.connection() as conn:
+                needs_closing = await chats_store.needs_closing(conn, chat_id)
+        if not needs_closing:
+            return []
         messages = await self.thread_messages(chat_id)
         last_ai = next(
             (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], AIMessage)),

@@ -130,13 +130,15 @@ WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
 """
 # Whether a new run must first answer tool calls left open: the thread waits on an interrupt,
 # or the chat's last run was stopped (or failed) part-way.
-SELECT_NEEDS_CLOSING = """
-SELECT c.thread_status <> 'idle'
-       OR coalesce((SELECT r.status IN ('cancelled', 'interrupted', 'error') FROM runs r
-                    WHERE r.chat_id = c.id AND r.id <> %(run_id)s AND r.ended_at IS NOT NULL
-                    ORDER BY r.ended_at DESC LIMIT 1), false) AS needs
-FROM chats c WHERE c.id = %(id)s
+# (The run asking is not ended yet, so "the last ended run" is never itself.)
+NEEDS_CLOSING = """
+(SELECT c.thread_status <> 'idle'
+        OR coalesce((SELECT r.status IN ('cancelled', 'interrupted', 'error') FROM runs r
+                     WHERE r.chat_id = c.id AND r.ended_at IS NOT NULL
+                     ORDER BY r.ended_at DESC LIMIT 1), false)
+ FROM chats c WHERE c.id = %(chat_id)s)
 """
+SELECT_NEEDS_CLOSING = f"SELECT {NEEDS_CLOSING} AS needs"
 # A thread's first run binds it to the run's agent, and says so in its metadata as the
 # official server does (graph_id, assistant_id).
 BIND_AGENT = f"""
@@ -178,8 +180,8 @@ async def add_to_summary(
     return await cur.fetchone()
 
 
-async def needs_closing(conn: Conn, chat_id: UUID | str, run_id: UUID) -> bool:
-    cur = await conn.execute(SELECT_NEEDS_CLOSING, {"id": chat_id, "run_id": run_id})
+async def needs_closing(conn: Conn, chat_id: UUID | str) -> bool:
+    cur = await conn.execute(SELECT_NEEDS_CLOSING, {"chat_id": chat_id})
     row = await cur.fetchone()
     return bool(row and row["needs"])
 

@@ -8,6 +8,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from storage.chats import NEEDS_CLOSING
 from storage.db import Conn
 
 RUN_COLUMNS = """
@@ -21,17 +22,22 @@ INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multita
 SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
        %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now(), %(input)s
 """
-# Starts now, unless any run of the chat is active or queued (the unique index on running runs
-# settles races between processes).
-INSERT_RUNNING = (
-    _INSERT.format(status="'running'", started="now()")
-    + """
-WHERE NOT EXISTS (SELECT 1 FROM runs WHERE chat_id = %(chat_id)s
-                  AND status IN ('pending', 'running'))
+# Starts now if no run of the chat is active or queued; otherwise it is queued behind them,
+# or (``queue`` false) not inserted at all. The unique index on running runs settles races
+# with workers. ``needs_closing`` is read in the same statement, so a run that starts at once
+# needs no further query to know whether tool calls were left open.
+INSERT_STARTING = f"""
+INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
+                  status, worker_id, started_at, heartbeat_at, input)
+SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
+       %(multitask_strategy)s, CASE WHEN busy THEN 'pending' ELSE 'running' END,
+       %(worker_id)s, CASE WHEN busy THEN NULL ELSE now() END, now(), %(input)s
+FROM (SELECT EXISTS (SELECT 1 FROM runs WHERE chat_id = %(chat_id)s
+                     AND status IN ('pending', 'running')) AS busy) chat
+WHERE %(queue)s OR NOT busy
 ON CONFLICT (chat_id) WHERE status = 'running' DO NOTHING
-RETURNING """
-    + RUN_COLUMNS
-)
+RETURNING {RUN_COLUMNS}, {NEEDS_CLOSING} AS needs_closing
+"""
 INSERT_PENDING = _INSERT.format(status="'pending'", started="NULL") + "RETURNING " + RUN_COLUMNS
 # New runs of one chat are inserted one at a time: "is the chat free?" and the insert must be
 # one step, or a queued run and a starting one could both pass the check.
@@ -97,15 +103,22 @@ COUNT_FOR_CHAT = "SELECT count(*) AS n FROM runs WHERE chat_id = %s"
 DELETE_RUN = "DELETE FROM runs WHERE id = %s"
 
 
-async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
-    """Record a run that starts now; ``None`` when the chat already has an active run."""
+async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> dict[str, Any] | None:
+    """Record a run that starts now when its chat is free; otherwise queue it (``queue``) or
+    return ``None``. Its row has ``needs_closing``, true when the thread may hold tool calls a
+    stopped run left unanswered (meaningful for a run that starts now)."""
     try:
         async with conn.transaction():
             await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
-            cur = await conn.execute(INSERT_RUNNING, fields)
+            cur = await conn.execute(INSERT_STARTING, {**fields, "queue": queue})
             return await cur.fetchone()
     except psycopg.errors.UniqueViolation:
         return None
+
+
+async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
+    """Record a run that starts now; ``None`` when the chat already has an active run."""
+    return await insert_starting(conn, queue=False, **fields)
 
 
 async def insert_pending(
