@@ -632,24 +632,18 @@ class RunManager:
             title = title_from(content) or None
             # Counted as they streamed on the common path; read back from the thread otherwise.
             counted = status == "success" and tally.exact
-            paused = tally.paused
+            paused, count = tally.paused, None
             if not counted:
                 count, paused = await self._thread_summary(chat["id"])
             thread_status = "error" if status == "error" else "idle"
             if paused and status == "success":
                 thread_status = "interrupted"
-            async with self.pool.connection() as conn, conn.transaction():
-                await runs_store.finish(conn, run["id"], status=status, error=error, usage=usage)
-                if counted:
-                    await chats_store.add_to_summary(
-                        conn, chat["id"], added=tally.added, title=title,
-                        thread_status=thread_status,
-                    )  # fmt: skip
-                else:
-                    await chats_store.update_summary(
-                        conn, chat["id"], message_count=count, title=title,
-                        thread_status=thread_status,
-                    )  # fmt: skip
+            async with self.pool.connection() as conn:
+                await runs_store.finish_with_summary(
+                    conn, run["id"], status=status, error=error, usage=usage,
+                    added=tally.added, message_count=count, title=title,
+                    thread_status=thread_status,
+                )  # fmt: skip
         except Exception:
             log.exception("could not record the end of run %s", run["id"])
         finally:

@@ -121,13 +121,6 @@ UPDATE chats SET message_count = %(message_count)s, last_message_at = now(), upd
                  title = coalesce(title, %(title)s), thread_status = %(thread_status)s
 WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
 """
-# After a run whose new messages were counted as they streamed: no need to read the thread.
-ADD_TO_SUMMARY = f"""
-UPDATE chats SET message_count = message_count + %(added)s, last_message_at = now(),
-                 updated_at = now(), title = coalesce(title, %(title)s),
-                 thread_status = %(thread_status)s
-WHERE id = %(id)s RETURNING {CHAT_COLUMNS}
-"""
 # Whether a new run must first answer tool calls left open: the thread waits on an interrupt,
 # or the chat's last run was stopped (or failed) part-way.
 # (The run asking is not ended yet, so "the last ended run" is never itself.)
@@ -166,16 +159,6 @@ async def update_summary(
             "title": title,
             "thread_status": thread_status,
         },
-    )
-    return await cur.fetchone()
-
-
-async def add_to_summary(
-    conn: Conn, chat_id: UUID, *, added: int, title: str | None, thread_status: str
-) -> dict[str, Any] | None:
-    cur = await conn.execute(
-        ADD_TO_SUMMARY,
-        {"id": chat_id, "added": added, "title": title, "thread_status": thread_status},
     )
     return await cur.fetchone()
 

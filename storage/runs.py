@@ -93,6 +93,18 @@ FINISH = f"""
 UPDATE runs SET status = %(status)s, error = %(error)s, usage = %(usage)s, ended_at = now()
 WHERE id = %(id)s RETURNING {RUN_COLUMNS}
 """
+# A run's end and its chat's summary in one statement (one round trip, one commit). The count
+# is either set (``message_count``, read from the thread) or increased (``added``).
+FINISH_WITH_SUMMARY = """
+WITH finished AS (
+    UPDATE runs SET status = %(status)s, error = %(error)s, usage = %(usage)s, ended_at = now()
+    WHERE id = %(id)s RETURNING chat_id
+)
+UPDATE chats SET message_count = coalesce(%(message_count)s::int, message_count + %(added)s),
+                 last_message_at = now(), updated_at = now(),
+                 title = coalesce(title, %(title)s), thread_status = %(thread_status)s
+WHERE id = (SELECT chat_id FROM finished)
+"""
 SELECT_OWNED = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s AND user_id = %s"
 SELECT_ONE = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s"
 LIST_FOR_CHAT = f"""
@@ -188,6 +200,31 @@ async def finish(
         {"id": run_id, "status": status, "error": error, "usage": Jsonb(usage) if usage else None},
     )
     return await cur.fetchone()
+
+
+async def finish_with_summary(
+    conn: Conn,
+    run_id: UUID,
+    *,
+    status: str,
+    error: str | None,
+    usage: dict[str, Any] | None,
+    added: int = 0,
+    message_count: int | None = None,
+    title: str | None,
+    thread_status: str,
+) -> None:
+    """End a run and update its chat's summary: ``message_count`` if given, else ``+ added``;
+    ``title`` only when the chat has none yet."""
+    await conn.execute(
+        FINISH_WITH_SUMMARY,
+        {
+            "id": run_id, "status": status, "error": error,
+            "usage": Jsonb(usage) if usage else None,
+            "added": added, "message_count": message_count,
+            "title": title, "thread_status": thread_status,
+        },
+    )  # fmt: skip
 
 
 async def get_owned(conn: Conn, run_id: UUID, user_id: UUID) -> dict[str, Any] | None:
