@@ -22,6 +22,7 @@ from langgraph.types import Command
 from graphs.models import make_model
 from graphs.personalization import system_prompt
 from graphs.spec import AgentContext, AgentSpec
+from storage.checkpoints import SNAPSHOT_EVERY
 from tools import TOOLS
 from tools.errors import ToolInputError
 
@@ -144,7 +145,6 @@ def _add_message_batches(messages: list[AnyMessage], batches: Sequence[Any]) -> 
 # only what a step added, plus the whole list every SNAPSHOT_EVERY updates, so each turn writes
 # what is new rather than the whole conversation again. Threads written before it (whole lists
 # in every checkpoint) read as a base to replay from.
-SNAPSHOT_EVERY = 64
 
 
 class ThreadState(AgentState):

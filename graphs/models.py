@@ -139,7 +139,7 @@ class FakeChatModel(BaseChatModel):
     def _chunks(self, plan: _Plan, messages: list[BaseMessage]) -> Iterator[AIMessageChunk]:
         for token in plan.tokens:
             yield AIMessageChunk(content=token)
-        prompt_tokens = sum(len(m.text.split()) for m in messages)
+        prompt_tokens = sum(_word_count(m) for m in messages)
         usage = UsageMetadata(
             input_tokens=prompt_tokens,
             output_tokens=len(plan.tokens) + (1 if plan.tool_call else 0),
@@ -217,6 +217,15 @@ class _Plan:
     tokens: list[str]
     tool_call: tuple[str, dict[str, Any]] | None = None
     delay: float = 0.0
+
+
+def _word_count(message: BaseMessage) -> int:
+    # ``.text`` builds an object per call; plain string content (the usual case) needs none, and
+    # this runs over the whole conversation on every call.
+    content = message.content
+    if isinstance(content, str):
+        return content.count(" ") + 1 if content else 0
+    return len(message.text.split())
 
 
 def _words(text: str) -> list[str]:

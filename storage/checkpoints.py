@@ -3,13 +3,110 @@
 LangGraph owns the ``checkpoint*`` tables; the only SQL here is the deletion of one run's
 checkpoints (``adelete_for_runs``, part of the saver interface) that the multitask strategy
 ``rollback`` needs. It relies on each run stamping ``run_id`` into its checkpoints' metadata.
+
+Rebuilding a thread's messages (a delta channel) decodes its last snapshot and the writes
+since: every turn, and every read, decoded the whole conversation again, so a turn cost more
+the longer the chat. ``CachingSerializer`` keeps the messages of those blobs, by content, so
+each blob is decoded at most once per process while it stays warm.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
+import langgraph.checkpoint.postgres.aio as postgres_saver
+from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
+
+# Decoded blobs kept, counted by the size of their encoded bytes.
+CACHE_BYTES = 64 * 2**20
+# Below this, decoding costs about what hashing the blob would.
+CACHE_MIN_BYTES = 256
+
+
+# A full copy of a thread's messages is stored every this many updates of the channel
+# (``graphs/build.py``); between copies, checkpoints store only what each step added.
+SNAPSHOT_EVERY = 64
+# Rebuilding a delta channel walks back from the checkpoint to the last snapshot, one page of
+# checkpoints at a time, and the saver's page is 1,024 rows: every turn of a long chat read
+# (and decoded into dicts) a thousand checkpoints to use the few dozen since the snapshot.
+# A page a little over the distance between snapshots ends nearly every walk in one page; a
+# longer walk takes more pages, with the same result.
+DELTA_PAGE_SIZE = 2 * SNAPSHOT_EVERY
+if hasattr(postgres_saver, "_DELTA_PAGE_SIZE"):
+    postgres_saver._DELTA_PAGE_SIZE = DELTA_PAGE_SIZE
+
+
+def _messages_only(value: Any) -> bool:
+    """Whether ``value`` is what the messages channel stores: a snapshot, a list of messages
+    or one message."""
+    if isinstance(value, _DeltaSnapshot):
+        value = value.value
+    if isinstance(value, BaseMessage):
+        return True
+    return isinstance(value, list) and all(isinstance(m, BaseMessage) for m in value)
+
+
+class CachingSerializer(JsonPlusSerializer):
+    """``JsonPlusSerializer`` that remembers which messages a blob holds.
+
+    Messages are the one part of a thread that grows, and every turn and every read rebuilds
+    them from a snapshot blob plus the writes since. Blobs of messages are cached by content
+    when they are written and when they are first read, so each is decoded at most once while
+    it stays warm. The decoded messages are shared by every later rebuild, which is safe because
+    LangGraph's reducers (``add_messages``) build new lists and never change a stored message.
+    Anything else is decoded as usual. Writes are encoded in worker threads, hence the lock.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._decoded: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        self._cached_bytes = 0
+        self._lock = threading.Lock()
+
+    def _key(self, type_: str, blob: bytes) -> tuple[Any, ...]:
+        # Clones made for other allowlists share the dict: whose decoder it was is in the key.
+        # SHA-1 names content, not secrets, here; it is twice as fast as BLAKE2 on a snapshot.
+        digest = hashlib.sha1(blob, usedforsecurity=False).digest()
+        return (id(self._unpack_ext_hook), type_, len(blob), digest)
+
+    def _remember(self, key: tuple[Any, ...], value: Any, size: int) -> None:
+        with self._lock:
+            if key in self._decoded:
+                return
+            self._decoded[key] = (value, size)
+            self._cached_bytes += size
+            while self._cached_bytes > CACHE_BYTES and self._decoded:
+                _, (_, dropped) = self._decoded.popitem(last=False)
+                self._cached_bytes -= dropped
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        type_, blob = super().dumps_typed(obj)
+        if len(blob) >= CACHE_MIN_BYTES and _messages_only(obj):
+            self._remember(self._key(type_, blob), obj, len(blob))
+        return type_, blob
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        type_, blob = data
+        if not isinstance(blob, bytes) or len(blob) < CACHE_MIN_BYTES:
+            return super().loads_typed(data)
+        key = self._key(type_, blob)
+        with self._lock:
+            hit = self._decoded.get(key)
+            if hit is not None:
+                self._decoded.move_to_end(key)
+                return hit[0]
+        value = super().loads_typed(data)
+        if _messages_only(value):
+            self._remember(key, value, len(blob))
+        return value
+
 
 DELETE_WRITES_FOR_RUNS = """
 DELETE FROM checkpoint_writes w USING checkpoints c
@@ -26,6 +123,9 @@ class Checkpointer(AsyncPostgresSaver):
     Channel blobs are left in place: they are keyed by version and only read through the
     checkpoints that remain, which never reference the removed versions.
     """
+
+    def __init__(self, conn: Any, serde: JsonPlusSerializer | None = None) -> None:
+        super().__init__(conn, serde=serde or CachingSerializer())
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         ids = [str(r) for r in run_ids]

@@ -1,0 +1,102 @@
+"""The checkpointer on the real Postgres: rebuilding long threads, and the decoded-blob cache."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import langgraph.checkpoint.postgres.aio as postgres_saver
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from graphs.build import build_graph
+from graphs.spec import AgentContext, AgentSpec
+from storage import checkpoints
+from storage.checkpoints import CachingSerializer, Checkpointer
+from storage.db import open_pool
+
+SPEC = AgentSpec(
+    id=uuid.uuid4(), version=1, slug="cp", name="cp", system_prompt="",
+    model_name="fake:echo", tools=(),
+)  # fmt: skip
+CONTEXT = AgentContext(user_id="u", chat_id="c", profile=None)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Any]:
+    pool = await open_pool(database_url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def _thread(graph: Any, turns: int) -> dict[str, Any]:
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    for i in range(turns):
+        await graph.ainvoke({"messages": [HumanMessage(f"m{i}")]}, config, context=CONTEXT)
+    return config
+
+
+def _expected(turns: int) -> list[str]:
+    return [text for i in range(turns) for text in (f"m{i}", f"You said: m{i}")]
+
+
+async def test_the_page_size_of_the_walk_back_to_a_snapshot_is_ours() -> None:
+    assert postgres_saver._DELTA_PAGE_SIZE == checkpoints.DELTA_PAGE_SIZE == 128
+
+
+async def test_a_walk_over_many_pages_rebuilds_the_same_messages(
+    pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the page size, the walk back to the snapshot reads the whole history."""
+    graph = build_graph(SPEC, Checkpointer(pool))
+    config = await _thread(graph, 12)
+    monkeypatch.setattr(postgres_saver, "_DELTA_PAGE_SIZE", 2)
+    fresh = build_graph(SPEC, Checkpointer(pool))  # nothing cached: decodes from Postgres
+    messages = (await fresh.aget_state(config)).values["messages"]
+    assert [m.text for m in messages] == _expected(12)
+
+
+async def test_a_blob_of_messages_is_decoded_once_for_every_later_read(
+    pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = await _thread(build_graph(SPEC, Checkpointer(pool)), 40)  # past one snapshot
+    decoded: list[int] = []
+    original = JsonPlusSerializer.loads_typed
+
+    def counting(self: JsonPlusSerializer, data: tuple[str, bytes]) -> Any:
+        decoded.append(len(data[1] or b""))
+        return original(self, data)
+
+    monkeypatch.setattr(JsonPlusSerializer, "loads_typed", counting)
+    reader = build_graph(SPEC, Checkpointer(pool))
+    first = (await reader.aget_state(config)).values["messages"]
+    big = [n for n in decoded if n >= checkpoints.CACHE_MIN_BYTES]
+    assert max(big) > 10_000  # the snapshot of the 80 messages was among them
+    decoded.clear()
+    second = (await reader.aget_state(config)).values["messages"]
+
+    assert [n for n in decoded if n >= checkpoints.CACHE_MIN_BYTES] == []
+    assert [m.text for m in second] == _expected(40)
+    assert [m.id for m in second] == [m.id for m in first]
+
+
+async def test_the_cache_keeps_only_messages_and_stays_within_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checkpoints, "CACHE_BYTES", 5_000)
+    serde = CachingSerializer()
+    big_dict = serde.dumps_typed({"x": "y" * 1_000})
+    assert serde._decoded == {}
+    assert serde.loads_typed(big_dict) == {"x": "y" * 1_000}
+    assert serde._decoded == {}  # not messages: decoded as usual, every time
+
+    blobs = [serde.dumps_typed([HumanMessage("w" * 1_000, id=str(i))]) for i in range(10)]
+    assert 0 < serde._cached_bytes <= 5_000
+    newest = serde.loads_typed(blobs[-1])
+    assert newest[0].id == "9"
+    assert serde.loads_typed(blobs[-1]) is newest
+    oldest = serde.loads_typed(blobs[0])  # evicted long ago: decoded again, correctly
+    assert oldest[0].id == "0" and oldest[0].text == "w" * 1_000
+    assert serde._cached_bytes <= 5_000
