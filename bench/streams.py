@@ -95,41 +95,32 @@ async def open_readers(url: str, headers: dict, agent: dict, n: int, runs: int, 
 
 
 def run(counts: tuple[int, ...] = (100, 1000)) -> dict[str, Any]:
-    points = []
+    """Each point on a fresh server: runs left over from an earlier point would be counted."""
     extra = {"SWITCHBOARD_POOL_MAX_SIZE": "20", "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1"}
-    with Deployment(extra_env=extra) as deployment:
-        headers, agents = deployment.setup({"idle": "fake:tokens-2@300000"})
-
-        def server_rss() -> float:
-            return rss_mib(deployment.server_processes())
-
-        baseline = server_rss()
+    points, readers, baselines = [], [], []
+    for variant in ("runs", "readers"):
         for n in counts:
-            points.append(
-                asyncio.run(
-                    open_streams(deployment.urls[0], headers, agents["idle"]["id"], n, server_rss)
-                )
-            )
-    # The stream alone: many readers of a few live runs, on a fresh server.
-    readers = []
-    with Deployment(extra_env=extra) as deployment:
-        headers, agents = deployment.setup({"idle": "fake:tokens-2@300000"})
+            with Deployment(extra_env=extra) as deployment:
+                headers, agents = deployment.setup({"idle": "fake:tokens-2@300000"})
 
-        def reader_rss() -> float:
-            return rss_mib(deployment.server_processes())
+                def server_rss(deployment: Deployment = deployment) -> float:
+                    return rss_mib(deployment.server_processes())
 
-        reader_baseline = reader_rss()
-        for n in counts:
-            readers.append(
-                asyncio.run(
-                    open_readers(deployment.urls[0], headers, agents["idle"], n, 10, reader_rss)
-                )
-            )
+                baselines.append(server_rss())
+                url, agent = deployment.urls[0], agents["idle"]
+                if variant == "runs":
+                    points.append(
+                        asyncio.run(open_streams(url, headers, agent["id"], n, server_rss))
+                    )
+                else:
+                    # The stream alone: many readers of a few live runs.
+                    readers.append(
+                        asyncio.run(open_readers(url, headers, agent, n, 10, server_rss))
+                    )
     return {
         "workload": "streams",
-        "baseline_rss_mib": baseline,
+        "baseline_rss_mib": round(sum(baselines) / len(baselines), 1),
         "points": points,
-        "reader_baseline_rss_mib": reader_baseline,
         "readers": readers,
     }
 
@@ -138,8 +129,7 @@ def report(result: dict[str, Any]) -> str:
     rows = [[p["streams"], "1 each", p["server_rss_mib"]] for p in result["points"]]
     rows += [[p["readers"], p["runs"], p["server_rss_mib"]] for p in result.get("readers", [])]
     return table(
-        f"idle SSE streams (server RSS with none: {result['baseline_rss_mib']} MiB, "
-        f"{result.get('reader_baseline_rss_mib')} MiB)",
+        f"idle SSE streams (server RSS with none: {result['baseline_rss_mib']} MiB)",
         ["streams", "live runs", "server RSS MiB"],
         rows,
     )

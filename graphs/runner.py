@@ -20,7 +20,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import anyio
@@ -34,17 +34,20 @@ from langchain_core.messages import (
 from langgraph.types import Command
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from graphs.build import GraphCache, thread_reader
 from graphs.events import EventLogs, EventSource, RunLog, read_all
 from graphs.messages import USAGE_KEYS, to_api
 from graphs.protocol import Translator, graph_modes, jsonable, stamp_messages
-from graphs.redis_logs import ControlBus, RedisEventLogs
 from graphs.spec import AgentContext, AgentSpec
 from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from graphs.redis_logs import ControlBus
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,9 @@ class RunManager:
         self.bus: ControlBus | None = None
         self.logs: EventLogs
         if redis is not None:
+            # Imported here: the Redis client costs a single process ~7 MiB it never uses.
+            from graphs.redis_logs import ControlBus, RedisEventLogs
+
             self.logs = RedisEventLogs(redis, self._is_active, retention_seconds)
             self.bus = ControlBus(redis, self._on_control)
         else:
