@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import jwt
@@ -43,6 +43,13 @@ class TokenCodec:
     secret: str
     algorithm: str
     ttl_seconds: int
+    # Tokens already verified -> (user id, expiry). Every request presents the same token
+    # until it expires, and checking its signature and claims again was most of the cost of
+    # authentication. Expiry is still checked on every use.
+    _verified: dict[str, tuple[UUID, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    cache_size: int = 10_000
 
     def issue(self, user_id: UUID) -> str:
         now = int(time.time())
@@ -57,6 +64,12 @@ class TokenCodec:
 
     def subject(self, token: str) -> UUID | None:
         """The user id of a valid access token, or ``None`` for anything else."""
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[token]
+            return None
         try:
             claims = jwt.decode(
                 token,
@@ -66,9 +79,16 @@ class TokenCodec:
             )
             if claims.get("type") != "access":
                 return None
-            return UUID(claims["sub"])
+            user_id = UUID(claims["sub"])
+            expires = int(claims["exp"])
         except (jwt.InvalidTokenError, ValueError, TypeError):
             return None
+        if len(self._verified) >= self.cache_size:
+            # Oldest first (dicts keep insertion order); the rest stay warm.
+            for stale in list(self._verified)[: self.cache_size // 10]:
+                del self._verified[stale]
+        self._verified[token] = (user_id, expires)
+        return user_id
 
 
 def new_refresh_token() -> tuple[str, bytes]:

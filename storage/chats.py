@@ -40,6 +40,22 @@ WHERE user_id = %(user_id)s
 UPDATABLE = ("title", "status")
 
 
+# A chat with an agent that is live, checked and inserted in one statement.
+INSERT_WITH_LIVE_AGENT = f"""
+INSERT INTO chats (user_id, agent_id, title)
+SELECT %s, id, %s FROM agents WHERE id = %s AND deleted_at IS NULL
+RETURNING {CHAT_COLUMNS}
+"""
+
+
+async def insert_with_live_agent(
+    conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None
+) -> dict[str, Any] | None:
+    """The new chat, or ``None`` when the agent is missing or retired."""
+    cur = await conn.execute(INSERT_WITH_LIVE_AGENT, (user_id, title, agent_id))
+    return await cur.fetchone()
+
+
 async def insert(conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None) -> dict[str, Any]:
     cur = await conn.execute(INSERT_CHAT, (user_id, agent_id, title))
     row = await cur.fetchone()

@@ -70,6 +70,18 @@ async def test_a_chat_with_an_unknown_agent_is_404(client: httpx.AsyncClient, us
     assert await _count(client, user) == 0
 
 
+async def test_a_chat_with_a_retired_agent_is_409(
+    client: httpx.AsyncClient, user: User, admin: User
+) -> None:
+    agent = (
+        await client.post("/agents/", json={"name": "Old timer"}, headers=admin.headers)
+    ).json()
+    assert (await client.delete(f"/agents/{agent['id']}", headers=admin.headers)).status_code == 204
+    response = await client.post("/chats/", json={"agent_id": agent["id"]}, headers=user.headers)
+    assert_error(response, 409, "conflict")
+    assert await _count(client, user) == 0
+
+
 async def test_list_filters_and_pages(
     client: httpx.AsyncClient, user: User, other_user: User, seeded_agents: dict[str, Any]
 ) -> None:

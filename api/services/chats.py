@@ -20,12 +20,15 @@ def chat_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -> dict[str, Any]:
+    chat = await chats_store.insert_with_live_agent(
+        conn, user_id=user_id, agent_id=agent_id, title=title
+    )
+    if chat is not None:
+        return chat
     agent = await agents_store.get(conn, agent_id, include_deleted=True)
     if agent is None:
         raise NotFound("Agent not found")
-    if agent["deleted_at"] is not None:
-        raise Conflict("This agent has been retired; pick another one")
-    return await chats_store.insert(conn, user_id=user_id, agent_id=agent_id, title=title)
+    raise Conflict("This agent has been retired; pick another one")
 
 
 async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any]:
