@@ -6,6 +6,8 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import AsyncClientCursor
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from storage.chats import NEEDS_CLOSING
@@ -42,6 +44,9 @@ INSERT_PENDING = _INSERT.format(status="'pending'", started="NULL") + "RETURNING
 # New runs of one chat are inserted one at a time: "is the chat free?" and the insert must be
 # one step, or a queued run and a starting one could both pass the check.
 LOCK_CHAT = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+LOCK_AND_INSERT_STARTING = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));" + INSERT_STARTING
+)
 # Queued for a worker, unless the chat has an active or queued run (strategy "reject").
 INSERT_PENDING_IF_FREE = (
     _INSERT.format(status="'pending'", started="NULL")
@@ -119,10 +124,14 @@ async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> dict[str
     """Record a run that starts now when its chat is free; otherwise queue it (``queue``) or
     return ``None``. Its row has ``needs_closing``, true when the thread may hold tool calls a
     stopped run left unanswered (meaningful for a run that starts now)."""
+    params = {**fields, "queue": queue, "lock": str(fields["chat_id"])}
     try:
-        async with conn.transaction():
-            await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
-            cur = await conn.execute(INSERT_STARTING, {**fields, "queue": queue})
+        # Lock and insert in one round trip: several statements in one query string run as
+        # one transaction, each with a fresh snapshot (the insert sees what the lock waited
+        # for). That takes client-side binding, which quotes parameters as literals.
+        async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
+            await cur.execute(LOCK_AND_INSERT_STARTING, params)
+            cur.nextset()
             return await cur.fetchone()
     except psycopg.errors.UniqueViolation:
         return None
