@@ -18,11 +18,15 @@ RUN_COLUMNS = """
     error, usage, worker_id, heartbeat_at, created_at, started_at, ended_at, input
 """
 
+# ``created_at`` is the queue's order, so it is read after the chat's lock is held:
+# ``now()`` is when the transaction began, before the wait, and two runs that waited for the
+# lock would be ordered by when they asked, not by when they were queued.
 _INSERT = """
 INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
-                  status, worker_id, started_at, heartbeat_at, input)
+                  status, worker_id, started_at, heartbeat_at, input, created_at)
 SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
-       %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now(), %(input)s
+       %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now(), %(input)s,
+       clock_timestamp()
 """
 # Starts now if no run of the chat is active or queued; otherwise it is queued behind them,
 # or (``queue`` false) not inserted at all. The unique index on running runs settles races
@@ -30,10 +34,11 @@ SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s
 # needs no further query to know whether tool calls were left open.
 INSERT_STARTING = f"""
 INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
-                  status, worker_id, started_at, heartbeat_at, input)
+                  status, worker_id, started_at, heartbeat_at, input, created_at)
 SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
        %(multitask_strategy)s, CASE WHEN busy THEN 'pending' ELSE 'running' END,
-       %(worker_id)s, CASE WHEN busy THEN NULL ELSE now() END, now(), %(input)s
+       %(worker_id)s, CASE WHEN busy THEN NULL ELSE now() END, now(), %(input)s,
+       clock_timestamp()
 FROM (SELECT EXISTS (SELECT 1 FROM runs WHERE chat_id = %(chat_id)s
                      AND status IN ('pending', 'running')) AS busy) chat
 WHERE %(queue)s OR NOT busy

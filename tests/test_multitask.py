@@ -220,3 +220,46 @@ async def test_message_count_matches_the_thread_after_every_kind_of_run(
     await consistent()
     # A tool round adds four: the message, the call, the result, the answer.
     assert await runs.message_count(chat.id) == before + 4
+
+
+async def test_queue_order_is_the_order_runs_got_the_chat_lock(
+    client: httpx.AsyncClient, user: User, database_url: str
+) -> None:
+    """A run that began its transaction first but waited for the chat's lock is queued after
+    the run that held the lock: workers claim in the order runs were actually queued."""
+    agents = (await client.get("/agents/", headers=user.headers)).json()["items"]
+    chat = (
+        await client.post("/chats/", json={"agent_id": agents[0]["id"]}, headers=user.headers)
+    ).json()
+    fields = {
+        "chat_id": chat["id"], "user_id": user.id, "agent_id": agents[0]["id"],
+        "agent_version": 1, "model_name": "fake:echo", "multitask_strategy": "enqueue",
+        "worker_id": None,
+    }  # fmt: skip
+    early, late = [
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row)
+        for _ in range(2)
+    ]
+    try:
+        async with early.transaction():
+            # ``early``'s transaction (and its now()) begins before ``late`` queues its run.
+            await early.execute("SELECT 1")
+            await asyncio.sleep(0.05)
+            queued_first = await runs_store.insert_pending(
+                late, **fields, input=Jsonb({"content": "first"})
+            )
+            queued_second = await runs_store.insert_pending(
+                early, **fields, input=Jsonb({"content": "second"})
+            )
+        assert queued_first is not None and queued_second is not None
+        assert queued_first["created_at"] < queued_second["created_at"]
+        claimed = [await runs_store.claim_next(late, "w:1")]
+        async with late.transaction():
+            await late.execute(
+                "UPDATE runs SET status = 'success' WHERE id = %s", (claimed[0]["id"],)
+            )
+        claimed.append(await runs_store.claim_next(late, "w:1"))
+        assert [run["input"]["content"] for run in claimed] == ["first", "second"]
+    finally:
+        await early.close()
+        await late.close()
