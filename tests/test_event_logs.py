@@ -91,3 +91,26 @@ async def test_a_packed_log_reads_the_same_events_and_the_same_bytes(
     assert [(e.id, e.event, e.data, e.sse) for e in log.events] == before
     assert [(e.id, e.data) async for e in log.read(after=1)] == [b[:3:2] for b in before[1:]]
     assert len(log) == 3
+
+
+async def test_a_packed_token_stream_is_a_fraction_of_its_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    logs = EventLogs(retention_seconds=600)
+    log = logs.create(uuid.uuid4())
+    message_id = str(uuid.uuid4())
+    for i in range(50):
+        log.append("token", {"message_id": message_id, "delta": f" tok{i}"})
+    log.append("end", {"status": "success", "usage": {}})
+    log.close()
+    raw = sum(len(e.sse) for e in log.events)
+    now[0] += 10
+    logs.get(log.run_id)
+
+    assert log._packed is not None and len(log._packed) < raw / 5
+    events = log.since(48)
+    assert [(e.id, e.event) for e in events] == [(49, "token"), (50, "token"), (51, "end")]
+    assert events[1].data == {"message_id": message_id, "delta": " tok49"}
+    assert log.since(51) == []
