@@ -8,21 +8,34 @@ Rebuilding a thread's messages (a delta channel) decodes its last snapshot and t
 since: every turn, and every read, decoded the whole conversation again, so a turn cost more
 the longer the chat. ``CachingSerializer`` keeps the messages of those blobs, by content, so
 each blob is decoded at most once per process while it stays warm.
+
+Two things the saver does for a single shared connection cost every turn when it sits on a
+pool, as here: an ``asyncio.Lock`` around every statement (so one process did its checkpoint
+I/O one statement at a time, whatever the number of runs; langgraph issue #7259), and a thread
+hop to encode each write and decode each read. ``Checkpointer`` takes a pooled connection per
+operation without the lock, and encodes and decodes on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import langgraph.checkpoint.postgres.aio as postgres_saver
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+T = TypeVar("T")
 
 # Decoded blobs kept, counted by the size of their encoded bytes.
 CACHE_BYTES = 64 * 2**20
@@ -43,6 +56,28 @@ if hasattr(postgres_saver, "_DELTA_PAGE_SIZE"):
     postgres_saver._DELTA_PAGE_SIZE = DELTA_PAGE_SIZE
 
 
+class _OnTheLoop:
+    """What the saver's module sees as ``asyncio``: the real module, except that
+    ``to_thread`` calls the function at once.
+
+    The saver encodes every write and decodes every read's pending writes in a worker thread.
+    The payloads are a turn's deltas (a snapshot every ``SNAPSHOT_EVERY`` updates), encoded in
+    well under a millisecond, and each hop cost more than that: a thread wake-up, then a wait
+    for the GIL of a busy process (up to its 5 ms switch interval), then a wake-up of the loop.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def to_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return func(*args, **kwargs)
+
+
+if getattr(postgres_saver, "asyncio", None) is asyncio:
+    postgres_saver.asyncio = _OnTheLoop()  # type: ignore[assignment]
+
+
 def _messages_only(value: Any) -> bool:
     """Whether ``value`` is what the messages channel stores: a snapshot, a list of messages
     or one message."""
@@ -61,7 +96,7 @@ class CachingSerializer(JsonPlusSerializer):
     when they are written and when they are first read, so each is decoded at most once while
     it stays warm. The decoded messages are shared by every later rebuild, which is safe because
     LangGraph's reducers (``add_messages``) build new lists and never change a stored message.
-    Anything else is decoded as usual. Writes are encoded in worker threads, hence the lock.
+    Anything else is decoded as usual. The lock is for savers that still encode in threads.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -118,14 +153,37 @@ DELETE_CHECKPOINTS_FOR_RUNS = "DELETE FROM checkpoints WHERE metadata->>'run_id'
 
 
 class Checkpointer(AsyncPostgresSaver):
-    """``AsyncPostgresSaver`` that can also forget everything given runs wrote.
+    """``AsyncPostgresSaver`` on the shared pool, without its per-saver lock, that can also
+    forget everything given runs wrote.
 
-    Channel blobs are left in place: they are keyed by version and only read through the
-    checkpoints that remain, which never reference the removed versions.
+    The upstream lock guards a single connection shared by every caller. On a pool each
+    operation has a connection of its own, so the lock only made runs queue behind each
+    other's round trips. Order within a thread needs no lock: LangGraph writes a run's
+    checkpoints one after the other and waits for its writes before the run ends.
+
+    Channel blobs are left in place by ``adelete_for_runs``: they are keyed by version and only
+    read through the checkpoints that remain, which never reference the removed versions.
     """
 
     def __init__(self, conn: Any, serde: JsonPlusSerializer | None = None) -> None:
         super().__init__(conn, serde=serde or CachingSerializer())
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        if not isinstance(self.conn, AsyncConnectionPool):
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        async with self.conn.connection() as conn:
+            if pipeline:
+                # One round trip for the statements of a write; as one transaction where
+                # libpq has no pipeline mode.
+                batch = conn.pipeline() if self.supports_pipeline else conn.transaction()
+                async with batch, conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
+            else:
+                async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                    yield cur
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         ids = [str(r) for r in run_ids]

@@ -41,28 +41,40 @@ def connection_kwargs() -> dict[str, Any]:
 # a dozen round trips per chat turn. One idle longer (a restart or network cut may have killed
 # it meanwhile) is checked as before.
 TRUSTED_IDLE_SECONDS = 5.0
-_returned_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
 
-async def _note_return(conn: AsyncConnection[Any]) -> None:
-    _returned_at[conn] = time.monotonic()
+class Pool(AsyncConnectionPool):
+    """``AsyncConnectionPool`` that checks only connections idle a while.
+
+    When each connection came back is noted in ``putconn`` rather than in a ``reset``
+    callback: with a callback the pool hands every returned connection to a background worker,
+    one more task switch per query, and a connection that is not back yet makes the next
+    caller wait or open another.
+    """
+
+    def __init__(self, conninfo: str, **kwargs: Any) -> None:
+        self._returned_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        super().__init__(conninfo, check=self._check_if_idle, **kwargs)
+
+    async def putconn(self, conn: AsyncConnection[Any]) -> None:
+        self._returned_at[conn] = time.monotonic()
+        await super().putconn(conn)
+
+    async def _check_if_idle(self, conn: AsyncConnection[Any]) -> None:
+        returned = self._returned_at.get(conn)
+        if returned is None or time.monotonic() - returned > TRUSTED_IDLE_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
 
 
-async def _check_if_idle(conn: AsyncConnection[Any]) -> None:
-    returned = _returned_at.get(conn)
-    if returned is None or time.monotonic() - returned > TRUSTED_IDLE_SECONDS:
-        await AsyncConnectionPool.check_connection(conn)
-
-
-async def open_pool(conninfo: str, *, min_size: int = 2, max_size: int = 20) -> AsyncConnectionPool:
+async def open_pool(conninfo: str, *, min_size: int = 2, max_size: int = 20) -> Pool:
     """Open the shared pool and wait until its first connections are ready."""
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool = Pool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
         kwargs=connection_kwargs(),
-        check=_check_if_idle,
-        reset=_note_return,
         max_idle=300,
         max_lifetime=3600,
         open=False,

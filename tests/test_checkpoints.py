@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import langgraph.checkpoint.postgres.aio as postgres_saver
+import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -100,3 +103,57 @@ async def test_the_cache_keeps_only_messages_and_stays_within_its_budget(
     oldest = serde.loads_typed(blobs[0])  # evicted long ago: decoded again, correctly
     assert oldest[0].id == "0" and oldest[0].text == "w" * 1_000
     assert serde._cached_bytes <= 5_000
+
+
+class _RecordingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted: list[str] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(getattr(fn, "__qualname__", repr(fn)))
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_turn_runs_on_the_event_loop_without_thread_hops(pool: Any) -> None:
+    """The saver's encoding and decoding and LangSmith's span set-up (tracing off) happen on
+    the loop: a worker thread per write, read and model call cost more than the work."""
+    graph = build_graph(SPEC, Checkpointer(pool))
+    loop = asyncio.get_running_loop()
+    recording = _RecordingExecutor()
+    previous = loop._default_executor  # type: ignore[attr-defined]
+    loop.set_default_executor(recording)
+    try:
+        config = await _thread(graph, 2)  # the second turn reads the first one's checkpoint
+        messages = (await graph.aget_state(config)).values["messages"]
+    finally:
+        loop._default_executor = previous  # type: ignore[attr-defined]
+        recording.shutdown()
+    assert [m.text for m in messages] == _expected(2)
+    assert recording.submitted == []
+
+
+async def test_checkpoint_io_of_one_thread_does_not_wait_for_another_threads(
+    pool: Any, database_url: str
+) -> None:
+    """No per-saver lock: a write blocked in Postgres leaves every other thread's reads free."""
+    saver = Checkpointer(pool)
+    graph = build_graph(SPEC, saver)
+    config = await _thread(graph, 1)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as blocker:
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE checkpoint_writes IN EXCLUSIVE MODE")
+            other = {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}}
+            latest = await saver.aget_tuple(config)
+            assert latest is not None
+            blocked = asyncio.create_task(
+                saver.aput_writes(latest.config, [("messages", [HumanMessage("x")])], "t1")
+            )
+            await asyncio.sleep(0.1)
+            assert not blocked.done()  # waiting for the table lock, in Postgres
+            # Reads of this thread and of another go ahead meanwhile.
+            again = await asyncio.wait_for(saver.aget_tuple(config), 5)
+            assert again is not None and again.checkpoint["id"] == latest.checkpoint["id"]
+            assert await asyncio.wait_for(saver.aget_tuple(other), 5) is None
+        await asyncio.wait_for(blocked, 5)
+    assert blocked.exception() is None
