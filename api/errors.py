@@ -32,6 +32,10 @@ class AppError(Exception):
         self.headers = headers
 
 
+# What every rejected token is told, whatever was wrong with it (or its user).
+INVALID_TOKEN = "Invalid or expired token"  # noqa: S105 (a message, not a secret)
+
+
 class Unauthorized(AppError):
     status_code = 401
     code = "unauthorized"

@@ -40,10 +40,12 @@ WHERE user_id = %(user_id)s
 UPDATABLE = ("title", "status")
 
 
-# A chat with an agent that is live, checked and inserted in one statement.
+# A chat of a user who exists with an agent that is live, checked and inserted in one statement.
 INSERT_WITH_LIVE_AGENT = f"""
 INSERT INTO chats (user_id, agent_id, title)
-SELECT %s, id, %s FROM agents WHERE id = %s AND deleted_at IS NULL
+SELECT u.id, a.id, %(title)s
+FROM users u JOIN agents a ON a.id = %(agent_id)s AND a.deleted_at IS NULL
+WHERE u.id = %(user_id)s
 RETURNING {CHAT_COLUMNS}
 """
 
@@ -51,8 +53,9 @@ RETURNING {CHAT_COLUMNS}
 async def insert_with_live_agent(
     conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None
 ) -> dict[str, Any] | None:
-    """The new chat, or ``None`` when the agent is missing or retired."""
-    cur = await conn.execute(INSERT_WITH_LIVE_AGENT, (user_id, title, agent_id))
+    """The new chat, or ``None`` when the user is gone or the agent is missing or retired."""
+    params = {"user_id": user_id, "agent_id": agent_id, "title": title}
+    cur = await conn.execute(INSERT_WITH_LIVE_AGENT, params)
     return await cur.fetchone()
 
 

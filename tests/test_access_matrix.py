@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -170,3 +171,31 @@ async def test_malformed_ids_are_422(
     body = {"content": "hi"} if method == "POST" and "messages" in path else None
     response = await client.request(method, path, json=body, headers=admin.headers)
     assert_error(response, 422, "validation_error")
+
+
+async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itself(
+    client: httpx.AsyncClient, user: User, database_url: str
+) -> None:
+    """Routes that start runs read the user with their first query instead of a query of
+    their own; a token whose user is gone is still a 401, and nothing is written."""
+    ids = await _owned_objects(client, user)
+    agent = (await client.get(f"/agents/{ids['agent']}", headers=user.headers)).json()
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        await db.execute("DELETE FROM users WHERE id = %s", (user.id,))
+        run = {**PROTOCOL_RUN, "assistant_id": agent["slug"]}
+        for method, path, body in [
+            ("POST", "/chats/", {"agent_id": ids["agent"]}),
+            ("POST", f"/chats/{ids['chat']}/messages", {"content": "hi"}),
+            ("POST", f"/threads/{ids['chat']}/runs", run),
+            ("POST", f"/threads/{ids['chat']}/runs/stream", run),
+            ("POST", f"/threads/{ids['chat']}/runs/wait", run),
+            ("POST", f"/threads/{uuid.uuid4()}/runs", {**run, "if_not_exists": "create"}),
+            ("POST", "/runs/stream", run),
+            ("POST", "/runs/wait", run),
+        ]:
+            response = await client.request(method, path, json=body, headers=user.headers)
+            assert_error(response, 401, "unauthorized")
+        counts = await (
+            await db.execute("SELECT (SELECT count(*) FROM chats), (SELECT count(*) FROM runs)")
+        ).fetchone()
+    assert counts == (0, 0)

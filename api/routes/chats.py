@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentUser, Pool, State
+from api.deps import CurrentUser, CurrentUserId, Pool, State
 from api.errors import NotFound
 from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate
 from api.schemas.common import Page
@@ -40,10 +40,10 @@ async def list_chats(
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatOut)
-async def create_chat(body: ChatCreate, user: CurrentUser, pool: Pool) -> dict[str, Any]:
+async def create_chat(body: ChatCreate, user_id: CurrentUserId, pool: Pool) -> dict[str, Any]:
     """Open a chat with an agent."""
     async with pool.connection() as conn:
-        row = await chats_service.create(conn, user["id"], body.agent_id, body.title)
+        row = await chats_service.create(conn, user_id, body.agent_id, body.title)
     return chats_service.chat_out(row)
 
 

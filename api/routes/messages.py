@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import CurrentUser, State
+from api.deps import CurrentUser, CurrentUserId, State
 from api.schemas.messages import MessageCreate, MessagePage, RunAnswer
 from api.services import messages as messages_service
 from api.sse import run_stream, wants_event_stream
@@ -50,7 +50,7 @@ async def list_messages(
 async def send_message(
     chat_id: UUID,
     body: MessageCreate,
-    user: CurrentUser,
+    user_id: CurrentUserId,
     state: State,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -61,7 +61,7 @@ async def send_message(
     `tool_call`, `tool_result`, `error`, `end`) as they happen.
     """
     run, run_log = await messages_service.send(
-        state, user, chat_id, body.content, body.multitask_strategy
+        state, user_id, chat_id, body.content, body.multitask_strategy
     )
     locations = {"Location": f"/runs/{run['id']}/stream", "Content-Location": f"/runs/{run['id']}"}
     cancel = None

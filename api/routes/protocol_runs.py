@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentUser, State
+from api.deps import CurrentUser, CurrentUserId, State
 from api.errors import Conflict, NotFound
 from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs as service
@@ -56,45 +56,45 @@ def _json(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
 
 
 @router.post("/threads/{thread_id}/runs")
-async def create_run(thread_id: UUID, body: RunCreate, user: CurrentUser, state: State):
+async def create_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State):
     """Start a run in the background; join it or stream it later."""
-    run, _, _ = await service.start(state, user, thread_id, body)
+    run, _, _ = await service.start(state, user_id, thread_id, body)
     return _json(service.run_json(run), headers=_locations(run))
 
 
 @router.post("/threads/{thread_id}/runs/stream", openapi_extra=_SSE)
-async def stream_run(thread_id: UUID, body: RunCreate, user: CurrentUser, state: State):
+async def stream_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State):
     """Start a run and stream its events."""
-    run, events, _ = await service.start(state, user, thread_id, body)
+    run, events, _ = await service.start(state, user_id, thread_id, body)
     return _stream(state, run, events, body, stateless=False)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: UUID, body: RunCreate, user: CurrentUser, state: State):
+async def wait_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State):
     """Start a run and answer the thread's values once it ends."""
-    run, events, _ = await service.start(state, user, thread_id, body)
+    run, events, _ = await service.start(state, user_id, thread_id, body)
     headers = {"Location": f"/threads/{thread_id}/runs/{run['id']}/join"}
     return _json(await service.outcome(state, run, events), headers=headers)
 
 
 @router.post("/runs/stream", openapi_extra=_SSE)
-async def stream_stateless(body: RunCreate, user: CurrentUser, state: State):
+async def stream_stateless(body: RunCreate, user_id: CurrentUserId, state: State):
     """A run on a new thread, streamed; the thread is deleted afterwards unless
     `on_completion` is `keep`."""
-    run, events, _ = await service.start(state, user, None, body)
+    run, events, _ = await service.start(state, user_id, None, body)
     return _stream(state, run, events, body, stateless=True)
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, user: CurrentUser, state: State):
+async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State):
     """A run on a new thread; answers its final values."""
-    run, events, _ = await service.start(state, user, None, body, delete_when_done=False)
+    run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)
     try:
         return _json(await service.outcome(state, run, events))
     finally:
         if body.on_completion == "delete":
             # After the values are read, and even if the client left while waiting.
-            state.runs.background(service.delete_after_run(state, run, user["id"]))
+            state.runs.background(service.delete_after_run(state, run, user_id))
 
 
 @router.get("/threads/{thread_id}/runs")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.errors import Conflict, NotFound
+from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from storage import agents as agents_store
 from storage import chats as chats_store
+from storage import users as users_store
 from storage.db import Conn
 
 
@@ -25,6 +26,8 @@ async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -
     )
     if chat is not None:
         return chat
+    if await users_store.get(conn, user_id) is None:
+        raise Unauthorized(INVALID_TOKEN)
     agent = await agents_store.get(conn, agent_id, include_deleted=True)
     if agent is None:
         raise NotFound("Agent not found")

@@ -5,58 +5,68 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.errors import Conflict, InvalidInput, Unavailable
+from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
 from api.services.chats import get_owned
 from api.state import AppState
 from graphs.events import Event, EventSource
 from graphs.messages import is_visible, to_api
 from graphs.runner import ChatBusy, ShuttingDown
-from storage import agents as agents_store
+from storage import turns as turns_store
 from storage import users as users_store
 
 
-async def profile_of(state: AppState, user: dict[str, Any]) -> dict[str, Any] | None:
+def profile(user: dict[str, Any], interests: list[str]) -> dict[str, Any] | None:
     """What personalizes the prompt; ``None`` for a user who skipped onboarding."""
     if not user["onboarding_completed"]:
         return None
-    async with state.pool.connection() as conn:
-        interests = await users_store.interests(conn, user["id"])
     return {
         "professional_role": user["professional_role"],
         "experience_level": user["experience_level"],
         "preferred_interaction_style": user["preferred_interaction_style"],
-        "interests": [i["name"] for i in interests],
+        "interests": interests,
     }
+
+
+async def profile_of(state: AppState, user: dict[str, Any]) -> dict[str, Any] | None:
+    """``profile`` of a user whose interests are not read yet."""
+    if not user["onboarding_completed"]:
+        return None
+    async with state.pool.connection() as conn:
+        interests = await users_store.interests(conn, user["id"])
+    return profile(user, [i["name"] for i in interests])
 
 
 async def send(
     state: AppState,
-    user: dict[str, Any],
+    user_id: UUID,
     chat_id: UUID,
     content: str,
     strategy: str = "reject",
 ) -> tuple[dict[str, Any], EventSource]:
     """Check the chat can take a message, then start the run that answers it."""
     async with state.pool.connection() as conn:
-        chat = await get_owned(conn, chat_id, user["id"])
-        if chat["status"] == "archived":
-            raise Conflict("This chat is archived; unarchive it to send messages")
-        if chat["agent_id"] is None:
-            raise Conflict(
-                "This thread has no agent yet; start it with an Agent Protocol run "
-                "(POST /threads/{id}/runs with an assistant_id)"
-            )
-        agent = await agents_store.get(conn, chat["agent_id"], include_deleted=True)
-    assert agent is not None
+        turn = await turns_store.for_message(conn, user_id, chat_id)
+    if turn is None:
+        raise Unauthorized(INVALID_TOKEN)
+    chat, agent = turn.chat, turn.agent
+    if chat is None:
+        raise NotFound("Chat not found")
+    if chat["status"] == "archived":
+        raise Conflict("This chat is archived; unarchive it to send messages")
+    if agent is None:
+        raise Conflict(
+            "This thread has no agent yet; start it with an Agent Protocol run "
+            "(POST /threads/{id}/runs with an assistant_id)"
+        )
     if agent["deleted_at"] is not None:
         raise Conflict("This chat's agent has been retired; start a chat with another agent")
     try:
         return await state.runs.start(
             chat=chat,
             agent=agent,
-            user_id=user["id"],
+            user_id=user_id,
             content=content,
-            profile=await profile_of(state, user),
+            profile=profile(turn.user, turn.interests),
             strategy=strategy,
         )
     except ChatBusy as busy:

@@ -6,9 +6,9 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from api.errors import Conflict, InvalidInput, NotFound, Unavailable
+from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
 from api.schemas.protocol_runs import RunCreate
-from api.services.messages import profile_of
+from api.services.messages import profile
 from api.state import AppState
 from graphs.events import EventSource, read_all
 from graphs.protocol import jsonable
@@ -17,6 +17,7 @@ from graphs.spec import AgentSpec
 from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
+from storage import turns as turns_store
 from storage.db import Conn
 
 log = logging.getLogger(__name__)
@@ -26,31 +27,49 @@ THREAD_NOT_FOUND = "Thread or assistant not found."
 PROTOCOL_STATUS = {"cancelled": "interrupted"}
 
 
+def assistant_ref(assistant_id: str) -> UUID | str:
+    """An assistant is named by its UUID or by its graph name (slug)."""
+    try:
+        return UUID(assistant_id)
+    except ValueError:
+        return assistant_id
+
+
+async def unknown_assistant(conn: Conn, assistant_id: str) -> InvalidInput:
+    """The 422 for an assistant that names no live agent, listing those that exist."""
+    rows = await agents_store.list_page(conn, limit=100, offset=0)
+    graphs = ", ".join(row["slug"] for row in rows)
+    return InvalidInput(
+        f"Invalid assistant: {assistant_id!r}. Must be either:\n"
+        f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
+    )
+
+
 async def resolve_assistant(conn: Conn, assistant_id: str) -> dict[str, Any]:
     """The live agent named by its UUID or its graph name (slug); 422 otherwise."""
-    agent = None
-    try:
-        agent = await agents_store.get(conn, UUID(assistant_id))
-    except ValueError:
-        agent = await agents_store.get_by_slug(conn, assistant_id)
+    ref = assistant_ref(assistant_id)
+    if isinstance(ref, UUID):
+        agent = await agents_store.get(conn, ref)
+    else:
+        agent = await agents_store.get_by_slug(conn, ref)
     if agent is None:
-        rows = await agents_store.list_page(conn, limit=100, offset=0)
-        graphs = ", ".join(row["slug"] for row in rows)
-        raise InvalidInput(
-            f"Invalid assistant: {assistant_id!r}. Must be either:\n"
-            f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
-        )
+        raise await unknown_assistant(conn, assistant_id)
     return agent
 
 
 async def _thread(
-    conn: Conn, user: dict[str, Any], thread_id: UUID, agent: dict[str, Any], if_not_exists: str
+    conn: Conn,
+    user_id: UUID,
+    thread_id: UUID,
+    chat: dict[str, Any] | None,
+    agent: dict[str, Any],
+    if_not_exists: str,
 ) -> dict[str, Any]:
-    chat = await chats_store.get_owned(conn, thread_id, user["id"])
+    """The user's thread ``thread_id`` (``chat``, as read), created if asked, bound to ``agent``."""
     if chat is None and if_not_exists == "create":
         # Taken by another user's thread: the same 404 as a missing one, nothing revealed.
         chat = await chats_store.insert_with_id(
-            conn, chat_id=thread_id, user_id=user["id"], agent_id=agent["id"]
+            conn, chat_id=thread_id, user_id=user_id, agent_id=agent["id"]
         )
     if chat is None:
         raise NotFound(THREAD_NOT_FOUND)
@@ -61,7 +80,7 @@ async def _thread(
 
 async def start(
     state: AppState,
-    user: dict[str, Any],
+    user_id: UUID,
     thread_id: UUID | None,
     body: RunCreate,
     *,
@@ -73,20 +92,25 @@ async def start(
     the caller does it itself (``delete_when_done=False``: ``wait`` reads the values first).
     """
     async with state.pool.connection() as conn:
-        agent = await resolve_assistant(conn, body.assistant_id)
+        turn = await turns_store.for_protocol_run(
+            conn, user_id, thread_id, assistant_ref(body.assistant_id)
+        )
+        if turn is None:
+            raise Unauthorized(INVALID_TOKEN)
+        agent = turn.agent
+        if agent is None:
+            raise await unknown_assistant(conn, body.assistant_id)
         if thread_id is None:
-            chat = await chats_store.insert(
-                conn, user_id=user["id"], agent_id=agent["id"], title=None
-            )
+            chat = await chats_store.insert(conn, user_id=user_id, agent_id=agent["id"], title=None)
         else:
-            chat = await _thread(conn, user, thread_id, agent, body.if_not_exists)
+            chat = await _thread(conn, user_id, thread_id, turn.chat, agent, body.if_not_exists)
     try:
         run, events = await state.runs.start_protocol(
             chat=chat,
             agent=agent,
-            user_id=user["id"],
+            user_id=user_id,
             request=body.graph_request(),
-            profile=await profile_of(state, user),
+            profile=profile(turn.user, turn.interests),
             strategy=body.multitask_strategy,
         )
     except ChatBusy as busy:
@@ -94,7 +118,7 @@ async def start(
     except ShuttingDown:
         raise Unavailable("The server is shutting down; retry on another instance") from None
     if thread_id is None and body.on_completion == "delete" and delete_when_done:
-        state.runs.background(delete_after_run(state, run, user["id"]))
+        state.runs.background(delete_after_run(state, run, user_id))
     return run, events, agent
 
 

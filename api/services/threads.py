@@ -191,6 +191,12 @@ async def thread_json(state: AppState, thread: dict[str, Any]) -> dict[str, Any]
         for task in snapshot.tasks:
             if task.interrupts:
                 interrupts[task.id] = jsonable(list(task.interrupts))
+    return _thread_out(thread, values, interrupts)
+
+
+def _thread_out(
+    thread: dict[str, Any], values: dict[str, Any], interrupts: dict[str, Any]
+) -> dict[str, Any]:
     metadata = dict(thread["metadata"])
     if thread["agent_id"] is not None:
         metadata.setdefault("graph_id", thread["graph_id"])
@@ -234,9 +240,9 @@ async def create(state: AppState, user: dict[str, Any], body: ThreadCreate) -> d
             if existing is None or body.if_exists == "raise":
                 raise Conflict(f"Thread {body.thread_id} already exists")
             return await thread_json(state, existing)
-        thread = await threads_store.get(conn, user["id"], row["id"])
-    assert thread is not None
-    return await thread_json(state, thread)
+    # Just created: idle, and nothing in it yet; no need to read it back.
+    thread = {**row, "graph_id": agent["slug"] if agent else None, "protocol_status": "idle"}
+    return _thread_out(thread, {}, {})
 
 
 async def delete(state: AppState, user: dict[str, Any], thread_id: UUID) -> None:
