@@ -6,11 +6,21 @@ import importlib
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
-from langchain_core.messages import HumanMessage
+import pytest
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
+from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.build import GraphCache
+from graphs import build
+from graphs.build import GraphCache, _add_message_batches
 from graphs.catalog import SEED_AGENTS
 from graphs.spec import AgentSpec
 
@@ -90,3 +100,59 @@ async def test_a_thread_written_before_the_delta_channel_reads_and_goes_on(
         assert len(values["messages"]) == 6
     finally:
         await pool.close()
+
+
+def _history() -> list[Any]:
+    return [
+        HumanMessage("q1", id="h1"),
+        AIMessage("a1", id="a1"),
+        HumanMessage("q2", id="h2"),
+        AIMessage("a2", id="a2"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [[HumanMessage("q3", id="h3")]],  # appends: the fast path
+        [
+            [HumanMessage("q3", id="h3")],
+            [AIMessage("a3", id="a3"), ToolMessage("t", tool_call_id="c", id="t3")],
+        ],
+        [HumanMessage("q3", id="h3")],  # a bare message, not a list
+        [[AIMessage("a2, edited", id="a2")]],  # replaces by id
+        [[RemoveMessage(id="h1")]],  # removes
+        [[RemoveMessage(id=REMOVE_ALL_MESSAGES), HumanMessage("fresh", id="f")]],
+        [[{"role": "user", "content": "a dict", "id": "d1"}]],  # coerced
+        [[AIMessageChunk("a chunk", id="c1")]],  # becomes a message
+        [[HumanMessage("twice", id="x"), HumanMessage("again", id="x")]],  # last one wins
+        [],
+    ],
+)
+def test_merging_message_batches_is_add_messages(batches: list[Any]) -> None:
+    """Whichever path a merge takes, it gives what LangGraph's own reducer gives."""
+    flat = [m for batch in batches for m in (batch if isinstance(batch, list) else [batch])]
+    merged = _add_message_batches(_history(), batches)
+    expected = add_messages(_history(), flat)
+    assert [(type(m), m.id, m.content) for m in merged] == [
+        (type(m), m.id, m.content) for m in expected
+    ]
+
+
+def test_a_merged_message_without_an_id_gets_one() -> None:
+    merged = _add_message_batches(_history(), [[HumanMessage("no id")]])
+    assert [m.content for m in merged] == ["q1", "a1", "q2", "a2", "no id"]
+    assert merged[-1].id is not None
+
+
+def test_appending_new_messages_skips_the_general_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    def general(*args: Any) -> Any:
+        raise AssertionError("took the general path")
+
+    monkeypatch.setattr(build, "add_messages", general)
+    history = _history()
+    merged = _add_message_batches(
+        history, [[HumanMessage("q3", id="h3")], AIMessage("a3", id="a3")]
+    )
+    assert [m.id for m in merged] == ["h1", "a1", "h2", "a2", "h3", "a3"]
+    assert [m.id for m in history] == ["h1", "a1", "h2", "a2"]  # a new list, never in place
