@@ -477,12 +477,14 @@ class RunManager:
                 {"messages": [*closing, human]},
                 config=config,
                 context=context,
-                stream_mode=["messages", "updates"],
+                stream_mode=["messages", "updates", "checkpoints"],
             ):
                 if mode == "messages":
                     chunk, _ = payload
                     if isinstance(chunk, AIMessageChunk) and (delta := chunk.text):
                         run_log.append("token", {"message_id": chunk.id, "delta": delta})
+                elif mode == "checkpoints":
+                    self._remember(payload)
                 else:
                     tally.paused |= _pauses(payload)
                     for message in _updated_messages(payload):
@@ -558,7 +560,7 @@ class RunManager:
         options = {
             "config": config,
             "context": context,
-            "stream_mode": graph_modes(requested),
+            "stream_mode": [*graph_modes(requested), "checkpoints"],
             "subgraphs": subgraphs,
             "interrupt_before": payload.get("interrupt_before"),
             "interrupt_after": payload.get("interrupt_after"),
@@ -566,6 +568,10 @@ class RunManager:
 
         def emit(part: Any) -> None:
             namespace, (mode, data) = (part[0], part[1:]) if subgraphs else ((), part)
+            if mode == "checkpoints":
+                if not namespace:
+                    self._remember(data)
+                return
             if mode == "updates" and not namespace:
                 tally.paused |= _pauses(data)
                 for message in _updated_messages(data):
@@ -583,6 +589,13 @@ class RunManager:
         else:
             async for part in graph.astream(graph_input, **options):
                 emit(part)
+
+    def _remember(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the thread's values at a checkpoint the run wrote: the next run of the chat
+        starts from them instead of rebuilding the conversation from Postgres."""
+        remember = getattr(self.checkpointer, "remember", None)
+        if remember is not None:
+            remember(checkpoint["config"], checkpoint["values"])
 
     async def _wait_turn(self, run_id: UUID, chat_id: str) -> None:
         """Block a queued run until it is next in line and its chat is free, then claim it."""

@@ -22,12 +22,14 @@ import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import langgraph.checkpoint.postgres.aio as postgres_saver
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
@@ -37,6 +39,9 @@ from psycopg_pool import AsyncConnectionPool
 
 T = TypeVar("T")
 
+# Threads whose latest values are kept warm, and how many list items (messages) at most in all.
+WARM_THREADS = 512
+WARM_ITEMS = 100_000
 # Decoded blobs kept, counted by the size of their encoded bytes.
 CACHE_BYTES = 64 * 2**20
 # Below this, decoding costs about what hashing the blob would.
@@ -76,6 +81,10 @@ class _OnTheLoop:
 
 if getattr(postgres_saver, "asyncio", None) is asyncio:
     postgres_saver.asyncio = _OnTheLoop()  # type: ignore[assignment]
+
+
+def _items(values: dict[str, Any]) -> int:
+    return sum(len(v) for v in values.values() if isinstance(v, list)) + 1
 
 
 def _messages_only(value: Any) -> bool:
@@ -161,12 +170,55 @@ class Checkpointer(AsyncPostgresSaver):
     other's round trips. Order within a thread needs no lock: LangGraph writes a run's
     checkpoints one after the other and waits for its writes before the run ends.
 
+    Rebuilding a thread's messages at the start of every run (the walk back to the last
+    snapshot, then the replay of the writes since) costs a query and a merge over the whole
+    conversation. ``remember`` keeps the values a run left at its last checkpoint; when the next
+    run (or read) of the thread starts from that same checkpoint, they are the rebuilt values.
+    A checkpoint never changes once written, so a value found under its id is right; any other
+    checkpoint (written by another process, or after a rollback) is rebuilt as usual.
+
     Channel blobs are left in place by ``adelete_for_runs``: they are keyed by version and only
     read through the checkpoints that remain, which never reference the removed versions.
     """
 
     def __init__(self, conn: Any, serde: JsonPlusSerializer | None = None) -> None:
         super().__init__(conn, serde=serde or CachingSerializer())
+        # thread id -> (checkpoint id, channel values there); one entry per thread, oldest first.
+        self._warm: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._warm_items = 0
+
+    def remember(self, config: dict[str, Any], values: dict[str, Any]) -> None:
+        """Keep ``values``, the channel values at the checkpoint ``config`` names."""
+        configurable = config.get("configurable") or {}
+        thread_id, checkpoint_id = configurable.get("thread_id"), configurable.get("checkpoint_id")
+        if not thread_id or not checkpoint_id or configurable.get("checkpoint_ns"):
+            return
+        self._forget(str(thread_id))
+        self._warm[str(thread_id)] = (checkpoint_id, dict(values))
+        self._warm_items += _items(values)
+        while self._warm and (len(self._warm) > WARM_THREADS or self._warm_items > WARM_ITEMS):
+            self._forget(next(iter(self._warm)))
+
+    def _forget(self, thread_id: str) -> None:
+        dropped = self._warm.pop(thread_id, None)
+        if dropped is not None:
+            self._warm_items -= _items(dropped[1])
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        configurable = config["configurable"]
+        warm = self._warm.get(str(configurable["thread_id"]))
+        if (
+            warm is not None
+            and not configurable.get("checkpoint_ns")
+            and warm[0] == get_checkpoint_id(config)
+            and all(channel in warm[1] for channel in channels)
+        ):
+            self._warm.move_to_end(str(configurable["thread_id"]))
+            # The values themselves as the seed, nothing to replay on top.
+            return {channel: {"seed": warm[1][channel], "writes": []} for channel in channels}
+        return await super().aget_delta_channel_history(config=config, channels=channels)
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:

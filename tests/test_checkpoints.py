@@ -157,3 +157,81 @@ async def test_checkpoint_io_of_one_thread_does_not_wait_for_another_threads(
             assert await asyncio.wait_for(saver.aget_tuple(other), 5) is None
         await asyncio.wait_for(blocked, 5)
     assert blocked.exception() is None
+
+
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Thread ids whose messages were rebuilt from Postgres (the walk back to a snapshot)."""
+    seen: list[str] = []
+    original = postgres_saver.AsyncPostgresSaver.aget_delta_channel_history
+
+    async def counting(self: Any, *, config: Any, channels: Any) -> Any:
+        seen.append(config["configurable"]["thread_id"])
+        return await original(self, config=config, channels=channels)
+
+    monkeypatch.setattr(postgres_saver.AsyncPostgresSaver, "aget_delta_channel_history", counting)
+    return seen
+
+
+async def _remembering_turn(graph: Any, saver: Checkpointer, config: Any, text: str) -> None:
+    """A turn as the run manager streams it: every checkpoint's values are remembered."""
+    async for mode, payload in graph.astream(
+        {"messages": [HumanMessage(text, id=str(uuid.uuid4()))]},
+        config,
+        context=CONTEXT,
+        stream_mode=["checkpoints", "updates"],
+    ):
+        if mode == "checkpoints":
+            saver.remember(payload["config"], payload["values"])
+
+
+async def test_a_run_starts_from_the_values_the_last_run_left(pool: Any, walks: list[str]) -> None:
+    saver = Checkpointer(pool)
+    graph = build_graph(SPEC, saver)
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    for i in range(3):
+        await _remembering_turn(graph, saver, config, f"m{i}")
+    warm = (await graph.aget_state(config)).values["messages"]
+    assert walks == []  # neither the second and third runs nor the read rebuilt anything
+
+    cold = (await build_graph(SPEC, Checkpointer(pool)).aget_state(config)).values["messages"]
+    assert walks == [config["configurable"]["thread_id"]]
+    assert [(m.id, m.text) for m in warm] == [(m.id, m.text) for m in cold]
+    assert [m.text for m in warm] == _expected(3)
+
+
+async def test_a_checkpoint_written_elsewhere_is_rebuilt_from_postgres(
+    pool: Any, walks: list[str]
+) -> None:
+    """Another process's run moves the thread past what this one remembers."""
+    here, there = Checkpointer(pool), Checkpointer(pool)
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    await _remembering_turn(build_graph(SPEC, here), here, config, "m0")
+    await _remembering_turn(build_graph(SPEC, there), there, config, "m1")
+    walks.clear()
+    messages = (await build_graph(SPEC, here).aget_state(config)).values["messages"]
+    assert [m.text for m in messages] == _expected(2)
+    assert walks == [config["configurable"]["thread_id"]]
+
+
+async def test_remembered_threads_stay_within_their_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checkpoints, "WARM_THREADS", 3)
+    monkeypatch.setattr(checkpoints, "WARM_ITEMS", 30)
+    saver = Checkpointer(None)
+    for i in range(5):
+        config = {"configurable": {"thread_id": f"t{i}", "checkpoint_id": f"c{i}"}}
+        saver.remember(config, {"messages": [HumanMessage("x")] * 5})
+    assert list(saver._warm) == ["t2", "t3", "t4"]  # the three newest threads
+    saver.remember(
+        {"configurable": {"thread_id": "big", "checkpoint_id": "c"}},
+        {"messages": [HumanMessage("x")] * 20},
+    )
+    assert list(saver._warm) == ["t4", "big"]  # t3 too would be 33 items, over 30
+    assert saver._warm_items == 6 + 21
+    # A subgraph's checkpoint is not the thread's.
+    saver.remember(
+        {"configurable": {"thread_id": "t9", "checkpoint_id": "c", "checkpoint_ns": "x"}}, {}
+    )
+    assert "t9" not in saver._warm

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from langchain_core.messages import SystemMessage
 from langchain_core.tools import tool
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from api.app import create_app
 from graphs.models import FakeChatModel
@@ -522,11 +523,11 @@ async def test_a_tool_that_crashes_returns_a_safe_error_and_the_run_goes_on(
 
 
 async def test_message_ids_are_stable_across_reads(
-    client: httpx.AsyncClient, user: User, make_agent: MakeAgent
+    client: httpx.AsyncClient, user: User, make_agent: MakeAgent, database_url: str
 ) -> None:
     """Ids are what `before=` pages by and what clients key on: every read gives the same ones,
-    for every kind of message (the thread is rebuilt from stored writes on each read), and they
-    match the ids the stream announced."""
+    for every kind of message, whether the thread is read warm (the values its last run left)
+    or rebuilt from stored writes (a new process), and they match the ids the answers had."""
     agent = await make_agent("fake:tools", ["calculator"])
     chat_id = await open_chat(client, user, agent["id"])
     answers = []
@@ -543,3 +544,40 @@ async def test_message_ids_are_stable_across_reads(
     assert len({m["id"] for m in first}) == len(first) == 12
     older = await client.get(url, params={"before": first[6]["id"]}, headers=user.headers)
     assert [m["id"] for m in older.json()["items"]] == [m["id"] for m in first[:6]]
+    async with running(create_app(make_settings(database_url))) as cold:
+        rebuilt = (await cold.get(url, headers=user.headers)).json()["items"]
+    assert rebuilt == first
+
+
+@pytest.mark.parametrize("api", ["native", "protocol"])
+async def test_a_run_starts_from_what_the_last_run_left_without_rebuilding_the_thread(
+    client: httpx.AsyncClient,
+    user: User,
+    make_agent: MakeAgent,
+    monkeypatch: pytest.MonkeyPatch,
+    api: str,
+) -> None:
+    agent = await make_agent("fake:echo")
+    chat_id = await open_chat(client, user, agent["id"])
+    rebuilt: list[str] = []
+    original = AsyncPostgresSaver.aget_delta_channel_history
+
+    async def counting(self: Any, *, config: Any, channels: Any) -> Any:
+        rebuilt.append(config["configurable"]["thread_id"])
+        return await original(self, config=config, channels=channels)
+
+    monkeypatch.setattr(AsyncPostgresSaver, "aget_delta_channel_history", counting)
+    for text in ("one", "two", "three"):
+        if api == "native":
+            url, body = f"/chats/{chat_id}/messages", {"content": text}
+        else:
+            url = f"/threads/{chat_id}/runs/wait"
+            body = {"assistant_id": agent["id"],
+                    "input": {"messages": [{"role": "user", "content": text}]}}  # fmt: skip
+        response = await client.post(url, json=body, headers=user.headers)
+        assert response.status_code in (200, 201), response.text
+    history = (await client.get(f"/chats/{chat_id}/messages", headers=user.headers)).json()
+    assert [m["content"] for m in history["items"]] == [
+        "one", "You said: one", "two", "You said: two", "three", "You said: three",
+    ]  # fmt: skip
+    assert rebuilt == []
