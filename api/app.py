@@ -87,9 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
+    # FastAPI tries routes in the order they were included, so the routes of every chat turn
+    # (send a message, open a chat or thread, start a run) come first: matching costs a
+    # regular expression and some bookkeeping per route tried.
     for module in (
-        meta, auth, users, catalog, agents, chats, messages, runs,
-        assistants, threads, protocol_runs,
+        messages, chats, protocol_runs, threads, runs,
+        meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)
     return app
