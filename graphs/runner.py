@@ -264,11 +264,12 @@ class RunManager:
         """``stop`` from synchronous code (a client that disconnected), in the background."""
         self.background(self.stop(run_id))
 
-    def background(self, work: Any) -> None:
+    def background(self, work: Any) -> asyncio.Task[Any]:
         """Run ``work`` (a coroutine) past the request that asked for it; stopped at shutdown."""
         task = asyncio.get_running_loop().create_task(work)
         self._stops.add(task)
         task.add_done_callback(self._stops.discard)
+        return task
 
     async def wait_ended(self, run_id: UUID, seconds: float) -> None:
         """Wait (at most ``seconds``) until the run's event log has its ``end``."""

@@ -6,6 +6,7 @@ strategies, resume with ``Last-Event-ID``, cancel); the events are LangGraph's s
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -93,8 +94,10 @@ async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State):
         return _json(await service.outcome(state, run, events))
     finally:
         if body.on_completion == "delete":
-            # After the values are read, and even if the client left while waiting.
-            state.runs.background(service.delete_after_run(state, run, user_id))
+            # After the values are read, and even if the client left while waiting; the answer
+            # goes once the thread is gone.
+            deletion = state.runs.background(service.delete_after_run(state, run, user_id))
+            await asyncio.shield(deletion)
 
 
 @router.get("/threads/{thread_id}/runs")

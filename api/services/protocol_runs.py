@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -10,7 +12,7 @@ from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthor
 from api.schemas.protocol_runs import RunCreate
 from api.services.messages import profile
 from api.state import AppState
-from graphs.events import EventSource, read_all
+from graphs.events import Event, EventSource, read_all
 from graphs.protocol import jsonable
 from graphs.runner import ChatBusy, ShuttingDown
 from graphs.spec import AgentSpec
@@ -118,8 +120,29 @@ async def start(
     except ShuttingDown:
         raise Unavailable("The server is shutting down; retry on another instance") from None
     if thread_id is None and body.on_completion == "delete" and delete_when_done:
-        state.runs.background(delete_after_run(state, run, user_id))
+        deletion = state.runs.background(delete_after_run(state, run, user_id))
+        events = _EndAfter(events, deletion)
     return run, events, agent
+
+
+class _EndAfter:
+    """A run's events whose ``end`` waits for ``work``: a stateless run's stream ends once its
+    thread is gone, so a client that lists threads next never sees it."""
+
+    def __init__(self, events: EventSource, work: asyncio.Task[Any]):
+        self.events, self.work = events, work
+
+    async def read(self, after: int = 0) -> AsyncIterator[Event]:
+        async for batch in self.read_batches(after):
+            for event in batch:
+                yield event
+
+    async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
+        async for batch in self.events.read_batches(after):
+            if batch and batch[-1].event == "end":
+                # Shielded: a reader that leaves does not stop the deletion.
+                await asyncio.shield(self.work)
+            yield batch
 
 
 async def delete_after_run(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
