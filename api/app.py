@@ -45,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.run_migrations:
                 await upgrade_database(conninfo)
             pool = await open_pool(
-                conninfo, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+                conninfo,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                prepared=settings.prepared_statements,
             )
             run_manager = await open_run_manager(settings, pool, execute=settings.execute_runs)
             try:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".switchboard")
     pool_min_size: int = 2
     pool_max_size: int = 20
+    # Server-side prepared statements; off for PgBouncer in transaction mode before 1.21.
+    prepared_statements: bool = True
     run_migrations: bool = True
 
     # Auth.

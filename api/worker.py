@@ -24,7 +24,10 @@ async def run_worker(settings: Settings) -> None:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
     pool = await open_pool(
-        settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        settings.database_url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        prepared=settings.prepared_statements,
     )
     try:
         runs = await open_run_manager(settings, pool, execute=True)

@@ -6,8 +6,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import AsyncClientCursor
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from storage.chats import NEEDS_CLOSING
@@ -49,9 +47,6 @@ INSERT_PENDING = _INSERT.format(status="'pending'", started="NULL") + "RETURNING
 # New runs of one chat are inserted one at a time: "is the chat free?" and the insert must be
 # one step, or a queued run and a starting one could both pass the check.
 LOCK_CHAT = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
-LOCK_AND_INSERT_STARTING = (
-    "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));" + INSERT_STARTING
-)
 # Queued for a worker, unless the chat has an active or queued run (strategy "reject").
 INSERT_PENDING_IF_FREE = (
     _INSERT.format(status="'pending'", started="NULL")
@@ -129,15 +124,14 @@ async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> dict[str
     """Record a run that starts now when its chat is free; otherwise queue it (``queue``) or
     return ``None``. Its row has ``needs_closing``, true when the thread may hold tool calls a
     stopped run left unanswered (meaningful for a run that starts now)."""
-    params = {**fields, "queue": queue, "lock": str(fields["chat_id"])}
+    params = {**fields, "queue": queue}
     try:
-        # Lock and insert in one round trip: several statements in one query string run as
-        # one transaction, each with a fresh snapshot (the insert sees what the lock waited
-        # for). That takes client-side binding, which quotes parameters as literals.
-        async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
-            await cur.execute(LOCK_AND_INSERT_STARTING, params)
-            cur.nextset()
-            return await cur.fetchone()
+        # The lock and the insert are one transaction sent in one round trip (a pipeline);
+        # each statement takes a fresh snapshot, so the insert sees what the lock waited for.
+        async with conn.pipeline(), conn.transaction():
+            await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
+            cur = await conn.execute(INSERT_STARTING, params)
+        return await cur.fetchone()
     except psycopg.errors.UniqueViolation:
         return None
 
@@ -155,10 +149,10 @@ async def insert_pending(
     With ``if_free``, only when the chat has none (``None`` otherwise). A ``worker_id`` of
     ``None`` leaves the run to whichever worker claims it first.
     """
-    async with conn.transaction():
+    async with conn.pipeline(), conn.transaction():
         await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
         cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, fields)
-        return await cur.fetchone()
+    return await cur.fetchone()
 
 
 async def claim_next(conn: Conn, worker_id: str) -> dict[str, Any] | None:

@@ -9,8 +9,10 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from api.app import create_app
 from storage import db
 from storage.db import open_pool
+from tests.conftest import make_settings, running
 
 
 @pytest.fixture
@@ -70,3 +72,35 @@ async def test_a_connection_idle_too_long_is_checked_and_a_dead_one_replaced(
     assert second_pid != first_pid
     # The dead one failed its check; its replacement, never used yet, was checked too.
     assert {id(c) for c in checks} == {id(dead), id(conn)}
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+async def test_statements_are_prepared_unless_turned_off(database_url: str, prepared: bool) -> None:
+    pool = await open_pool(database_url, min_size=1, max_size=1, prepared=prepared)
+    try:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT count(*) FROM agents WHERE deleted_at IS NULL")
+            cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+            statements = [row["statement"] for row in await cur.fetchall()]
+    finally:
+        await pool.close()
+    expected = ["SELECT count(*) FROM agents WHERE deleted_at IS NULL"] if prepared else []
+    assert [s for s in statements if "agents" in s] == expected
+
+
+async def test_a_chat_turn_works_without_prepared_statements(
+    database_url: str, register: Any
+) -> None:
+    """As behind PgBouncer in transaction mode: SWITCHBOARD_PREPARED_STATEMENTS=false."""
+    app = create_app(make_settings(database_url, prepared_statements=False))
+    async with running(app) as client:
+        user = await register()
+        agents = (await client.get("/agents/", headers=user.headers)).json()["items"]
+        chat = await client.post(
+            "/chats/", json={"agent_id": agents[0]["id"]}, headers=user.headers
+        )
+        answer = await client.post(
+            f"/chats/{chat.json()['id']}/messages", json={"content": "hi"}, headers=user.headers
+        )
+        assert answer.json()["status"] == "success"
+        assert app.state.switchboard.pool.kwargs["prepare_threshold"] is None
