@@ -34,9 +34,11 @@ SORT_COLUMNS = {
 SELECT_ONE = _THREADS.replace(
     "WHERE c.user_id = %(user_id)s", "WHERE c.user_id = %(user_id)s AND c.id = %(id)s"
 )
+# Only for a user who exists: the insert is also the request's authentication query.
 INSERT_THREAD = f"""
 INSERT INTO chats (id, user_id, agent_id, metadata)
-VALUES (coalesce(%(id)s, gen_random_uuid()), %(user_id)s, %(agent_id)s, %(metadata)s)
+SELECT coalesce(%(id)s, gen_random_uuid()), u.id, %(agent_id)s, %(metadata)s
+FROM users u WHERE u.id = %(user_id)s
 ON CONFLICT (id) DO NOTHING RETURNING {CHAT_COLUMNS}
 """
 MERGE_METADATA = f"""
@@ -93,7 +95,7 @@ async def insert(
     agent_id: UUID | None,
     metadata: dict[str, Any],
 ) -> dict[str, Any] | None:
-    """A new thread; ``None`` when ``thread_id`` is taken (by anyone)."""
+    """A new thread; ``None`` when ``thread_id`` is taken (by anyone) or the user is gone."""
     cur = await conn.execute(
         INSERT_THREAD,
         {"id": thread_id, "user_id": user_id, "agent_id": agent_id, "metadata": Jsonb(metadata)},

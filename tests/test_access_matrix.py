@@ -185,6 +185,12 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
         run = {**PROTOCOL_RUN, "assistant_id": agent["slug"]}
         for method, path, body in [
             ("POST", "/chats/", {"agent_id": ids["agent"]}),
+            ("POST", "/threads", {}),
+            (
+                "POST",
+                "/threads",
+                {"thread_id": str(uuid.uuid4()), "metadata": {"graph_id": agent["slug"]}},
+            ),
             ("POST", f"/chats/{ids['chat']}/messages", {"content": "hi"}),
             ("POST", f"/threads/{ids['chat']}/runs", run),
             ("POST", f"/threads/{ids['chat']}/runs/stream", run),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentUser, State
+from api.deps import CurrentUser, CurrentUserId, State
 from api.errors import NotFound
 from api.schemas.protocol import (
     HistoryQuery,
@@ -29,9 +29,9 @@ def _json(content: Any) -> JSONResponse:
 
 
 @router.post("")
-async def create_thread(body: ThreadCreate, user: CurrentUser, state: State):
+async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State):
     """A new thread (with `thread_id` to choose its id; `if_exists`: `raise` or `do_nothing`)."""
-    return _json(await service.create(state, user, body))
+    return _json(await service.create(state, user_id, body))
 
 
 @router.post("/search")

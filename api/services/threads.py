@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.errors import Conflict, InvalidInput, NotFound
+from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
 from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate
 from api.state import AppState
 from graphs.protocol import jsonable, stamp_messages
@@ -14,6 +14,7 @@ from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage import threads as threads_store
+from storage import users as users_store
 
 THREAD_NOT_FOUND = "Thread not found"
 
@@ -215,7 +216,7 @@ def _thread_out(
     }
 
 
-async def create(state: AppState, user: dict[str, Any], body: ThreadCreate) -> dict[str, Any]:
+async def create(state: AppState, user_id: UUID, body: ThreadCreate) -> dict[str, Any]:
     """A new thread; with ``graph_id`` in its metadata it is bound to that agent at once."""
     async with state.pool.connection() as conn:
         agent = None
@@ -228,14 +229,16 @@ async def create(state: AppState, user: dict[str, Any], body: ThreadCreate) -> d
             metadata["assistant_id"] = str(agent["id"])
         row = await threads_store.insert(
             conn,
-            user_id=user["id"],
+            user_id=user_id,
             thread_id=body.thread_id,
             agent_id=agent["id"] if agent else None,
             metadata=metadata,
         )
         if row is None:
+            if await users_store.get(conn, user_id) is None:
+                raise Unauthorized(INVALID_TOKEN)
             assert body.thread_id is not None
-            existing = await threads_store.get(conn, user["id"], body.thread_id)
+            existing = await threads_store.get(conn, user_id, body.thread_id)
             # Someone else's id is "taken", exactly like one of ours with if_exists=raise.
             if existing is None or body.if_exists == "raise":
                 raise Conflict(f"Thread {body.thread_id} already exists")
