@@ -10,11 +10,14 @@ from psycopg.types.json import Jsonb
 from storage.chats import CHAT_COLUMNS
 from storage.db import Conn
 
+# Columns named, not c.*: a prepared statement must not change its result columns when a
+# migration adds one to chats while this process runs.
+_CHAT = ", ".join("c." + column.strip() for column in CHAT_COLUMNS.split(","))
 # A thread is busy while it has an active run; otherwise its status is the one its last run
 # left (idle, interrupted, error).
-_THREADS = """
+_THREADS = f"""
 SELECT * FROM (
-    SELECT c.*, a.slug AS graph_id,
+    SELECT {_CHAT}, a.slug AS graph_id,
            CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.chat_id = c.id
                              AND r.status IN ('pending', 'running'))
                 THEN 'busy' ELSE c.thread_status END AS protocol_status
