@@ -237,6 +237,10 @@ class Checkpointer(AsyncPostgresSaver):
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
 
+    async def adelete_thread(self, thread_id: str) -> None:
+        self._forget(str(thread_id))
+        await super().adelete_thread(thread_id)
+
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         ids = [str(r) for r in run_ids]
         async with self._cursor(pipeline=True) as cur:

@@ -199,6 +199,10 @@ async def test_a_run_starts_from_the_values_the_last_run_left(pool: Any, walks: 
     assert [(m.id, m.text) for m in warm] == [(m.id, m.text) for m in cold]
     assert [m.text for m in warm] == _expected(3)
 
+    await saver.adelete_thread(config["configurable"]["thread_id"])
+    assert config["configurable"]["thread_id"] not in saver._warm
+    assert (await graph.aget_state(config)).values == {}
+
 
 async def test_a_checkpoint_written_elsewhere_is_rebuilt_from_postgres(
     pool: Any, walks: list[str]
