@@ -151,14 +151,6 @@ NEEDS_CLOSING = """
  FROM chats c WHERE c.id = %(chat_id)s)
 """
 SELECT_NEEDS_CLOSING = f"SELECT {NEEDS_CLOSING} AS needs"
-# A thread's first run binds it to the run's agent, and says so in its metadata as the
-# official server does (graph_id, assistant_id).
-BIND_AGENT = f"""
-UPDATE chats SET agent_id = %(agent_id)s,
-                 metadata = jsonb_build_object('graph_id', %(slug)s::text,
-                                               'assistant_id', %(agent_id)s::text) || metadata
-WHERE id = %(id)s AND agent_id IS NULL RETURNING {CHAT_COLUMNS}
-"""
 
 
 async def update_summary(
@@ -186,13 +178,3 @@ async def needs_closing(conn: Conn, chat_id: UUID | str) -> bool:
     cur = await conn.execute(SELECT_NEEDS_CLOSING, {"chat_id": chat_id})
     row = await cur.fetchone()
     return bool(row and row["needs"])
-
-
-async def bind_agent(conn: Conn, chat: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:
-    """``chat`` bound to ``agent`` if it had none yet (else unchanged)."""
-    if chat["agent_id"] is not None:
-        return chat
-    cur = await conn.execute(
-        BIND_AGENT, {"id": chat["id"], "agent_id": agent["id"], "slug": agent["slug"]}
-    )
-    return await cur.fetchone() or chat

@@ -42,13 +42,33 @@ LEFT JOIN chats c ON c.id = %(chat_id)s AND c.user_id = u.id
 LEFT JOIN agents a ON a.id = c.agent_id
 WHERE u.id = %(user_id)s
 """
-# An Agent Protocol run: the thread (if it exists and is the user's) and the live assistant the
-# run names, by id or by graph name.
+_CHAT = ", ".join("c." + column for column in _PARTS["chat"][1])
+# An Agent Protocol run: the live assistant it names (by id or by graph name) and the user's
+# thread, which is bound to that assistant in the same statement if it had no agent yet and
+# is not archived (as the official server does, with graph_id and assistant_id in its
+# metadata). A thread that is already bound writes nothing.
 SELECT_FOR_PROTOCOL_RUN = f"""
+WITH agent AS (
+    SELECT * FROM agents
+    WHERE (id = %(agent_id)s OR slug = %(slug)s) AND deleted_at IS NULL
+), bound AS (
+    UPDATE chats c SET agent_id = agent.id,
+        metadata = jsonb_build_object('graph_id', agent.slug, 'assistant_id', agent.id::text)
+                   || c.metadata
+    FROM agent
+    WHERE c.id = %(chat_id)s AND c.user_id = %(user_id)s AND c.agent_id IS NULL
+      AND c.status <> 'archived'
+    RETURNING {_CHAT}
+), chat AS (
+    SELECT * FROM bound
+    UNION ALL
+    SELECT {_CHAT} FROM chats c
+    WHERE c.id = %(chat_id)s AND c.user_id = %(user_id)s AND NOT EXISTS (SELECT 1 FROM bound)
+)
 SELECT {_SELECT}, {_INTERESTS}
 FROM users u
-LEFT JOIN chats c ON c.id = %(chat_id)s AND c.user_id = u.id
-LEFT JOIN agents a ON (a.id = %(agent_id)s OR a.slug = %(slug)s) AND a.deleted_at IS NULL
+LEFT JOIN chat c ON true
+LEFT JOIN agent a ON true
 WHERE u.id = %(user_id)s
 """
 
@@ -87,8 +107,8 @@ async def for_message(conn: Conn, user_id: UUID, chat_id: UUID) -> Turn | None:
 async def for_protocol_run(
     conn: Conn, user_id: UUID, chat_id: UUID | None, assistant: UUID | str
 ) -> Turn | None:
-    """The user (``None`` if there is none), their thread ``chat_id`` and the live agent
-    ``assistant`` names (its id, or its graph name)."""
+    """The user (``None`` if there is none), their thread ``chat_id`` (bound to the agent if
+    it had none) and the live agent ``assistant`` names (its id, or its graph name)."""
     params = {
         "user_id": user_id,
         "chat_id": chat_id,

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import User, assert_error
 from tests.protocol import TOKENS, Live, hi, http, live, parts, reference_events
 
 __all__ = ["http", "live"]  # fixtures, shared with the other Agent Protocol tests
@@ -343,3 +344,45 @@ async def test_default_strategy_enqueues_a_second_run(live: Live) -> None:
         await client.runs.create(thread_id, "t5", input=hi("d"), multitask_strategy="reject")
     assert refused.value.response.status_code == 409
     await client.runs.cancel(thread_id, rejected["run_id"], wait=True)
+
+
+async def test_a_threads_first_run_binds_it_to_the_assistant_once(
+    client: httpx.AsyncClient, user: User, seeded_agents: dict[str, Any]
+) -> None:
+    first, other = list(seeded_agents.values())[:2]
+    thread = (await client.post("/threads", json={}, headers=user.headers)).json()
+    assert thread["metadata"] == {}
+
+    async def run(assistant: dict[str, Any]) -> httpx.Response:
+        body = {"assistant_id": assistant["slug"], "input": hi()}
+        url = f"/threads/{thread['thread_id']}/runs/wait"
+        return await client.post(url, json=body, headers=user.headers)
+
+    assert (await run(first)).status_code == 200
+    assert (await run(other)).status_code == 200  # runs, but the thread stays with the first
+    bound = (await client.get(f"/threads/{thread['thread_id']}", headers=user.headers)).json()
+    assert bound["metadata"] == {"graph_id": first["slug"], "assistant_id": first["id"]}
+    chat = (await client.get(f"/chats/{thread['thread_id']}", headers=user.headers)).json()
+    assert chat["agent_id"] == first["id"]
+
+
+async def test_an_archived_thread_is_not_run_nor_bound(
+    client: httpx.AsyncClient, user: User, seeded_agents: dict[str, Any]
+) -> None:
+    agent = next(iter(seeded_agents.values()))
+    thread = (await client.post("/threads", json={}, headers=user.headers)).json()
+    archived = await client.put(
+        f"/chats/{thread['thread_id']}", json={"status": "archived"}, headers=user.headers
+    )
+    assert archived.status_code == 200
+    response = await client.post(
+        f"/threads/{thread['thread_id']}/runs",
+        json={"assistant_id": agent["slug"], "input": hi()},
+        headers=user.headers,
+    )
+    assert_error(response, 409, "conflict")
+    chat = (await client.get(f"/chats/{thread['thread_id']}", headers=user.headers)).json()
+    assert chat["agent_id"] is None
+    assert (await client.get(f"/chats/{thread['thread_id']}/runs", headers=user.headers)).json()[
+        "total"
+    ] == 0

@@ -67,7 +67,7 @@ async def _thread(
     agent: dict[str, Any],
     if_not_exists: str,
 ) -> dict[str, Any]:
-    """The user's thread ``thread_id`` (``chat``, as read), created if asked, bound to ``agent``."""
+    """The user's thread ``thread_id`` (``chat``, as read and bound), created if asked."""
     if chat is None and if_not_exists == "create":
         # Taken by another user's thread: the same 404 as a missing one, nothing revealed.
         chat = await chats_store.insert_with_id(
@@ -77,7 +77,7 @@ async def _thread(
         raise NotFound(THREAD_NOT_FOUND)
     if chat["status"] == "archived":
         raise Conflict("This thread is archived; unarchive it to run it")
-    return await chats_store.bind_agent(conn, chat, agent)
+    return chat
 
 
 async def start(
