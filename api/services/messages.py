@@ -12,7 +12,6 @@ from graphs.events import Event, EventSource
 from graphs.messages import is_visible, to_api
 from graphs.runner import ChatBusy, ShuttingDown
 from storage import turns as turns_store
-from storage import users as users_store
 
 
 def profile(user: dict[str, Any], interests: list[str]) -> dict[str, Any] | None:
@@ -25,15 +24,6 @@ def profile(user: dict[str, Any], interests: list[str]) -> dict[str, Any] | None
         "preferred_interaction_style": user["preferred_interaction_style"],
         "interests": interests,
     }
-
-
-async def profile_of(state: AppState, user: dict[str, Any]) -> dict[str, Any] | None:
-    """``profile`` of a user whose interests are not read yet."""
-    if not user["onboarding_completed"]:
-        return None
-    async with state.pool.connection() as conn:
-        interests = await users_store.interests(conn, user["id"])
-    return profile(user, [i["name"] for i in interests])
 
 
 async def send(
