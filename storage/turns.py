@@ -3,6 +3,7 @@
 Every message starts a run, and these were four queries (the user for authentication, the
 chat, its agent, the user's interests) before the run was even recorded. Read together they
 are one statement, and the caller learns from one row what it would have learnt from four.
+An Agent Protocol run also binds a thread that has no agent yet in that same statement.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ _CHAT = ", ".join("c." + column for column in _PARTS["chat"][1])
 # metadata). A thread that is already bound writes nothing.
 SELECT_FOR_PROTOCOL_RUN = f"""
 WITH agent AS (
-    SELECT * FROM agents
+    SELECT {AGENT_COLUMNS} FROM agents
     WHERE (id = %(agent_id)s OR slug = %(slug)s) AND deleted_at IS NULL
 ), bound AS (
     UPDATE chats c SET agent_id = agent.id,
