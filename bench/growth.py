@@ -2,7 +2,7 @@
 of one turn (POST + stream a 50-token answer), of ``GET /chats/{id}/messages`` (the newest 50),
 and the checkpoint bytes each turn adds to Postgres.
 
-    python -m bench.growth [--lengths 10,100,250,500] [--samples 5]
+    python -m bench.growth [--lengths 10,100,250,500] [--samples 9]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ async def grow(url: str, db: str, headers: dict, agent_id: str, lengths: list[in
     return points
 
 
-def run(lengths: tuple[int, ...] = (10, 100, 250, 500), samples: int = 5) -> dict[str, Any]:
+def run(lengths: tuple[int, ...] = (10, 100, 250, 500), samples: int = 9) -> dict[str, Any]:
     with Deployment() as deployment:
         headers, agents = deployment.setup({"bench": "fake:tokens-50"})
         points = asyncio.run(
@@ -106,7 +106,7 @@ def report(result: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", default="10,100,250,500")
-    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=9)
     args = parser.parse_args()
     outcome = run(tuple(int(x) for x in args.lengths.split(",")), args.samples)
     print(report(outcome))
