@@ -10,6 +10,20 @@ import pytest
 from graphs.events import EventLogs
 
 
+class Clock:
+    """``time.monotonic`` as the test sets it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock(1000.0)
+    monkeypatch.setattr(time, "monotonic", lambda: clock.now)
+    return clock
+
+
 def _closed_log(logs: EventLogs) -> uuid.UUID:
     run_id = uuid.uuid4()
     log = logs.create(run_id)
@@ -30,48 +44,36 @@ async def test_only_the_newest_closed_logs_are_kept_and_open_ones_never_drop() -
     assert [e.event for e in logs.get(closed[-1]).events] == ["end"]
 
 
-async def test_closed_logs_expire_after_the_retention_and_open_ones_stay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+async def test_closed_logs_expire_after_the_retention_and_open_ones_stay(clock: Clock) -> None:
     logs = EventLogs(retention_seconds=60, max_closed=100)
     running = uuid.uuid4()
     logs.create(running)
     old = _closed_log(logs)
-    now[0] += 30
+    clock.now += 30
     young = _closed_log(logs)
 
-    now[0] += 31  # old closed 61 s ago, young 31 s ago
+    clock.now += 31  # old closed 61 s ago, young 31 s ago
     assert logs.get(old) is None
     assert logs.get(young) is not None
-    now[0] += 30
+    clock.now += 30
     assert logs.get(young) is None
     assert logs.get(running) is not None
 
 
-async def test_a_log_closed_late_expires_after_younger_ones_closed_earlier(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_log_closed_late_expires_after_younger_ones_closed_earlier(clock: Clock) -> None:
     """Expiry follows the order logs closed in, not the order their runs started."""
-    now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     logs = EventLogs(retention_seconds=10, max_closed=100)
     long_run = uuid.uuid4()
     long_log = logs.create(long_run)
     short = _closed_log(logs)
-    now[0] += 8
+    clock.now += 8
     long_log.close()
-    now[0] += 3  # short closed 11 s ago, the long run 3 s ago
+    clock.now += 3  # short closed 11 s ago, the long run 3 s ago
     assert logs.get(short) is None
     assert logs.get(long_run) is long_log
 
 
-async def test_a_packed_log_reads_the_same_events_and_the_same_bytes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+async def test_a_packed_log_reads_the_same_events_and_the_same_bytes(clock: Clock) -> None:
     logs = EventLogs(retention_seconds=600)
     run_id = uuid.uuid4()
     log = logs.create(run_id)
@@ -81,10 +83,10 @@ async def test_a_packed_log_reads_the_same_events_and_the_same_bytes(
     log.close()
     before = [(e.id, e.event, e.data, e.sse) for e in log.events]
 
-    now[0] += 0.5
+    clock.now += 0.5
     logs.get(run_id)
     assert log._packed is None  # still as written: readers live at the end read it directly
-    now[0] += 10
+    clock.now += 10
     assert logs.get(run_id) is log
     assert log._packed is not None
 
@@ -93,11 +95,7 @@ async def test_a_packed_log_reads_the_same_events_and_the_same_bytes(
     assert len(log) == 3
 
 
-async def test_a_packed_token_stream_is_a_fraction_of_its_bytes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+async def test_a_packed_token_stream_is_a_fraction_of_its_bytes(clock: Clock) -> None:
     logs = EventLogs(retention_seconds=600)
     log = logs.create(uuid.uuid4())
     message_id = str(uuid.uuid4())
@@ -106,7 +104,7 @@ async def test_a_packed_token_stream_is_a_fraction_of_its_bytes(
     log.append("end", {"status": "success", "usage": {}})
     log.close()
     raw = sum(len(e.sse) for e in log.events)
-    now[0] += 10
+    clock.now += 10
     logs.get(log.run_id)
 
     assert log._packed is not None and len(log._packed) < raw / 5
