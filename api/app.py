@@ -28,7 +28,8 @@ from api.routes.meta import server_version
 from api.security import TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
-from graphs.runner import open_run_manager
+from graphs import patches
+from graphs.runtime import open_runtime
 from storage.db import open_pool
 
 log = logging.getLogger("switchboard")
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything reads a checkpoint: strict decoding is one of the changes.
+        patches.install()
         conninfo, embedded = await resolve_database(settings)
         try:
             if settings.run_migrations:
@@ -50,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_size=settings.pool_max_size,
                 prepared=settings.prepared_statements,
             )
-            run_manager = await open_run_manager(settings, pool, execute=settings.execute_runs)
+            runtime = await open_runtime(settings, pool, execute=settings.execute_runs)
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         algorithm=settings.jwt_algorithm,
                         ttl_seconds=settings.access_token_ttl_seconds,
                     ),
-                    runs=run_manager,
+                    runs=runtime,
                     embedded=embedded,
                 )
                 await bootstrap_admin(settings, pool)
@@ -68,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settle_heap()
                 yield
             finally:
-                await run_manager.aclose()
+                await runtime.aclose()
                 await pool.close()
         finally:
             # Explicitly: uvicorn's SIGTERM handling skips atexit, where pgserver would stop it.

@@ -8,7 +8,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.security import TokenCodec
 from api.settings import Settings
-from graphs.runner import RunManager
+from graphs.runtime import Runtime
 from storage.db import EmbeddedPostgres
 
 
@@ -17,5 +17,5 @@ class AppState:
     settings: Settings
     pool: AsyncConnectionPool
     tokens: TokenCodec
-    runs: RunManager
+    runs: Runtime
     embedded: EmbeddedPostgres | None = None

@@ -14,7 +14,8 @@ import signal
 
 from api.bootstrap import settle_heap
 from api.settings import Settings
-from graphs.runner import open_run_manager
+from graphs import patches
+from graphs.runtime import open_runtime
 from storage.db import open_pool
 
 log = logging.getLogger("switchboard.worker")
@@ -23,6 +24,7 @@ log = logging.getLogger("switchboard.worker")
 async def run_worker(settings: Settings) -> None:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
+    patches.install()
     pool = await open_pool(
         settings.database_url,
         min_size=settings.pool_min_size,
@@ -30,16 +32,17 @@ async def run_worker(settings: Settings) -> None:
         prepared=settings.prepared_statements,
     )
     try:
-        runs = await open_run_manager(settings, pool, execute=True)
+        runs = await open_runtime(settings, pool, execute=True)
+        stopping, _ = runs.shutdown
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, runs.shutdown_event.set)
+            loop.add_signal_handler(signum, stopping.set)
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
         settle_heap()
         work = asyncio.create_task(runs.work(settings.worker_concurrency), name="work")
-        stop = asyncio.create_task(runs.shutdown_event.wait(), name="stop")
+        stop = asyncio.create_task(stopping.wait(), name="stop")
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("worker %s stopping", runs.worker_id)
         await runs.aclose()

@@ -21,12 +21,15 @@ from bench.harness import Deployment, native_turn, protocol_turn, save, summary,
 
 
 async def in_process(database_url: str, agent_id: str, runs: int, warmup: int) -> list:
+    from graphs import patches
     from graphs.build import GraphCache
     from graphs.spec import AgentContext, AgentSpec
     from storage import agents as agents_store
     from storage.checkpoints import Checkpointer
     from storage.db import open_pool
 
+    # The same changes to LangGraph the server installs, or the baseline would be slower.
+    patches.install()
     pool = await open_pool(database_url, min_size=2, max_size=4)
     try:
         async with pool.connection() as conn:

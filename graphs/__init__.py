@@ -1,7 +1,5 @@
-"""Agent graphs: from an agent definition to a compiled LangGraph graph, and running it."""
+"""Agent graphs: from an agent definition to a compiled LangGraph graph, and running it.
 
-import os
-
-# Checkpoints are read back with msgpack; strict mode refuses to rebuild arbitrary classes, so
-# reading a checkpoint can never execute code. LangGraph reads this once, at import.
-os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
+Importing this package changes nothing global; the server and the worker call
+``graphs.patches.install()`` at start.
+"""

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import langsmith
 from langchain.agents import AgentState, create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import (
@@ -27,7 +26,6 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
-from langsmith.utils import tracing_is_enabled
 
 from graphs.models import make_model
 from graphs.personalization import system_prompt
@@ -41,21 +39,6 @@ log = logging.getLogger(__name__)
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
-
-
-async def _on_the_loop_unless_tracing(
-    default: Callable[..., Awaitable[Any]], ctx: Any, func: Callable[..., Any], /, *args: Any,
-    **kwargs: Any,
-) -> Any:  # fmt: skip
-    # ``create_agent`` wraps each middleware hook in LangSmith's ``traceable``, which sets up
-    # and closes a span in a worker thread: two thread hops and an extra task per model call,
-    # even with tracing off. Off, that setup is a few dictionary reads; run it here.
-    if tracing_is_enabled():
-        return await default(ctx, func, *args, **kwargs)
-    return ctx.run(func, *args, **kwargs)
-
-
-langsmith.set_runtime_overrides(aio_to_thread=_on_the_loop_unless_tracing)
 
 
 class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):

@@ -13,20 +13,19 @@ Two things the saver does for a single shared connection cost every turn when it
 pool, as here: an ``asyncio.Lock`` around every statement (so one process did its checkpoint
 I/O one statement at a time, whatever the number of runs; langgraph issue #7259), and a thread
 hop to encode each write and decode each read. ``Checkpointer`` takes a pooled connection per
-operation without the lock, and encodes and decodes on the event loop.
+operation without the lock; ``graphs.patches.install`` makes the saver encode and decode on the
+event loop and shortens its walk back to a snapshot (``DELTA_PAGE_SIZE``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-import langgraph.checkpoint.postgres.aio as postgres_saver
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
@@ -36,8 +35,6 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
-
-T = TypeVar("T")
 
 # Threads whose latest values are kept warm, and how many list items (messages) at most in all.
 WARM_THREADS = 512
@@ -57,30 +54,6 @@ SNAPSHOT_EVERY = 64
 # A page a little over the distance between snapshots ends nearly every walk in one page; a
 # longer walk takes more pages, with the same result.
 DELTA_PAGE_SIZE = 2 * SNAPSHOT_EVERY
-if hasattr(postgres_saver, "_DELTA_PAGE_SIZE"):
-    postgres_saver._DELTA_PAGE_SIZE = DELTA_PAGE_SIZE
-
-
-class _OnTheLoop:
-    """What the saver's module sees as ``asyncio``: the real module, except that
-    ``to_thread`` calls the function at once.
-
-    The saver encodes every write and decodes every read's pending writes in a worker thread.
-    The payloads are a turn's deltas (a snapshot every ``SNAPSHOT_EVERY`` updates), encoded in
-    well under a millisecond, and each hop cost more than that: a thread wake-up, then a wait
-    for the GIL of a busy process (up to its 5 ms switch interval), then a wake-up of the loop.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-    @staticmethod
-    async def to_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return func(*args, **kwargs)
-
-
-if getattr(postgres_saver, "asyncio", None) is asyncio:
-    postgres_saver.asyncio = _OnTheLoop()  # type: ignore[assignment]
 
 
 def _items(values: dict[str, Any]) -> int:

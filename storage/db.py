@@ -133,12 +133,13 @@ def _prune_dead_handles(pgdata: Path) -> None:
         pids = json.loads(handles.read_text() or "[]")
     except (OSError, ValueError):
         return
-    alive = [pid for pid in pids if _pid_alive(pid)]
+    alive = [pid for pid in pids if pid_alive(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -93,6 +93,10 @@ SELECT_ACTIVE_FOR_CHAT = """
 SELECT id FROM runs WHERE chat_id = %s AND status IN ('pending', 'running')
 ORDER BY status = 'running' DESC, created_at LIMIT 1
 """
+SELECT_ACTIVE_IDS_FOR_CHAT = """
+SELECT id FROM runs WHERE chat_id = %s AND status IN ('pending', 'running')
+ORDER BY status = 'running' DESC, created_at, id
+"""
 SELECT_RUNNING_FOR_CHAT = "SELECT id FROM runs WHERE chat_id = %s AND status = 'running'"
 FINISH = f"""
 UPDATE runs SET status = %(status)s, error = %(error)s, usage = %(usage)s, ended_at = now()
@@ -192,6 +196,12 @@ async def running_run_id(conn: Conn, chat_id: UUID) -> UUID | None:
     cur = await conn.execute(SELECT_RUNNING_FOR_CHAT, (chat_id,))
     row = await cur.fetchone()
     return row["id"] if row else None
+
+
+async def active_run_ids(conn: Conn, chat_id: UUID) -> list[UUID]:
+    """The chat's running run first, then its queued runs in queue order."""
+    cur = await conn.execute(SELECT_ACTIVE_IDS_FOR_CHAT, (chat_id,))
+    return [row["id"] for row in await cur.fetchall()]
 
 
 async def active_run_id(conn: Conn, chat_id: UUID) -> UUID | None:

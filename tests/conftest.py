@@ -23,6 +23,7 @@ from api.app import create_app
 from api.bootstrap import upgrade_database
 from api.services.auth import ensure_admin
 from api.settings import Settings
+from graphs import patches
 from graphs.catalog import seed_agents
 from storage.db import EmbeddedPostgres, connection_kwargs, start_embedded
 from tests.servers import stop_postgres
@@ -32,6 +33,12 @@ JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 ADMIN_EMAIL = "admin@example.org"
 ADMIN_PASSWORD = "admin-password-1"
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _patches() -> None:
+    # What the server and the worker do at start; tests that use graphs without the app too.
+    patches.install()
 
 
 @pytest.fixture(scope="session")

@@ -192,7 +192,7 @@ async def test_message_count_matches_the_thread_after_every_kind_of_run(
 
     async def consistent() -> None:
         row = (await chat.client.get(f"/chats/{chat.id}", headers=chat.user.headers)).json()
-        assert row["message_count"] == await runs.message_count(chat.id)
+        assert row["message_count"] == len(await runs.threads.messages(chat.id))
 
     assert (await chat.post("plain")).json()["status"] == "success"
     await consistent()
@@ -215,11 +215,11 @@ async def test_message_count_matches_the_thread_after_every_kind_of_run(
         headers=chat.admin.headers,
     )
     assert tools.status_code == 200
-    before = await runs.message_count(chat.id)
+    before = len(await runs.threads.messages(chat.id))
     assert (await chat.post('{"expression": "2+3"}')).json()["status"] == "success"
     await consistent()
     # A tool round adds four: the message, the call, the result, the answer.
-    assert await runs.message_count(chat.id) == before + 4
+    assert len(await runs.threads.messages(chat.id)) == before + 4
 
 
 async def test_queue_order_is_the_order_runs_got_the_chat_lock(

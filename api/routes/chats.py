@@ -68,10 +68,8 @@ async def update_chat(
 
 
 @router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def delete_chat(chat_id: UUID, user: CurrentUser, state: State) -> Response:
-    """Delete a chat and its history (every checkpoint of its thread)."""
-    async with state.pool.connection() as conn:
-        if not await chats_store.delete_owned(conn, chat_id, user["id"]):
-            raise NotFound("Chat not found")
-    await state.runs.delete_thread(chat_id)
+async def delete_chat(chat_id: UUID, user_id: CurrentUserId, state: State) -> Response:
+    """Delete a chat and its history (every checkpoint of its thread); a run it has going is
+    stopped first (its stream ends with `cancelled`)."""
+    await chats_service.delete(state, user_id, chat_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -72,7 +72,7 @@ async def send_message(
             run_log,
             headers=locations,
             on_disconnect=cancel,
-            shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+            shutdown=state.runs.shutdown,
         )
     try:
         events = await read_all(run_log)

@@ -48,7 +48,7 @@ def _stream(state: Any, run: dict[str, Any], events: Any, body: RunCreate, state
         events,
         headers=_locations(run, stateless),
         on_disconnect=cancel,
-        shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+        shutdown=state.runs.shutdown,
     )
 
 
@@ -141,7 +141,7 @@ async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: Stat
     """Wait for the run to end; answers the thread's values."""
     run = await service.owned_run(state, user, thread_id, run_id)
     active = run["status"] in ("pending", "running")
-    events = await state.runs.logs.open(run_id, active=active)
+    events = await state.runs.events(run_id, active=active)
     if events is None:
         # Its events have expired: the run ended long ago, the thread's state is the answer.
         events = _Ended()
@@ -166,7 +166,7 @@ async def join_stream(
     """The run's events after `Last-Event-ID`, then live until `end`."""
     run = await service.owned_run(state, user, thread_id, run_id)
     active = run["status"] in ("pending", "running")
-    events = await state.runs.logs.open(run_id, active=active)
+    events = await state.runs.events(run_id, active=active)
     if events is None:
         raise NotFound("Run not found, or its events have expired")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
@@ -176,7 +176,7 @@ async def join_stream(
         after=after,
         headers=_locations(run),
         on_disconnect=cancel,
-        shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+        shutdown=state.runs.shutdown,
     )
 
 
@@ -191,11 +191,8 @@ async def cancel_run(
 ):
     """Stop the run (`interrupt` keeps what it checkpointed, `rollback` removes it)."""
     run = await service.owned_run(state, user, thread_id, run_id)
-    if run["status"] in ("pending", "running") and await state.runs.stop(run_id, "interrupted"):
-        if wait or action == "rollback":
-            await state.runs.wait_ended(run_id, seconds=10)
-        if action == "rollback":
-            await state.runs.checkpointer.adelete_for_runs([str(run_id)])
-            await state.runs.refresh_summary(thread_id)
+    if run["status"] in ("pending", "running"):
+        rollback = action == "rollback"
+        await state.runs.stop(run_id, "interrupted", wait=10 if wait else None, rollback=rollback)
     run = await service.owned_run(state, user, thread_id, run_id)
     return _json(service.run_json(run), headers=None) if wait else Response(status_code=202)

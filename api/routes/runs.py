@@ -45,7 +45,7 @@ async def stream_run(
     run_log = None
     if run is not None:
         active = run["status"] in ("pending", "running")
-        run_log = await state.runs.logs.open(run_id, active=active)
+        run_log = await state.runs.events(run_id, active=active)
     if run_log is None:
         raise NotFound("Run not found, or its events have expired")
     after = last_event_id or 0
@@ -54,7 +54,7 @@ async def stream_run(
     return run_stream(
         run_log,
         after=after,
-        shutdown=(state.runs.shutdown_event, state.runs.shutdown_grace_seconds),
+        shutdown=state.runs.shutdown,
     )
 
 
@@ -76,11 +76,7 @@ async def cancel_run(run_id: UUID, user: CurrentUser, state: State) -> dict[str,
         raise NotFound("Run not found")
     cancelled = False
     if run["status"] in ("pending", "running"):
-        if await state.runs.stop(run_id):
-            await state.runs.wait_ended(run_id, seconds=5)
-        else:
-            # No process could be told: the one running it is gone, so recovery ends it.
-            await state.runs.recover()
+        await state.runs.stop(run_id, "cancelled", wait=5)
         async with state.pool.connection() as conn:
             run = await runs_store.get_owned(conn, run_id, user["id"])
         assert run is not None

@@ -18,6 +18,7 @@ from api.schemas.protocol import (
     ThreadPatch,
     ThreadSearch,
 )
+from api.services import chats as chats_service
 from api.services import threads as service
 from storage import threads as threads_store
 
@@ -78,7 +79,7 @@ async def patch_thread(thread_id: UUID, body: ThreadPatch, user: CurrentUser, st
 @router.delete("/{thread_id}", status_code=204)
 async def delete_thread(thread_id: UUID, user: CurrentUser, state: State) -> Response:
     """Delete the thread with its runs and every checkpoint (an active run is stopped first)."""
-    await service.delete(state, user, thread_id)
+    await chats_service.delete(state, user["id"], thread_id, not_found=service.THREAD_NOT_FOUND)
     return Response(status_code=204)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
+from api.state import AppState
 from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import users as users_store
@@ -40,3 +41,19 @@ async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any]:
     if row is None:
         raise NotFound("Chat not found")
     return row
+
+
+async def delete(
+    state: AppState, user_id: UUID, chat_id: UUID, *, not_found: str = "Chat not found"
+) -> None:
+    """Delete a chat (a thread, to the Agent Protocol): its active runs are stopped first, so
+    nothing writes to the thread afterwards; then the chat, its runs and every checkpoint of
+    its thread go. The one way to delete a chat, for both APIs."""
+    async with state.pool.connection() as conn:
+        if await chats_store.get_owned(conn, chat_id, user_id) is None:
+            raise NotFound(not_found)
+    await state.runs.stop_chat(chat_id, status="cancelled")
+    async with state.pool.connection() as conn:
+        if not await chats_store.delete_owned(conn, chat_id, user_id):
+            raise NotFound(not_found)
+    await state.runs.threads.delete(chat_id)

@@ -10,7 +10,7 @@ from api.services.chats import get_owned
 from api.state import AppState
 from graphs.events import Event, EventSource
 from graphs.messages import is_visible, to_api
-from graphs.runner import ChatBusy, ShuttingDown
+from graphs.runtime import ChatBusy, ShuttingDown
 from storage import turns as turns_store
 
 
@@ -84,7 +84,7 @@ async def page(
     """Up to ``limit`` messages before message ``before`` (or the newest), oldest first."""
     async with state.pool.connection() as conn:
         await get_owned(conn, chat_id, user["id"])
-    messages = [m for m in await state.runs.thread_messages(chat_id) if is_visible(m)]
+    messages = [m for m in await state.runs.threads.messages(chat_id) if is_visible(m)]
     end = len(messages)
     if before is not None:
         end = next((i for i, m in enumerate(messages) if m.id == before), -1)

@@ -10,12 +10,12 @@ from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
 from api.schemas.protocol_runs import RunCreate
+from api.services import chats as chats_service
 from api.services.messages import profile
 from api.state import AppState
 from graphs.events import Event, EventSource, read_all
 from graphs.protocol import jsonable
-from graphs.runner import ChatBusy, ShuttingDown
-from graphs.spec import AgentSpec
+from graphs.runtime import ChatBusy, ShuttingDown
 from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
@@ -153,9 +153,9 @@ async def delete_after_run(state: AppState, run: dict[str, Any], user_id: UUID) 
 
 async def delete_stateless_thread(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
     try:
-        async with state.pool.connection() as conn:
-            await chats_store.delete_owned(conn, run["chat_id"], user_id)
-        await state.runs.delete_thread(run["chat_id"])
+        await chats_service.delete(state, user_id, run["chat_id"])
+    except NotFound:
+        pass  # deleted by its owner meanwhile
     except Exception:
         log.exception("could not delete the thread of stateless run %s", run["id"])
 
@@ -198,7 +198,7 @@ async def outcome(state: AppState, run: dict[str, Any], events: EventSource) -> 
     async with state.pool.connection() as conn:
         agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)
     assert agent is not None
-    graph = state.runs.graphs.get(AgentSpec.from_row(agent, state.runs.default_model))
+    graph = state.runs.threads.graph(agent)
     snapshot = await graph.aget_state({"configurable": {"thread_id": str(run["chat_id"])}})
     values = jsonable(snapshot.values) if isinstance(snapshot.values, dict) else {}
     if snapshot.interrupts:

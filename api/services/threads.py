@@ -9,10 +9,7 @@ from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthor
 from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate
 from api.state import AppState
 from graphs.protocol import jsonable, stamp_messages
-from graphs.spec import AgentSpec
 from storage import agents as agents_store
-from storage import chats as chats_store
-from storage import runs as runs_store
 from storage import threads as threads_store
 from storage import users as users_store
 
@@ -41,7 +38,7 @@ def assistant_json(agent: dict[str, Any]) -> dict[str, Any]:
 
 def graph_of(state: AppState, agent: dict[str, Any]) -> Any:
     """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
-    return state.runs.graphs.get(AgentSpec.from_row(agent, state.runs.default_model))
+    return state.runs.threads.graph(agent)
 
 
 async def owned(state: AppState, user: dict[str, Any], thread_id: UUID) -> dict[str, Any]:
@@ -176,7 +173,7 @@ async def update_state(
         raise InvalidInput(
             f"The update does not fit this thread's graph ({type(exc).__name__})"
         ) from None
-    await state.runs.refresh_summary(thread_id)
+    await state.runs.threads.refresh_summary(thread_id)
     return {"checkpoint": _checkpoint(config)}
 
 
@@ -246,15 +243,3 @@ async def create(state: AppState, user_id: UUID, body: ThreadCreate) -> dict[str
     # Just created: idle, and nothing in it yet; no need to read it back.
     thread = {**row, "graph_id": agent["slug"] if agent else None, "protocol_status": "idle"}
     return _thread_out(thread, {}, {})
-
-
-async def delete(state: AppState, user: dict[str, Any], thread_id: UUID) -> None:
-    """Delete a thread: its active runs stop, then the chat and its checkpoints go."""
-    await owned(state, user, thread_id)
-    async with state.pool.connection() as conn:
-        active = await runs_store.running_run_id(conn, thread_id)
-    if active is not None and await state.runs.stop(active, "cancelled"):
-        await state.runs.wait_ended(active, seconds=10)
-    async with state.pool.connection() as conn:
-        await chats_store.delete_owned(conn, thread_id, user["id"])
-    await state.runs.delete_thread(thread_id)

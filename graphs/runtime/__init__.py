@@ -1,0 +1,234 @@
+"""The run runtime: agents answering in background tasks that write to per-run event logs.
+
+``Runtime`` is the one door the API (and the worker) uses. Behind it, each part has one job:
+
+- ``scheduling``: start, queue, claim and stop runs; the multitask strategies (Postgres decides).
+- ``execution``: one run's lifecycle, driven by its input (a native message or a protocol run).
+- ``liveness``: heartbeats, recovery of runs whose process died, the drain at shutdown.
+- ``threads``: the compiled graphs and what is read of a chat's thread.
+- ``graphs.events`` / ``graphs.redis_logs``: the event logs, in memory or in Redis Streams.
+
+Alone (no Redis), every run executes in the process that received its message and its events
+live in memory. With Redis, event logs are mirrored to Redis Streams and stop requests travel
+on a control channel, so any process can read or stop any run; with ``execute=False`` as well,
+the process only queues runs, and ``switchboard worker`` processes (``work()``) execute them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import anyio
+from psycopg_pool import AsyncConnectionPool
+
+from graphs.events import EventLogs, EventSource
+from graphs.runtime.execution import Executor
+from graphs.runtime.liveness import Liveness
+from graphs.runtime.scheduling import Scheduler
+from graphs.runtime.threads import Threads
+from graphs.runtime.types import ChatBusy, ShuttingDown
+from storage import runs as runs_store
+from storage.checkpoints import Checkpointer
+from storage.types import ACTIVE, MultitaskStrategy, StopStatus
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from graphs.redis_logs import ControlBus
+
+__all__ = ["ChatBusy", "Runtime", "ShuttingDown", "open_runtime"]
+
+
+class Runtime:
+    """Starts runs, hands out their events, stops them, and reads their threads."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        checkpointer: Checkpointer,
+        *,
+        default_model: str,
+        retention_seconds: float = 600,
+        heartbeat_seconds: float = 5,
+        stale_seconds: float = 30,
+        shutdown_grace_seconds: float = 30,
+        redis: Redis | None = None,
+        execute: bool = True,
+    ):
+        if not execute and redis is None:
+            raise ValueError("a process that does not execute runs needs Redis to hand them over")
+        self.pool = pool
+        self.checkpointer = checkpointer
+        self.threads = Threads(pool, checkpointer, default_model)
+        self.bus: ControlBus | None = None
+        self.logs: EventLogs
+        if redis is not None:
+            # Imported here: the Redis client costs a single process ~7 MiB it never uses.
+            from graphs.redis_logs import ControlBus, RedisEventLogs
+
+            self.logs = RedisEventLogs(redis, self._is_active, retention_seconds)
+        else:
+            self.logs = EventLogs(retention_seconds)
+        self.executor = Executor(pool, self.threads, self.logs)
+        self.liveness = Liveness(
+            pool, self.logs, self.executor.tasks, self._chat_is_free,
+            heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
+            shutdown_grace_seconds=shutdown_grace_seconds,
+        )  # fmt: skip
+        if redis is not None:
+            self.bus = ControlBus(redis, self._on_control)
+        self.scheduler = Scheduler(
+            pool, self.threads, self.logs, self.executor, self.liveness,
+            bus=self.bus, execute=execute,
+        )  # fmt: skip
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def _chat_is_free(self, chat_id: str) -> None:
+        await self.scheduler.chat_is_free(chat_id)
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        self.scheduler.on_control(message)
+
+    async def _is_active(self, run_id: UUID) -> bool:
+        async with self.pool.connection() as conn:
+            run = await runs_store.get(conn, run_id)
+        return run is not None and run["status"] in ACTIVE
+
+    # Lifecycle.
+
+    async def open(self) -> None:
+        if self.bus is not None:
+            await self.bus.open()
+        await self.liveness.open()
+
+    async def aclose(self) -> None:
+        """Drain (grace period, then ``interrupted``) and stop the background tasks."""
+        await self.liveness.aclose()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.aclose()
+        await self.logs.aclose()
+
+    @property
+    def worker_id(self) -> str:
+        return self.liveness.worker_id
+
+    @property
+    def shutdown(self) -> tuple[anyio.Event, float]:
+        """The event set when the process starts shutting down, and the runs' grace period."""
+        return self.liveness.shutdown_event, self.liveness.shutdown_grace_seconds
+
+    async def recover(self) -> list[UUID]:
+        """Mark interrupted the runs of dead processes now (it also runs on every heartbeat)."""
+        return await self.liveness.recover()
+
+    async def work(self, concurrency: int) -> None:
+        """Claim and execute queued runs until shutdown (``switchboard worker``)."""
+        await self.scheduler.work(concurrency)
+
+    # Runs.
+
+    async def start(
+        self,
+        *,
+        chat: dict[str, Any],
+        agent: dict[str, Any],
+        user_id: UUID,
+        content: str,
+        profile: dict[str, Any] | None,
+        strategy: MultitaskStrategy = "reject",
+    ) -> tuple[dict[str, Any], EventSource]:
+        """Record a run answering ``content`` and start it in the background (or queue it).
+
+        ``strategy`` says what happens when the chat already has an active run: ``reject``
+        raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
+        running one (its checkpoints stay); ``rollback`` stops it and removes its checkpoints.
+        Raises ``ShuttingDown`` once the server is draining.
+        """
+        payload = {"content": content, "profile": profile}
+        return await self.scheduler.start(chat, agent, user_id, payload, strategy)
+
+    async def start_protocol(
+        self,
+        *,
+        chat: dict[str, Any],
+        agent: dict[str, Any],
+        user_id: UUID,
+        request: dict[str, Any],
+        profile: dict[str, Any] | None,
+        strategy: MultitaskStrategy = "enqueue",
+    ) -> tuple[dict[str, Any], EventSource]:
+        """A run of the Agent Protocol: ``request`` holds its input or command, stream modes,
+        config, metadata, checkpoint and interrupt points (JSON, stored with the run)."""
+        payload = {"kind": "protocol", **request, "profile": profile}
+        return await self.scheduler.start(chat, agent, user_id, payload, strategy)
+
+    async def events(self, run_id: UUID, *, active: bool) -> EventSource | None:
+        """A reader of the run's events; ``None`` once they have expired (or never were here).
+        ``active``: the run is pending or running, so its events may still be coming."""
+        return await self.logs.open(run_id, active=active)
+
+    async def stop(
+        self,
+        run_id: UUID,
+        status: StopStatus = "cancelled",
+        *,
+        wait: float | None = 10,
+        rollback: bool = False,
+    ) -> bool:
+        """Stop a run wherever it runs, wait up to ``wait`` seconds for its end, and with
+        ``rollback`` remove what it checkpointed; ``False`` when no process could be told."""
+        return await self.scheduler.stop(run_id, status, wait=wait, rollback=rollback)
+
+    async def stop_chat(self, chat_id: UUID, status: StopStatus = "cancelled") -> None:
+        """Stop every active run of a chat and wait for their ends (before deleting it)."""
+        await self.scheduler.stop_chat(chat_id, status)
+
+    def request_stop(self, run_id: UUID) -> None:
+        """``stop`` from synchronous code (a client that disconnected), in the background."""
+        self.background(self.stop(run_id, wait=None))
+
+    def background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``work`` past the request that asked for it; stopped at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def wait_ended(self, run_id: UUID, seconds: float) -> None:
+        """Wait (at most ``seconds``) until the run's event log has its ``end``."""
+        await self.scheduler.wait_ended(run_id, seconds)
+
+
+async def open_runtime(settings: Any, pool: AsyncConnectionPool, *, execute: bool) -> Runtime:
+    """The runtime ``settings`` describe (a ``api.settings.Settings``), opened."""
+    redis = None
+    if settings.redis_url:
+        from graphs.redis_logs import connect
+
+        redis = connect(settings.redis_url)
+        try:
+            await redis.ping()
+        except Exception as exc:
+            await redis.aclose()
+            # The URL may hold a password: name the failure, not the URL.
+            reason = type(exc).__name__
+            raise RuntimeError(f"Redis is unreachable at REDIS_URL ({reason})") from None
+    runtime = Runtime(
+        pool,
+        Checkpointer(pool),
+        default_model=settings.effective_default_model,
+        retention_seconds=settings.run_log_retention_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stale_seconds=settings.stale_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        redis=redis,
+        execute=execute,
+    )
+    await runtime.open()
+    return runtime

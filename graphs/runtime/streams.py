@@ -1,0 +1,68 @@
+"""Reading what a run's graph streams: the messages a node wrote, usage, pauses, titles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from graphs.messages import USAGE_KEYS
+
+TITLE_LENGTH = 60
+
+
+def first_event(run: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``run`` for native runs; ``metadata`` for Agent Protocol runs, as the official server."""
+    if (run.get("input") or {}).get("kind") == "protocol":
+        return "metadata", {"run_id": str(run["id"]), "attempt": 1}
+    return "run", {
+        "run_id": str(run["id"]),
+        "chat_id": str(run["chat_id"]),
+        "agent_id": str(run["agent_id"]),
+    }
+
+
+def title_from(text: str) -> str:
+    """A chat title from its first message: the first line, cut at a word boundary."""
+    line = " ".join(text.strip().split())
+    if len(line) <= TITLE_LENGTH:
+        return line
+    cut = line[:TITLE_LENGTH].rsplit(" ", 1)[0]
+    return (cut or line[:TITLE_LENGTH]) + "…"
+
+
+def add_usage(total: dict[str, int], message: AIMessage) -> None:
+    usage = message.usage_metadata
+    if usage:
+        for key in USAGE_KEYS:
+            total[key] = total.get(key, 0) + int(usage.get(key, 0))  # type: ignore[misc]
+
+
+def pauses(update: Any) -> bool:
+    """Whether an ``updates`` stream item says the graph paused on ``interrupt()``."""
+    return isinstance(update, dict) and "__interrupt__" in update
+
+
+def first_text(value: Any) -> str:
+    """The first message's text in a protocol input, for the chat's title."""
+    messages = value.get("messages") if isinstance(value, dict) else None
+    if not messages:
+        return ""
+    first = messages[0]
+    content = first.get("content") if isinstance(first, dict) else getattr(first, "content", "")
+    return content if isinstance(content, str) else ""
+
+
+def updated_messages(update: Any) -> list[BaseMessage]:
+    """The messages a node wrote, from one ``updates`` stream item."""
+    found: list[BaseMessage] = []
+    items = update if isinstance(update, list) else [update]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        for node_update in item.values():
+            values = node_update if isinstance(node_update, list) else [node_update]
+            for value in values:
+                if isinstance(value, dict):
+                    found.extend(m for m in value.get("messages", []) if isinstance(m, BaseMessage))
+    return found

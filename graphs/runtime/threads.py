@@ -1,0 +1,69 @@
+"""Chats' threads in the checkpointer: compiled graphs, reads, summaries, deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from langchain_core.messages import BaseMessage
+from psycopg_pool import AsyncConnectionPool
+
+from graphs.build import GraphCache, thread_reader
+from graphs.spec import AgentSpec
+from storage import chats as chats_store
+from storage.checkpoints import Checkpointer
+
+
+def thread_config(chat_id: UUID | str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": str(chat_id)}}
+
+
+class Threads:
+    """What the runtime and the API read of a thread, and the graphs that read it."""
+
+    def __init__(self, pool: AsyncConnectionPool, checkpointer: Checkpointer, default_model: str):
+        self.pool = pool
+        self.checkpointer = checkpointer
+        self.default_model = default_model
+        self.graphs = GraphCache(checkpointer)
+        self._reader = thread_reader(checkpointer)
+
+    def spec(self, agent: dict[str, Any]) -> AgentSpec:
+        """The definition an ``agents`` row describes, the server's default model filled in."""
+        return AgentSpec.from_row(agent, self.default_model)
+
+    def graph(self, agent: dict[str, Any]) -> Any:
+        """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
+        return self.graphs.get(self.spec(agent))
+
+    async def messages(self, chat_id: UUID | str) -> list[BaseMessage]:
+        """The messages of a chat's thread, oldest first (as of its latest checkpoint)."""
+        snapshot = await self._reader.aget_state(thread_config(chat_id))
+        return list(snapshot.values.get("messages", []))
+
+    async def summary(self, chat_id: UUID | str) -> tuple[int, bool]:
+        """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
+        snapshot = await self._reader.aget_state(thread_config(chat_id))
+        return len(snapshot.values.get("messages", [])), bool(snapshot.interrupts)
+
+    async def refresh_summary(self, chat_id: UUID | str) -> None:
+        """Recount a chat's messages from its thread, after a change outside any run."""
+        count, paused = await self.summary(chat_id)
+        async with self.pool.connection() as conn:
+            await chats_store.update_summary(
+                conn, UUID(str(chat_id)), message_count=count, title=None,
+                thread_status="interrupted" if paused else "idle",
+            )  # fmt: skip
+
+    def remember(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the thread's values at a checkpoint a run wrote: the next run of the chat
+        starts from them instead of rebuilding the conversation from Postgres."""
+        self.checkpointer.remember(checkpoint["config"], checkpoint["values"])
+
+    async def delete(self, chat_id: UUID | str) -> None:
+        """Every checkpoint of the thread."""
+        await self.checkpointer.adelete_thread(str(chat_id))
+
+    async def forget_run(self, run_id: UUID) -> None:
+        """Every checkpoint one run wrote, as if it never ran (``rollback``)."""
+        await self.checkpointer.adelete_for_runs([str(run_id)])

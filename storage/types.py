@@ -1,0 +1,15 @@
+"""The domain's closed sets of values, as stored in Postgres (each column has its CHECK)."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+RunStatus = Literal["pending", "running", "success", "error", "cancelled", "interrupted"]
+# A run is active (it holds or waits for its chat) in these; every other status is final.
+ACTIVE: Final[tuple[RunStatus, RunStatus]] = ("pending", "running")
+# What stopping a run ends it with: asked for (cancel) or pushed aside (interrupt, shutdown).
+StopStatus = Literal["cancelled", "interrupted"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+ChatStatus = Literal["active", "archived"]
+# A thread between runs; "busy" is derived from its active runs, never stored.
+ThreadStatus = Literal["idle", "interrupted", "error"]
