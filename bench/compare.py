@@ -5,9 +5,11 @@ model, all driven through the same Agent Protocol calls (create a thread, stream
 
     python -m bench.compare [--peers langgraph,aegra] [--runs 50] [--duration 20]
 
-Peers are installed into their own venvs under ``bench/.peers/`` by ``bench/peers/serve_peer.py``
-on first use (PyPI only). A peer that cannot be installed or started here is reported, not
-faked.
+Each peer runs at its newest release, looked up on the index at every run and installed into
+its own venv under ``bench/.peers/`` by ``bench/peers/serve_peer.py`` (PyPI only), with a Python
+that release supports. Every result names the versions it measured (aegra-api, langgraph-api,
+langgraph-cli, langgraph). A peer that cannot be installed or started here is reported as
+unavailable, and one older than its newest release is refused: neither is faked.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
+import platform
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,20 +28,35 @@ import httpx
 
 from bench.harness import Deployment, machine, protocol_turn, save, summary, table
 
+Target = Iterator[tuple[str, dict[str, str], str, dict[str, Any]]]
+
+
+def _versions(*packages: str) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found | {"python": platform.python_version()}
+
 
 @contextlib.contextmanager
-def switchboard() -> Iterator[tuple[str, dict[str, str], str]]:
+def switchboard() -> Target:
+    from bench.peers.serve_peer import REPORTED
+
     with Deployment() as deployment:
         headers, agents = deployment.setup({"agent": "fake:tokens-50"})
-        yield deployment.urls[0], headers, agents["agent"]["slug"]
+        info = {"versions": _versions("switchboard", *REPORTED)}
+        yield deployment.urls[0], headers, agents["agent"]["slug"], info
 
 
 @contextlib.contextmanager
-def peer(name: str) -> Iterator[tuple[str, dict[str, str], str]]:
+def peer(name: str) -> Target:
     from bench.peers.serve_peer import start_peer
 
-    with start_peer(name) as server:
-        yield server.url, {}, "agent"
+    with start_peer(name) as server:  # raises OutdatedPeer rather than run an old release
+        yield server.url, {}, "agent", server.info
 
 
 async def latency(url: str, headers: dict, assistant: str, runs: int) -> dict[str, Any]:
@@ -79,8 +98,9 @@ async def throughput(url: str, headers: dict, assistant: str, n: int, duration: 
 
 
 def measure(target: Any, runs: int, levels: tuple[int, ...], duration: float) -> dict[str, Any]:
-    with target as (url, headers, assistant):
-        out: dict[str, Any] = {"latency": asyncio.run(latency(url, headers, assistant, runs))}
+    with target as (url, headers, assistant, info):
+        out: dict[str, Any] = dict(info)
+        out["latency"] = asyncio.run(latency(url, headers, assistant, runs))
         out["throughput"] = [
             asyncio.run(throughput(url, headers, assistant, n, duration)) for n in levels
         ]
@@ -88,39 +108,69 @@ def measure(target: Any, runs: int, levels: tuple[int, ...], duration: float) ->
 
 
 def run(peers: tuple[str, ...], runs: int, levels: tuple[int, ...], duration: float) -> dict:
-    result: dict[str, Any] = {"workload": "compare", "machine": machine(), "servers": {}}
+    from bench.peers.serve_peer import OutdatedPeer
+
+    result: dict[str, Any] = {"workload": "compare", "machine": machine(), "levels": list(levels),
+                              "runs": runs, "duration_s": duration, "servers": {}}  # fmt: skip
     targets = {"switchboard": switchboard, **{p: (lambda p=p: peer(p)) for p in peers}}
     for name, target in targets.items():
         try:
             result["servers"][name] = measure(target(), runs, levels, duration)
+        except OutdatedPeer as exc:  # measured numbers of an old release are not reported
+            result["servers"][name] = {"refused": str(exc), **exc.info}
         except Exception as exc:  # a peer that will not run here is a result, not a crash
             result["servers"][name] = {"unavailable": f"{type(exc).__name__}: {exc}"[:500]}
     ours = result["servers"]["switchboard"]
     for name, server in result["servers"].items():
-        if name == "switchboard" or "unavailable" in server:
+        if name == "switchboard" or "latency" not in server or "latency" not in ours:
             continue
+        pairs = list(zip(ours["throughput"], server["throughput"], strict=True))
         server["ratio_to_switchboard"] = {
+            # how many times slower (latency) and how many times fewer runs/s than Switchboard
             "latency_p50": round(server["latency"]["total_ms"]["p50"]
                                  / ours["latency"]["total_ms"]["p50"], 2),
+            "latency_p50_per_level": [
+                round(level["latency_ms"]["p50"] / ours_level["latency_ms"]["p50"], 2)
+                for ours_level, level in pairs
+            ],
             "throughput": [
                 round(ours_level["runs_per_second"] / max(level["runs_per_second"], 0.01), 2)
-                for ours_level, level in zip(ours["throughput"], server["throughput"], strict=True)
+                for ours_level, level in pairs
             ],
         }  # fmt: skip
     return result
 
 
+def _named(versions: dict[str, str | None]) -> str:
+    return ", ".join(f"{p} {v}" for p, v in versions.items() if v)
+
+
 def report(result: dict[str, Any]) -> str:
-    rows = []
+    rows, ratios, notes = [], [], []
+    levels = "/".join(str(n) for n in result.get("levels", []))
     for name, server in result["servers"].items():
-        if "unavailable" in server:
-            rows.append([name, "n/a", "n/a", server["unavailable"][:60]])
+        if "latency" not in server:
+            why = "refused" if "refused" in server else "unavailable"
+            rows.append([name, "n/a", "n/a", why, "n/a", _named(server.get("versions", {}))])
+            notes.append(f"{name} {why}: {server[why]}")
             continue
         rps = " / ".join(str(level["runs_per_second"]) for level in server["throughput"])
-        rows.append([name, server["latency"]["ttft_ms"]["p50"],
-                     server["latency"]["total_ms"]["p50"], rps])  # fmt: skip
-    header = ["server", "ttft p50 ms", "total p50 ms", "runs/s per level"]
-    return table("create thread + stream 50 tokens (Agent Protocol)", header, rows)
+        p50s = " / ".join(str(level["latency_ms"]["p50"]) for level in server["throughput"])
+        seq = server["latency"]
+        rows.append([name, seq["ttft_ms"]["p50"], seq["total_ms"]["p50"], rps, p50s,
+                     _named(server["versions"])])  # fmt: skip
+        if ratio := server.get("ratio_to_switchboard"):
+            ratios.append([name, f"{ratio['latency_p50']}x",
+                           " / ".join(f"{r}x" for r in ratio["latency_p50_per_level"]),
+                           " / ".join(f"{r}x" for r in ratio["throughput"])])  # fmt: skip
+    header = ["server", "ttft p50 ms", "total p50 ms", f"runs/s at {levels} clients",
+              f"p50 ms at {levels}", "versions"]  # fmt: skip
+    out = [table("create thread + stream 50 tokens (Agent Protocol)", header, rows)]
+    if ratios:
+        header = ["peer", "latency p50 (x slower)", f"p50 at {levels} (x slower)",
+                  f"runs/s at {levels} (x fewer)"]  # fmt: skip
+        out.append(table("against Switchboard", header, ratios))
+    return "\n\n".join(out + notes)
 
 
 if __name__ == "__main__":
