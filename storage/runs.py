@@ -140,11 +140,6 @@ async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> dict[str
         return None
 
 
-async def insert_running(conn: Conn, **fields: Any) -> dict[str, Any] | None:
-    """Record a run that starts now; ``None`` when the chat already has an active run."""
-    return await insert_starting(conn, queue=False, **fields)
-
-
 async def insert_pending(
     conn: Conn, *, if_free: bool = False, **fields: Any
 ) -> dict[str, Any] | None:

@@ -174,9 +174,9 @@ async def test_reject_holds_between_a_queued_and_a_starting_run(
                 "input": Jsonb({"content": "x"}),
             }  # fmt: skip
             results = await asyncio.gather(
-                runs_store.insert_running(connections[0], **fields, worker_id="a:1"),
+                runs_store.insert_starting(connections[0], queue=False, **fields, worker_id="a:1"),
                 runs_store.insert_pending(connections[1], if_free=True, **fields, worker_id=None),
-                runs_store.insert_running(connections[2], **fields, worker_id="b:2"),
+                runs_store.insert_starting(connections[2], queue=False, **fields, worker_id="b:2"),
             )
             assert sum(r is not None for r in results) == 1
     finally:
