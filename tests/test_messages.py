@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from langchain_core.messages import SystemMessage
+from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from api.app import create_app
-from graphs.models import FakeChatModel
+from graphs.fake import FakeChatModel
 from tests.conftest import User, assert_error, make_settings, running
 from tests.sse import SSEEvent, parse
 from tools import TOOLS
@@ -281,14 +281,32 @@ async def test_agent_update_takes_effect_on_the_next_message(
     ]
 
 
+@pytest.fixture
+def model_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[BaseMessage]]:
+    """The messages each call of a fake model received, system prompt included."""
+    calls: list[list[BaseMessage]] = []
+    plan = FakeChatModel._plan
+
+    def recording(self: FakeChatModel, messages: list[BaseMessage], tools: Any) -> Any:
+        calls.append(list(messages))
+        return plan(self, messages, tools)
+
+    monkeypatch.setattr(FakeChatModel, "_plan", recording)
+    return calls
+
+
 async def test_personalization_reaches_the_model(
-    client: httpx.AsyncClient, user: User, make_agent: MakeAgent, interest_areas: dict[str, str]
+    client: httpx.AsyncClient,
+    user: User,
+    make_agent: MakeAgent,
+    interest_areas: dict[str, str],
+    model_calls: list[list[BaseMessage]],
 ) -> None:
     agent = await make_agent("fake:echo", system_prompt="You are a careful legal aide.")
     chat_id = await open_chat(client, user, agent["id"])
 
     await client.post(f"/chats/{chat_id}/messages", json={"content": "hi"}, headers=user.headers)
-    plain = FakeChatModel.recorded[-1]
+    plain = model_calls[-1]
     assert isinstance(plain[0], SystemMessage)
     assert plain[0].content == "You are a careful legal aide."
 
@@ -304,7 +322,7 @@ async def test_personalization_reaches_the_model(
     )
     assert onboarding.status_code == 200
     await client.post(f"/chats/{chat_id}/messages", json={"content": "hi"}, headers=user.headers)
-    prompt = FakeChatModel.recorded[-1][0]
+    prompt = model_calls[-1][0]
     assert isinstance(prompt, SystemMessage)
     assert prompt.content.startswith("You are a careful legal aide.\n\nAbout the user")
     assert "- Profession: lawyer" in prompt.content
