@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import compare, growth, latency, overhead, streams, throughput
+from bench import compare, growth, latency, overhead, scale, streams, throughput
 from bench.harness import machine, save
 
 
@@ -34,6 +34,10 @@ def main() -> None:
         ],
         ("growth", lambda: growth.run((10, 50) if quick else (10, 100, 250, 500)), growth.report),
         ("streams", lambda: streams.run((100,) if quick else (100, 1000)), streams.report),
+        ("scale",
+         lambda: scale.run(runs, duration, *((10_000, 100_000) if quick else (100_000, 1_000_000)),
+                           restarted=not quick),
+         scale.report),
         ("compare",
          lambda: compare.run(tuple(p for p in args.peers.split(",") if p), runs, (1, 5, 20),
                              duration),

@@ -1,0 +1,71 @@
+"""Every periodic query, and every query a chat turn makes on the runs table, can use an index:
+their cost must not grow with the number of finished runs in the database.
+
+``enable_seqscan = off`` makes the planner take an index whenever one can serve the query (on
+tables this small it would otherwise always scan), so a sequential scan left in a plan means
+no index can serve it.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from storage import chats, runs
+
+ANY_ID = uuid.uuid4()
+HOST_PATTERN = socket.gethostname() + ":%"
+
+# (query, parameters): the heartbeat's and recovery's queries, then a turn's.
+QUERIES: dict[str, tuple[str, Any]] = {
+    "heartbeat": (runs.HEARTBEAT, ([ANY_ID],)),
+    "active_on_host": (runs.ACTIVE_ON_HOST, (HOST_PATTERN,)),
+    "interrupt_stale": (runs.INTERRUPT_STALE, {"ids": [ANY_ID], "stale": 30}),
+    "claim_next": (runs.CLAIM_NEXT, {"worker_id": "w:1"}),
+    "claim_pending": (runs.CLAIM_PENDING, {"id": ANY_ID, "worker_id": "w:1"}),
+    "active_for_chat": (runs.SELECT_ACTIVE_FOR_CHAT, (ANY_ID,)),
+    "active_ids_for_chat": (runs.SELECT_ACTIVE_IDS_FOR_CHAT, (ANY_ID,)),
+    "running_for_chat": (runs.SELECT_RUNNING_FOR_CHAT, (ANY_ID,)),
+    "needs_closing": (chats.SELECT_NEEDS_CLOSING, {"chat_id": ANY_ID}),
+    "run_owned": (runs.SELECT_OWNED, (ANY_ID, ANY_ID)),
+    "runs_of_chat": (runs.LIST_FOR_CHAT, {"chat_id": ANY_ID, "limit": 20, "offset": 0}),
+    "finish_with_summary": (
+        runs.FINISH_WITH_SUMMARY,
+        {
+            "id": ANY_ID,
+            "status": "success",
+            "error": None,
+            "usage": None,
+            "added": 2,
+            "message_count": None,
+            "title": None,
+            "thread_status": "idle",
+        },
+    ),
+}
+
+
+def _seq_scans(plan: dict[str, Any]) -> list[str]:
+    found = []
+    if plan.get("Node Type") == "Seq Scan":
+        found.append(plan.get("Relation Name", "?"))
+    for child in plan.get("Plans", []):
+        found.extend(_seq_scans(child))
+    return found
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+async def test_the_query_uses_an_index(database_url: str, name: str) -> None:
+    query, params = QUERIES[name]
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        await conn.execute("SET enable_seqscan = off")
+        cur = await conn.execute("EXPLAIN (FORMAT JSON) " + query, params)
+        plan = (await cur.fetchone())["QUERY PLAN"][0]["Plan"]
+    assert _seq_scans(plan) == [], plan
