@@ -11,13 +11,12 @@ import logging
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
 from api.services import auth as auth_service
 from api.settings import Settings
 from graphs.catalog import seed_agents
 from storage import migrate
-from storage.db import EmbeddedPostgres, connection_kwargs, start_embedded
+from storage.db import EmbeddedPostgres, PoolType, connection_kwargs, start_embedded
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ async def upgrade_database(conninfo: str) -> list[int]:
     return applied
 
 
-async def bootstrap_admin(settings: Settings, pool: AsyncConnectionPool) -> None:
+async def bootstrap_admin(settings: Settings, pool: PoolType) -> None:
     if not (settings.admin_email and settings.admin_password):
         return
     outcome = await auth_service.ensure_admin(

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Awaitable, Callable
 
 from api.settings import Settings
 
@@ -41,7 +42,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _with_database(settings: Settings, work) -> None:
+async def _with_database(settings: Settings, work: Callable[[str], Awaitable[None]]) -> None:
     from api.bootstrap import resolve_database, upgrade_database
 
     conninfo, embedded = await resolve_database(settings)

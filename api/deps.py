@@ -7,12 +7,12 @@ from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from psycopg_pool import AsyncConnectionPool
 
 from api.errors import INVALID_TOKEN, Forbidden, Unauthorized
 from api.settings import Settings
 from api.state import AppState
 from storage import users as users_store
+from storage.db import PoolType
 
 # auto_error=False: a missing token is answered by our own 401 in our own error shape.
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
@@ -27,7 +27,7 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-async def get_pool(state: State) -> AsyncConnectionPool:
+async def get_pool(state: State) -> PoolType:
     return state.pool
 
 
@@ -35,7 +35,7 @@ async def get_settings(state: State) -> Settings:
     return state.settings
 
 
-Pool = Annotated[AsyncConnectionPool, Depends(get_pool)]
+Pool = Annotated[PoolType, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -97,7 +97,9 @@ _STATUS_CODES = {
 }
 
 
-def _error(status: int, detail: object, code: str, headers: dict[str, str] | None = None):
+def _error(
+    status: int, detail: object, code: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         status_code=status, content={"detail": detail, "code": code}, headers=headers
     )

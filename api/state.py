@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg_pool import AsyncConnectionPool
-
 from api.security import TokenCodec
 from api.settings import Settings
 from graphs.runtime import Runtime
-from storage.db import EmbeddedPostgres
+from storage.db import EmbeddedPostgres, PoolType
 
 
 @dataclass
 class AppState:
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: PoolType
     tokens: TokenCodec
     runs: Runtime
     embedded: EmbeddedPostgres | None = None

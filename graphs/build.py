@@ -8,7 +8,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from langchain.agents import AgentState, create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -145,7 +145,11 @@ def _add_message_batches(messages: list[AnyMessage], batches: Sequence[Any]) -> 
     flat: list[Any] = []
     for batch in batches:
         flat.extend(batch if isinstance(batch, list) else [batch])
-    return _appended(messages, flat) or add_messages(messages, flat)
+    # add_messages is typed loosely (message-likes in, message-likes out); given messages and
+    # message-likes, it answers a list of messages.
+    return _appended(messages, flat) or cast(
+        list[AnyMessage], add_messages(cast(list[Any], messages), flat)
+    )
 
 
 def _appended(messages: list[AnyMessage], new: list[Any]) -> list[AnyMessage] | None:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from redis.asyncio import Redis
@@ -37,6 +37,14 @@ READ_BATCH = 512
 
 def stream_key(run_id: UUID | str) -> str:
     return f"switchboard:run:{run_id}:events"
+
+
+# The client decodes replies (``decode_responses=True``), so everything Redis answers is ``str``;
+# redis-py types its replies as ``bytes | str`` whatever the client, hence the casts below. A
+# stream entry is ``(id, fields)``; entries of ours are never deleted, so fields are never None.
+StreamEntry = tuple[str, dict[str, str]]
+# An ``XREAD`` of one stream (RESP2): ``[[key, entries]]``, or None when nothing came in time.
+XReadReply = list[tuple[str, list[StreamEntry]]]
 
 
 def connect(url: str) -> Redis:
@@ -61,8 +69,9 @@ class RedisReader:
     async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         position = f"0-{max(after, 0)}"
         while True:
-            reply = await self.redis.xread(
-                {self.key: position}, count=READ_BATCH, block=READ_BLOCK_MS
+            reply = cast(
+                XReadReply | None,
+                await self.redis.xread({self.key: position}, count=READ_BATCH, block=READ_BLOCK_MS),
             )
             if not reply:
                 # A quiet run, or one whose events will never come (expired, or its process
@@ -147,7 +156,7 @@ class RedisEventLogs(EventLogs):
 
     async def _last_id(self, key: str) -> int:
         with contextlib.suppress(RedisError):
-            last = await self.redis.xrevrange(key, count=1)
+            last = cast(list[StreamEntry], await self.redis.xrevrange(key, count=1))
             if last:
                 return int(last[0][0].partition("-")[2])
         return 0
@@ -155,7 +164,7 @@ class RedisEventLogs(EventLogs):
     async def end_orphan(self, run_id: UUID, status: str) -> None:
         key = stream_key(run_id)
         try:
-            last = await self.redis.xrevrange(key, count=1)
+            last = cast(list[StreamEntry], await self.redis.xrevrange(key, count=1))
             if last and last[0][1].get("e") == "end":
                 return
             next_id = int(last[0][0].partition("-")[2]) + 1 if last else 1

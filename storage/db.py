@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A connection in the pool is DictRow-returning and autocommit.
 Conn = AsyncConnection[dict[str, Any]]
+# The shared pool, as every caller sees it: its connections are ``Conn``.
+PoolType = AsyncConnectionPool[Conn]
 
 
 def connection_kwargs(*, prepared: bool = False) -> dict[str, Any]:
@@ -51,7 +53,7 @@ def connection_kwargs(*, prepared: bool = False) -> dict[str, Any]:
 TRUSTED_IDLE_SECONDS = 5.0
 
 
-class Pool(AsyncConnectionPool):
+class Pool(AsyncConnectionPool[Conn]):
     """``AsyncConnectionPool`` that checks only connections idle a while.
 
     When each connection came back is noted in ``putconn`` rather than in a ``reset``
@@ -61,16 +63,14 @@ class Pool(AsyncConnectionPool):
     """
 
     def __init__(self, conninfo: str, **kwargs: Any) -> None:
-        self._returned_at: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._returned_at: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
         super().__init__(conninfo, check=self._check_if_idle, **kwargs)
 
-    async def putconn(self, conn: AsyncConnection[Any]) -> None:
+    async def putconn(self, conn: Conn) -> None:
         self._returned_at[conn] = time.monotonic()
         await super().putconn(conn)
 
-    async def _check_if_idle(self, conn: AsyncConnection[Any]) -> None:
+    async def _check_if_idle(self, conn: Conn) -> None:
         returned = self._returned_at.get(conn)
         if returned is None or time.monotonic() - returned > TRUSTED_IDLE_SECONDS:
             await AsyncConnectionPool.check_connection(conn)

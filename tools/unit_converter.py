@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from langchain_core.tools import tool
@@ -53,7 +54,9 @@ _UNITS: dict[str, dict[str, tuple[float, tuple[str, ...]]]] = {
     },
 }
 # Temperature is affine, not a factor: converted through kelvin.
-_TEMPERATURE = {
+_TEMPERATURE: dict[
+    str, tuple[tuple[str, ...], Callable[[float], float], Callable[[float], float]]
+] = {
     "C": (("c", "°c", "celsius", "degc"), lambda v: v + 273.15, lambda k: k - 273.15),
     "F": (
         ("f", "°f", "fahrenheit", "degf"),
@@ -65,7 +68,7 @@ _TEMPERATURE = {
 
 _LOOKUP: dict[str, tuple[str, str]] = {}
 for _dimension, _units in _UNITS.items():
-    for _symbol, (_, _aliases) in _units.items():
+    for _symbol, (_factor, _aliases) in _units.items():
         for _name in (_symbol, *_aliases):
             _LOOKUP[_name.lower()] = (_dimension, _symbol)
 for _symbol, (_aliases, _, _) in _TEMPERATURE.items():
@@ -92,10 +95,10 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
     """``value`` in ``from_unit`` expressed in ``to_unit``."""
     source, target = _unit(from_unit), _unit(to_unit)
     if source[0] != target[0]:
-        units = ", ".join(_UNITS.get(source[0], _TEMPERATURE))
+        names = ", ".join(_UNITS.get(source[0], _TEMPERATURE))
         raise ToolInputError(
             f"Cannot convert {source[0]} ({source[1]}) to {target[0]} ({target[1]}). "
-            f"{source[0].capitalize()} units: {units}."
+            f"{source[0].capitalize()} units: {names}."
         )
     if source[0] == "temperature":
         return _TEMPERATURE[target[1]][2](_TEMPERATURE[source[1]][1](value))

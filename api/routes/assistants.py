@@ -48,7 +48,7 @@ async def _matching(conn: Conn, body: AssistantSearch) -> list[dict[str, Any]]:
 
 
 @router.post("/search")
-async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State):
+async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
         found = await _matching(conn, body)
     key = body.sort_by or "created_at"
@@ -60,13 +60,13 @@ async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State)
 
 
 @router.post("/count")
-async def count_assistants(body: AssistantSearch, _: CurrentUser, state: State):
+async def count_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
         return _json(len(await _matching(conn, body)))
 
 
 @router.get("/{assistant_id}")
-async def get_assistant(assistant_id: str, _: CurrentUser, state: State):
+async def get_assistant(assistant_id: str, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
         return _json(assistant_json(await _find(conn, assistant_id)))
 
@@ -74,7 +74,7 @@ async def get_assistant(assistant_id: str, _: CurrentUser, state: State):
 @router.get("/{assistant_id}/graph")
 async def get_assistant_graph(
     assistant_id: str, _: CurrentUser, state: State, xray: bool | int = Query(False)
-):
+) -> JSONResponse:
     """The graph's nodes and edges, as LangGraph draws it."""
     async with state.pool.connection() as conn:
         agent = await _find(conn, assistant_id)
@@ -83,7 +83,7 @@ async def get_assistant_graph(
 
 
 @router.get("/{assistant_id}/schemas")
-async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State):
+async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State) -> JSONResponse:
     """JSON schemas of the graph's input, output, state, config and context."""
     async with state.pool.connection() as conn:
         agent = await _find(conn, assistant_id)
@@ -110,7 +110,7 @@ async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State)
 
 
 @router.post("")
-async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State):
+async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State) -> JSONResponse:
     """A new assistant (admins): a copy of the agent `graph_id` names, with the changes given."""
     async with state.pool.connection() as conn:
         base = await _find(conn, body.graph_id)
@@ -131,7 +131,9 @@ async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State
 
 
 @router.patch("/{assistant_id}")
-async def patch_assistant(assistant_id: str, body: AssistantPatch, _: AdminUser, state: State):
+async def patch_assistant(
+    assistant_id: str, body: AssistantPatch, _: AdminUser, state: State
+) -> JSONResponse:
     """Change an assistant (admins): name, description, `config.configurable` fields."""
     async with state.pool.connection() as conn:
         agent = await _find(conn, assistant_id)

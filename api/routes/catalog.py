@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -31,11 +31,12 @@ async def interest_areas(pool: Pool) -> list[dict[str, Any]]:
 @router.get("/tools", response_model=list[ToolOut])
 async def tools(_: CurrentUser) -> list[dict[str, Any]]:
     """The tools agents can enable, with the JSON schema of their arguments."""
+    # Our tools are ``@tool`` functions: their call schema is a pydantic (v2) model, never a dict.
     return [
         {
             "name": name,
             "description": tool.description,
-            "parameters": tool.tool_call_schema.model_json_schema(),
+            "parameters": cast(type[BaseModel], tool.tool_call_schema).model_json_schema(),
         }
         for name, tool in sorted(TOOLS.items())
     ]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
 from api.errors import Conflict, NotFound
@@ -21,6 +23,7 @@ from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs as service
 from api.services.chats import get_owned
 from api.sse import run_stream
+from graphs.events import Event
 from storage import runs as runs_store
 
 router = APIRouter(tags=["agent protocol: runs"])
@@ -40,7 +43,9 @@ def _locations(run: dict[str, Any], stateless: bool = False) -> dict[str, str]:
     return {"Location": f"{base}/stream", "Content-Location": base}
 
 
-def _stream(state: Any, run: dict[str, Any], events: Any, body: RunCreate, stateless: bool):
+def _stream(
+    state: Any, run: dict[str, Any], events: Any, body: RunCreate, stateless: bool
+) -> EventSourceResponse:
     cancel = None
     if body.on_disconnect == "cancel":
         cancel = functools.partial(state.runs.request_stop, run["id"])
@@ -57,21 +62,27 @@ def _json(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
 
 
 @router.post("/threads/{thread_id}/runs")
-async def create_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State):
+async def create_run(
+    thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
+) -> JSONResponse:
     """Start a run in the background; join it or stream it later."""
     run, _, _ = await service.start(state, user_id, thread_id, body)
     return _json(service.run_json(run), headers=_locations(run))
 
 
 @router.post("/threads/{thread_id}/runs/stream", openapi_extra=_SSE)
-async def stream_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State):
+async def stream_run(
+    thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
+) -> EventSourceResponse:
     """Start a run and stream its events."""
     run, events, _ = await service.start(state, user_id, thread_id, body)
     return _stream(state, run, events, body, stateless=False)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State):
+async def wait_run(
+    thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
+) -> JSONResponse:
     """Start a run and answer the thread's values once it ends."""
     run, events, _ = await service.start(state, user_id, thread_id, body)
     headers = {"Location": f"/threads/{thread_id}/runs/{run['id']}/join"}
@@ -79,7 +90,9 @@ async def wait_run(thread_id: UUID, body: RunCreate, user_id: CurrentUserId, sta
 
 
 @router.post("/runs/stream", openapi_extra=_SSE)
-async def stream_stateless(body: RunCreate, user_id: CurrentUserId, state: State):
+async def stream_stateless(
+    body: RunCreate, user_id: CurrentUserId, state: State
+) -> EventSourceResponse:
     """A run on a new thread, streamed; the thread is deleted afterwards unless
     `on_completion` is `keep`."""
     run, events, _ = await service.start(state, user_id, None, body)
@@ -87,7 +100,7 @@ async def stream_stateless(body: RunCreate, user_id: CurrentUserId, state: State
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State):
+async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
     run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)
     try:
@@ -109,7 +122,7 @@ async def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Literal["pending", "running", "error", "success", "timeout", "interrupted"]
     | None = None,
-):
+) -> JSONResponse:
     """The thread's runs, newest first."""
     async with state.pool.connection() as conn:
         await get_owned(conn, thread_id, user["id"])
@@ -121,7 +134,7 @@ async def list_runs(
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
-async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State):
+async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     return _json(service.run_json(await service.owned_run(state, user, thread_id, run_id)))
 
 
@@ -137,7 +150,7 @@ async def delete_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: St
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
-async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State):
+async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     """Wait for the run to end; answers the thread's values."""
     run = await service.owned_run(state, user, thread_id, run_id)
     active = run["status"] in ("pending", "running")
@@ -149,7 +162,13 @@ async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: Stat
 
 
 class _Ended:
-    async def read(self, after: int = 0):
+    """The events of a run whose log has expired: none."""
+
+    async def read(self, after: int = 0) -> AsyncIterator[Event]:
+        return
+        yield
+
+    async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         return
         yield
 
@@ -162,7 +181,7 @@ async def join_stream(
     state: State,
     cancel_on_disconnect: bool = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-):
+) -> EventSourceResponse:
     """The run's events after `Last-Event-ID`, then live until `end`."""
     run = await service.owned_run(state, user, thread_id, run_id)
     active = run["status"] in ("pending", "running")
@@ -188,7 +207,7 @@ async def cancel_run(
     state: State,
     wait: bool = False,
     action: Literal["interrupt", "rollback"] = "interrupt",
-):
+) -> Response:
     """Stop the run (`interrupt` keeps what it checkpointed, `rollback` removes it)."""
     run = await service.owned_run(state, user, thread_id, run_id)
     if run["status"] in ("pending", "running"):

@@ -30,13 +30,13 @@ def _json(content: Any) -> JSONResponse:
 
 
 @router.post("")
-async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State):
+async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
     """A new thread (with `thread_id` to choose its id; `if_exists`: `raise` or `do_nothing`)."""
     return _json(await service.create(state, user_id, body))
 
 
 @router.post("/search")
-async def search_threads(body: ThreadSearch, user: CurrentUser, state: State):
+async def search_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
     """Your threads (never anyone else's, whatever the filter), newest first by default."""
     async with state.pool.connection() as conn:
         rows = await threads_store.search(
@@ -54,7 +54,7 @@ async def search_threads(body: ThreadSearch, user: CurrentUser, state: State):
 
 
 @router.post("/count")
-async def count_threads(body: ThreadSearch, user: CurrentUser, state: State):
+async def count_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
         total = await threads_store.count(
             conn, user["id"], metadata=body.metadata, ids=body.ids, status=body.status
@@ -63,12 +63,14 @@ async def count_threads(body: ThreadSearch, user: CurrentUser, state: State):
 
 
 @router.get("/{thread_id}")
-async def get_thread(thread_id: UUID, user: CurrentUser, state: State):
+async def get_thread(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     return _json(await service.thread_json(state, await service.owned(state, user, thread_id)))
 
 
 @router.patch("/{thread_id}")
-async def patch_thread(thread_id: UUID, body: ThreadPatch, user: CurrentUser, state: State):
+async def patch_thread(
+    thread_id: UUID, body: ThreadPatch, user: CurrentUser, state: State
+) -> JSONResponse:
     """Merge `metadata` into the thread's."""
     async with state.pool.connection() as conn:
         if await threads_store.merge_metadata(conn, user["id"], thread_id, body.metadata) is None:
@@ -84,13 +86,15 @@ async def delete_thread(thread_id: UUID, user: CurrentUser, state: State) -> Res
 
 
 @router.get("/{thread_id}/state")
-async def get_state(thread_id: UUID, user: CurrentUser, state: State):
+async def get_state(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     """The thread's latest state: values, next nodes, tasks (with interrupts), checkpoint."""
     return _json(await service.get_state(state, user, thread_id))
 
 
 @router.post("/{thread_id}/state")
-async def update_state(thread_id: UUID, body: StateUpdate, user: CurrentUser, state: State):
+async def update_state(
+    thread_id: UUID, body: StateUpdate, user: CurrentUser, state: State
+) -> JSONResponse:
     """Write `values` as if node `as_node` had; answers the new checkpoint."""
     return _json(await service.update_state(state, user, thread_id, body))
 
@@ -101,13 +105,15 @@ async def get_state_at(
     checkpoint_id: str,
     user: CurrentUser,
     state: State,
-):
+) -> JSONResponse:
     """The thread's state at one checkpoint."""
     return _json(await service.get_state(state, user, thread_id, checkpoint_id))
 
 
 @router.post("/{thread_id}/state/checkpoint")
-async def get_state_at_body(thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State):
+async def get_state_at_body(
+    thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State
+) -> JSONResponse:
     checkpoint_id = body.checkpoint.checkpoint_id if body.checkpoint else None
     return _json(await service.get_state(state, user, thread_id, checkpoint_id))
 
@@ -119,13 +125,15 @@ async def get_history(
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     before: Annotated[str | None, Query(max_length=200)] = None,
-):
+) -> JSONResponse:
     """Past states, newest first."""
     query = HistoryQuery(limit=limit, before=before)
     return _json(await service.history(state, user, thread_id, query))
 
 
 @router.post("/{thread_id}/history")
-async def post_history(thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State):
+async def post_history(
+    thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State
+) -> JSONResponse:
     """Past states, newest first (`limit`, `before`, `metadata`, `checkpoint`)."""
     return _json(await service.history(state, user, thread_id, body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,7 +27,7 @@ from storage import interests as interests_store
 router = APIRouter(prefix="/users/me", tags=["users"])
 
 
-def _options(enum: type) -> list[dict[str, str]]:
+def _options(enum: type[StrEnum]) -> list[dict[str, str]]:
     return [{"value": m.value, "label": m.value.replace("_", " ").capitalize()} for m in enum]
 
 

@@ -8,13 +8,13 @@ from uuid import UUID
 
 from pydantic import AnyHttpUrl, BaseModel, Field, field_validator, model_validator
 
-from api.schemas.common import RequestModel, Text
+from api.schemas.common import NoNul, RequestModel, text_rules
 
-AgentName = Text(min_length=1, max_length=100)
-Description = Text(max_length=1000)
-SystemPrompt = Text(max_length=20_000, strip=False)
-ModelName = Text(min_length=3, max_length=200)
-ToolName = Text(min_length=1, max_length=64)
+AgentName = Annotated[str, text_rules(min_length=1, max_length=100), NoNul]
+Description = Annotated[str, text_rules(max_length=1000), NoNul]
+SystemPrompt = Annotated[str, text_rules(max_length=20_000, strip=False), NoNul]
+ModelName = Annotated[str, text_rules(min_length=3, max_length=200), NoNul]
+ToolName = Annotated[str, text_rules(min_length=1, max_length=64), NoNul]
 AvatarUrl = Annotated[AnyHttpUrl, Field(max_length=2048)]
 
 

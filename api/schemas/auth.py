@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, EmailStr, Field
 
-from api.schemas.common import RequestModel, Text
+from api.schemas.common import NoNul, RequestModel, text_rules
 
-Password = Text(min_length=8, max_length=256, strip=False)
+Password = Annotated[str, text_rules(min_length=8, max_length=256, strip=False), NoNul]
+Name = Annotated[str, text_rules(min_length=1, max_length=100), NoNul]
+LoginEmail = Annotated[str, text_rules(min_length=1, max_length=254), NoNul]
+LoginPassword = Annotated[str, text_rules(min_length=1, max_length=256, strip=False), NoNul]
+RefreshToken = Annotated[str, text_rules(min_length=1, max_length=200), NoNul]
 
 
 class RegisterRequest(RequestModel):
-    name: Text(min_length=1, max_length=100)
+    name: Name
     email: EmailStr = Field(max_length=254)
     password: Password
 
 
 class LoginRequest(RequestModel):
-    email: Text(min_length=1, max_length=254)
-    password: Text(min_length=1, max_length=256, strip=False)
+    email: LoginEmail
+    password: LoginPassword
 
 
 class RefreshRequest(RequestModel):
-    refresh_token: Text(min_length=1, max_length=200)
+    refresh_token: RefreshToken
 
 
 class UserOut(BaseModel):

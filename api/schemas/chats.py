@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.schemas.common import RequestModel, Text
+from api.schemas.common import NoNul, RequestModel, text_rules
 
-Title = Text(min_length=1, max_length=200)
+Title = Annotated[str, text_rules(min_length=1, max_length=200), NoNul]
 ChatStatus = Literal["active", "archived"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -16,13 +16,15 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def Text(*, min_length: int = 0, max_length: int, strip: bool = True):
-    """A string type: trimmed, bounded, NUL-free."""
-    return Annotated[
-        str,
-        StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
-        AfterValidator(_no_nul),
-    ]
+# A text field is ``Annotated[str, text_rules(...), NoNul]``: trimmed, bounded, NUL-free. It is
+# written out as a module-level alias at each use (``Title = Annotated[str, ...]``): a type
+# checker takes only such an alias as a type, not a call that builds one.
+NoNul = AfterValidator(_no_nul)
+
+
+def text_rules(*, min_length: int = 0, max_length: int, strip: bool = True) -> StringConstraints:
+    """The bounds of a text field: trimmed unless ``strip=False``, ``min_length..max_length``."""
+    return StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length)
 
 
 class RequestModel(BaseModel):

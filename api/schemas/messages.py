@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas.common import RequestModel, Text
+from api.schemas.common import NoNul, RequestModel, text_rules
 
 MAX_MESSAGE_CHARS = 32_000
+MessageContent = Annotated[
+    str, text_rules(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False), NoNul
+]
 
 
 class MessageCreate(RequestModel):
-    content: Text(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False)
+    content: MessageContent
     on_disconnect: Literal["continue", "cancel"] = Field(
         "continue",
         description="`continue` (default): the run goes on when the client leaves; "

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.schemas.common import RequestModel, Text
+from api.schemas.common import NoNul, RequestModel, text_rules
 
 
 class ProfessionalRoleEnum(StrEnum):
@@ -52,9 +52,9 @@ class InteractionStyleEnum(StrEnum):
     friendly = "friendly"
 
 
-UseCase = Text(min_length=1, max_length=200)
-Organization = Text(max_length=200)
-Goals = Text(max_length=1000)
+UseCase = Annotated[str, text_rules(min_length=1, max_length=200), NoNul]
+Organization = Annotated[str, text_rules(max_length=200), NoNul]
+Goals = Annotated[str, text_rules(max_length=1000), NoNul]
 
 
 class OnboardingQuestionnaireDTO(RequestModel):

@@ -7,14 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from api.errors import Conflict, TooManyRequests, Unauthorized
 from api.security import hash_password, hash_refresh_token, new_refresh_token, verify_password
 from api.state import AppState
 from storage import tokens as tokens_store
 from storage import users as users_store
-from storage.db import Conn
+from storage.db import Conn, PoolType
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,7 @@ async def refresh(state: AppState, token: str) -> dict[str, Any]:
         raise Unauthorized(BAD_REFRESH)
 
 
-async def logout(pool: AsyncConnectionPool, token: str) -> None:
+async def logout(pool: PoolType, token: str) -> None:
     """Revoke the family of ``token``. Unknown tokens are ignored: logout is idempotent."""
     async with pool.connection() as conn:
         family = await tokens_store.family_of(conn, hash_refresh_token(token))
@@ -120,7 +118,7 @@ async def logout(pool: AsyncConnectionPool, token: str) -> None:
             await tokens_store.revoke_family(conn, family)
 
 
-async def ensure_admin(pool: AsyncConnectionPool, *, email: str, password: str, name: str) -> str:
+async def ensure_admin(pool: PoolType, *, email: str, password: str, name: str) -> str:
     """Create an admin, or promote the existing account with that email.
 
     An existing account keeps its password: bootstrapping must not silently reset it.

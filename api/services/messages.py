@@ -12,6 +12,7 @@ from graphs.events import Event, EventSource
 from graphs.messages import is_visible, to_api
 from graphs.runtime import ChatBusy, ShuttingDown
 from storage import turns as turns_store
+from storage.types import MultitaskStrategy
 
 
 def profile(user: dict[str, Any], interests: list[str]) -> dict[str, Any] | None:
@@ -31,7 +32,7 @@ async def send(
     user_id: UUID,
     chat_id: UUID,
     content: str,
-    strategy: str = "reject",
+    strategy: MultitaskStrategy = "reject",
 ) -> tuple[dict[str, Any], EventSource]:
     """Check the chat can take a message, then start the run that answers it."""
     async with state.pool.connection() as conn:

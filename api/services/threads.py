@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
@@ -162,7 +162,10 @@ async def update_state(
     agent = await _agent(state, thread)
     if agent is None:
         raise Conflict("This thread has no agent yet: run it once before updating its state")
-    checkpoint_id = body.checkpoint_id or (body.checkpoint and body.checkpoint.checkpoint_id)
+    # A model is never falsy: ``body.checkpoint and …`` is None or the checkpoint's id.
+    checkpoint_id = cast(
+        "str | None", body.checkpoint_id or (body.checkpoint and body.checkpoint.checkpoint_id)
+    )
     graph = graph_of(state, agent)
     try:
         config = await graph.aupdate_state(

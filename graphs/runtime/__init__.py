@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import anyio
-from psycopg_pool import AsyncConnectionPool
 
 from graphs.events import EventLogs, EventSource
 from graphs.runtime.execution import Executor
@@ -32,6 +31,7 @@ from graphs.runtime.threads import Threads
 from graphs.runtime.types import ChatBusy, ShuttingDown
 from storage import runs as runs_store
 from storage.checkpoints import Checkpointer
+from storage.db import PoolType
 from storage.types import ACTIVE, MultitaskStrategy, StopStatus
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Runtime:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: PoolType,
         checkpointer: Checkpointer,
         *,
         default_model: str,
@@ -85,6 +85,9 @@ class Runtime:
             bus=self.bus, execute=execute,
         )  # fmt: skip
         self._background: set[asyncio.Task[Any]] = set()
+        # Stop a run wherever it runs, wait for its end, optionally roll it back: the one way
+        # every caller stops a run (cancel, strategies, disconnects); see Scheduler.stop.
+        self.stop = self.scheduler.stop
 
     async def _chat_is_free(self, chat_id: str) -> None:
         await self.scheduler.chat_is_free(chat_id)
@@ -173,18 +176,6 @@ class Runtime:
         ``active``: the run is pending or running, so its events may still be coming."""
         return await self.logs.open(run_id, active=active)
 
-    async def stop(
-        self,
-        run_id: UUID,
-        status: StopStatus = "cancelled",
-        *,
-        wait: float | None = 10,
-        rollback: bool = False,
-    ) -> bool:
-        """Stop a run wherever it runs, wait up to ``wait`` seconds for its end, and with
-        ``rollback`` remove what it checkpointed; ``False`` when no process could be told."""
-        return await self.scheduler.stop(run_id, status, wait=wait, rollback=rollback)
-
     async def stop_chat(self, chat_id: UUID, status: StopStatus = "cancelled") -> None:
         """Stop every active run of a chat and wait for their ends (before deleting it)."""
         await self.scheduler.stop_chat(chat_id, status)
@@ -205,7 +196,7 @@ class Runtime:
         await self.scheduler.wait_ended(run_id, seconds)
 
 
-async def open_runtime(settings: Any, pool: AsyncConnectionPool, *, execute: bool) -> Runtime:
+async def open_runtime(settings: Any, pool: PoolType, *, execute: bool) -> Runtime:
     """The runtime ``settings`` describe (a ``api.settings.Settings``), opened."""
     redis = None
     if settings.redis_url:

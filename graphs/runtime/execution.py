@@ -25,7 +25,6 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langgraph.types import Command
-from psycopg_pool import AsyncConnectionPool
 
 from graphs.events import EventLogs, RunLog
 from graphs.messages import to_api
@@ -42,6 +41,7 @@ from graphs.runtime.threads import Threads
 from graphs.runtime.types import RunContext
 from storage import chats as chats_store
 from storage import runs as runs_store
+from storage.db import PoolType
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Executor:
     run that ends (both set by the scheduler).
     """
 
-    def __init__(self, pool: AsyncConnectionPool, threads: Threads, logs: EventLogs) -> None:
+    def __init__(self, pool: PoolType, threads: Threads, logs: EventLogs) -> None:
         self.pool = pool
         self.threads = threads
         self.logs = logs
@@ -112,6 +112,7 @@ class Executor:
         # Thread order: answers to a stopped run's tool calls, then the new message.
         closing = await self._closing_messages(ctx)
         ctx.tally.added += len(closing) + 1
+        message: BaseMessage
         for message in closing:
             self._emit_message(ctx, message)
         ctx.log.append("message", to_api(human, ctx.chat_id))

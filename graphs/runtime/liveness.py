@@ -17,11 +17,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
 import anyio
-from psycopg_pool import AsyncConnectionPool
 
 from graphs.events import EventLogs
 from storage import runs as runs_store
-from storage.db import pid_alive
+from storage.db import PoolType, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ class Liveness:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: PoolType,
         logs: EventLogs,
         tasks: Mapping[UUID, asyncio.Task[None]],
         on_freed: Callable[[str], Awaitable[None]],

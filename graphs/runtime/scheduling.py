@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from graphs.events import EventLogs, EventSource, read_all
 from graphs.runtime.execution import Executor
+from graphs.runtime.inputs import InvalidRunInput, parse_input
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.streams import first_event
 from graphs.runtime.threads import Threads
@@ -29,6 +29,7 @@ from graphs.spec import AgentContext
 from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
+from storage.db import PoolType
 from storage.types import MultitaskStrategy, StopStatus
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class Scheduler:
 
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: PoolType,
         threads: Threads,
         logs: EventLogs,
         executor: Executor,
@@ -245,14 +246,23 @@ class Scheduler:
         async with self.pool.connection() as conn:
             chat = await chats_store.get_owned(conn, run["chat_id"], run["user_id"])
             agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)
+        error = None
         if chat is None or agent is None or not run["input"]:
             # Its chat was deleted meanwhile (which deletes the run too), or a foreign row.
+            error = "NothingToRun"
+        else:
+            try:
+                parse_input(run["input"])
+            except InvalidRunInput as exc:
+                log.error("run %s has an input that does not parse (%s): ended", run["id"], exc)
+                error = "InvalidRunInput"
+        if error is not None:
             async with self.pool.connection() as conn:
-                await runs_store.finish(
-                    conn, run["id"], status="error", error="NothingToRun", usage=None
-                )
+                await runs_store.finish(conn, run["id"], status="error", error=error, usage=None)
             await self.logs.end_orphan(run["id"], "error")
+            await self.chat_is_free(str(run["chat_id"]))
             return
+        assert chat is not None and agent is not None
         payload = run["input"]
         context = AgentContext(
             user_id=str(run["user_id"]), chat_id=str(chat["id"]), profile=payload.get("profile")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage
 
@@ -35,7 +35,8 @@ def add_usage(total: dict[str, int], message: AIMessage) -> None:
     usage = message.usage_metadata
     if usage:
         for key in USAGE_KEYS:
-            total[key] = total.get(key, 0) + int(usage.get(key, 0))  # type: ignore[misc]
+            # The USAGE_KEYS are UsageMetadata's int counts (the TypedDict takes no str key).
+            total[key] = total.get(key, 0) + int(cast(int, usage.get(key, 0)))
 
 
 def pauses(update: Any) -> bool:

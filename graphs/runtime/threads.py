@@ -6,12 +6,12 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.messages import BaseMessage
-from psycopg_pool import AsyncConnectionPool
 
 from graphs.build import GraphCache, thread_reader
 from graphs.spec import AgentSpec
 from storage import chats as chats_store
 from storage.checkpoints import Checkpointer
+from storage.db import PoolType
 
 
 def thread_config(chat_id: UUID | str) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def thread_config(chat_id: UUID | str) -> dict[str, Any]:
 class Threads:
     """What the runtime and the API read of a thread, and the graphs that read it."""
 
-    def __init__(self, pool: AsyncConnectionPool, checkpointer: Checkpointer, default_model: str):
+    def __init__(self, pool: PoolType, checkpointer: Checkpointer, default_model: str):
         self.pool = pool
         self.checkpointer = checkpointer
         self.default_model = default_model

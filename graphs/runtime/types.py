@@ -53,7 +53,7 @@ class RunContext:
 
     @property
     def run_id(self) -> UUID:
-        return self.run["id"]  # type: ignore[no-any-return]
+        return self.run["id"]
 
     @property
     def chat_id(self) -> str:

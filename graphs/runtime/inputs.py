@@ -1,0 +1,68 @@
+"""What a run executes, as stored in ``runs.input``: a native message or an Agent Protocol run.
+
+The column is JSON written by one version of the server and read back by whichever process
+claims the run, maybe another version; it is validated on the way back in, so a row that does
+not parse ends its run with a clear error instead of crashing the process that claimed it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The user's onboarding profile at send time, for the personalized prompt.
+    profile: dict[str, Any] | None = None
+
+
+class NativeInput(_Input):
+    kind: Literal["native"] = "native"
+    content: str
+
+
+class ProtocolInput(_Input):
+    kind: Literal["protocol"]
+    input: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    stream_mode: list[str] = Field(default_factory=lambda: ["values"])
+    stream_subgraphs: bool = False
+    checkpoint_id: str | None = None
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+
+
+class _Tagged(BaseModel):
+    value: Annotated[NativeInput | ProtocolInput, Field(discriminator="kind")]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _native_by_default(cls, data: Any) -> Any:
+        # Native runs stored before the tag existed carry no ``kind``.
+        value = data.get("value") if isinstance(data, dict) else None
+        if isinstance(value, dict) and "kind" not in value:
+            return {"value": {**value, "kind": "native"}}
+        return data
+
+
+RunInput = NativeInput | ProtocolInput
+_adapter = TypeAdapter(_Tagged)
+
+
+class InvalidRunInput(ValueError):
+    """A stored run input that is neither a native message nor a protocol run."""
+
+
+def parse_input(raw: Any) -> RunInput:
+    """The stored input as its type; ``InvalidRunInput`` names the first problem."""
+    try:
+        return _adapter.validate_python({"value": raw}).value
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "input"
+        raise InvalidRunInput(f"{where}: {first['msg']}") from None
