@@ -28,6 +28,7 @@ from api.routes.meta import server_version
 from api.security import TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
+from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
@@ -53,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_size=settings.pool_max_size,
                 prepared=settings.prepared_statements,
             )
-            runtime = await open_runtime(settings, pool, execute=settings.execute_runs)
+            runtime = await open_runtime(
+                settings, pool, writers=writer_for, execute=settings.execute_runs
+            )
             try:
                 app.state.switchboard = AppState(
                     settings=settings,

@@ -10,13 +10,18 @@ import logging
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import sql
 
 from api.services import auth as auth_service
 from api.settings import Settings
 from graphs.catalog import seed_agents
 from storage import migrate
-from storage.db import EmbeddedPostgres, PoolType, connection_kwargs, start_embedded
+from storage.db import (
+    EmbeddedPostgres,
+    PoolType,
+    connection_kwargs,
+    ensure_database,
+    start_embedded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +45,7 @@ async def resolve_database(settings: Settings) -> tuple[str, EmbeddedPostgres | 
         return settings.database_url, None
     embedded = start_embedded(settings.data_dir)
     try:
-        async with await psycopg.AsyncConnection.connect(
-            embedded.uri("postgres"), autocommit=True
-        ) as conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
-            )
-            if await cur.fetchone() is None:
-                await conn.execute(
-                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(EMBEDDED_DATABASE))
-                )
+        await ensure_database(embedded.uri("postgres"), EMBEDDED_DATABASE)
     except BaseException:
         embedded.stop()
         raise

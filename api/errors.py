@@ -16,6 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from graphs.models import UnknownModel
+from graphs.runtime.types import ChatBusy, ShuttingDown
+
 log = logging.getLogger(__name__)
 
 
@@ -133,6 +136,19 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(422, "Input contains a value that cannot be stored", "invalid_input")
 
 
+async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
+    """What the runtime and the model registry refuse, the same way for every route."""
+    if isinstance(exc, ChatBusy):
+        detail = f"The chat already has an active run: {exc.active_run_id}"
+        return _error(409, detail, Conflict.code)
+    if isinstance(exc, ShuttingDown):
+        detail = "The server is shutting down; retry on another instance"
+        return _error(503, detail, Unavailable.code, {"Retry-After": "1"})
+    assert isinstance(exc, UnknownModel)
+    # Our own message, naming the model and the providers this server knows.
+    return _error(422, str(exc), InvalidInput.code)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _error(500, "Internal server error", "internal_error")
@@ -143,4 +159,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(psycopg.DataError, _data_error)
+    for refused in (ChatBusy, ShuttingDown, UnknownModel):
+        app.add_exception_handler(refused, _runtime_error)
     app.add_exception_handler(Exception, _unexpected)

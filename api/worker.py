@@ -14,6 +14,7 @@ import signal
 
 from api.bootstrap import settle_heap
 from api.settings import Settings
+from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
@@ -32,7 +33,7 @@ async def run_worker(settings: Settings) -> None:
         prepared=settings.prepared_statements,
     )
     try:
-        runs = await open_runtime(settings, pool, execute=True)
+        runs = await open_runtime(settings, pool, writers=writer_for, execute=True)
         stopping, _ = runs.shutdown
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -47,9 +47,10 @@ class Event:
         return encode(self.data)
 
     @cached_property
-    def sse(self) -> bytes:
-        """The event as ``text/event-stream`` bytes (compact JSON never holds a raw newline)."""
-        return f"id: {self.id}\r\nevent: {self.event}\r\ndata: {self.json}\r\n\r\n".encode()
+    def frame(self) -> bytes:
+        """The event as one line of a packed log: its id, the length of its name, its name and
+        its JSON (compact JSON never holds a raw newline; a name may hold anything)."""
+        return f"{self.id} {len(self.event)} {self.event}{self.json}\n".encode()
 
 
 class EventSource(Protocol):
@@ -73,7 +74,7 @@ class RunLog:
     def __init__(self, run_id: UUID, on_close: Callable[[RunLog], None] | None = None):
         self.run_id = run_id
         self._events: list[Event] = []
-        # Once packed, a closed log keeps its SSE bytes compressed, and where each event starts.
+        # Once packed, a closed log keeps its frames compressed, and where each event starts.
         self._packed: bytes | None = None
         self._starts: array[int] = array("I")
         self.closed = False
@@ -119,7 +120,7 @@ class RunLog:
             self._on_close(self)
 
     def pack(self) -> None:
-        """Keep this closed log as compressed SSE bytes from now on.
+        """Keep this closed log as compressed frames from now on.
 
         A retained log of Event objects and their dicts is hundreds of objects that every full
         garbage collection walks; with thousands of recent runs kept for late readers that made
@@ -132,8 +133,8 @@ class RunLog:
             starts = array("I", [0])
             frames = []
             for event in self._events:
-                frames.append(event.sse)
-                starts.append(starts[-1] + len(event.sse))
+                frames.append(event.frame)
+                starts.append(starts[-1] + len(event.frame))
             self._packed = zlib.compress(b"".join(frames), 1)
             self._starts = starts
             self._events = []
@@ -172,13 +173,11 @@ class RunLog:
 
 
 def _unpack(frame: bytes) -> Event:
-    """The Event an SSE frame of ``Event.sse`` was made from (compact JSON has no raw CR/LF)."""
-    id_line, event_line, data_line, _, _ = frame.decode().split("\r\n")
-    text = data_line.removeprefix("data: ")
-    event = Event(int(id_line.removeprefix("id: ")), event_line.removeprefix("event: "),
-                  json.loads(text))  # fmt: skip
+    """The Event an ``Event.frame`` was made from."""
+    number, length, rest = frame.decode()[:-1].split(" ", 2)
+    name, text = rest[: int(length)], rest[int(length) :]
+    event = Event(int(number), name, json.loads(text))
     event.__dict__["json"] = text  # what clients get is the stored text, not a re-encoding
-    event.__dict__["sse"] = frame
     return event
 
 

@@ -40,6 +40,22 @@ WHERE a.deleted_at IS NULL
 ORDER BY m.overlap DESC, m.weight DESC, a.name, a.id
 LIMIT %(limit)s OFFSET %(offset)s
 """
+# The Agent Protocol's assistant search: by graph id (slug) and a piece of the name.
+_MATCHING = """deleted_at IS NULL AND (%(slug)s::text IS NULL OR slug = %(slug)s)
+  AND (%(name)s::text IS NULL OR strpos(lower(name), lower(%(name)s)) > 0)"""
+# Sort keys map to columns from code, never from input; names sort by code point.
+SEARCH_ORDER = {
+    "id": "id",
+    "slug": 'slug COLLATE "C"',
+    "name": 'name COLLATE "C"',
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+}
+SEARCH = f"""
+SELECT {AGENT_COLUMNS} FROM agents WHERE {_MATCHING}
+ORDER BY {{order}} {{direction}}, id {{direction}} LIMIT %(limit)s OFFSET %(offset)s
+"""
+COUNT_MATCHING = f"SELECT count(*) AS n FROM agents WHERE {_MATCHING}"
 SLUG_TAKEN = "SELECT 1 FROM agents WHERE slug = %s"
 INSERT_AGENT = f"""
 INSERT INTO agents (slug, name, description, system_prompt, avatar_url, model_name,
@@ -102,6 +118,31 @@ async def list_page(
             LIST_RECOMMENDED, {"limit": limit, "offset": offset, "user_id": recommended_for}
         )
     return await cur.fetchall()
+
+
+async def search(
+    conn: Conn,
+    *,
+    slug: str | None,
+    name: str | None,
+    order: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """Live agents with ``slug`` and a name holding ``name`` (either ``None``: any), sorted
+    by ``order`` (a key of ``SEARCH_ORDER``)."""
+    query = SEARCH.format(order=SEARCH_ORDER[order], direction="DESC" if descending else "ASC")
+    params = {"slug": slug, "name": name, "limit": limit, "offset": offset}
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
+
+
+async def count_matching(conn: Conn, *, slug: str | None, name: str | None) -> int:
+    cur = await conn.execute(COUNT_MATCHING, {"slug": slug, "name": name})
+    row = await cur.fetchone()
+    assert row is not None
+    return row["n"]
 
 
 async def free_slug(conn: Conn, base: str) -> str:

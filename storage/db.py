@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -74,6 +74,24 @@ class Pool(AsyncConnectionPool[Conn]):
         returned = self._returned_at.get(conn)
         if returned is None or time.monotonic() - returned > TRUSTED_IDLE_SECONDS:
             await AsyncConnectionPool.check_connection(conn)
+
+
+async def ping(pool: PoolType, seconds: float = 5) -> bool:
+    """Whether the database answers a query within ``seconds``."""
+    try:
+        async with pool.connection(timeout=seconds) as conn:
+            await conn.execute("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+async def ensure_database(server_uri: str, name: str) -> None:
+    """Create the database ``name`` on the server at ``server_uri`` unless it exists."""
+    async with await AsyncConnection.connect(server_uri, autocommit=True) as conn:
+        cur = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if await cur.fetchone() is None:
+            await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 async def open_pool(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from storage.chats import NEEDS_CLOSING
 from storage.db import Conn
+from storage.types import RunStatus
 
 RUN_COLUMNS = """
     id, chat_id, user_id, agent_id, agent_version, model_name, status, multitask_strategy,
@@ -116,11 +118,13 @@ WHERE id = (SELECT chat_id FROM finished)
 """
 SELECT_OWNED = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s AND user_id = %s"
 SELECT_ONE = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = %s"
+# ``statuses`` NULL: every run of the chat.
+_OF_CHAT = "chat_id = %(chat_id)s AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s))"
 LIST_FOR_CHAT = f"""
-SELECT {RUN_COLUMNS} FROM runs WHERE chat_id = %(chat_id)s
+SELECT {RUN_COLUMNS} FROM runs WHERE {_OF_CHAT}
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 """
-COUNT_FOR_CHAT = "SELECT count(*) AS n FROM runs WHERE chat_id = %s"
+COUNT_FOR_CHAT = f"SELECT count(*) AS n FROM runs WHERE {_OF_CHAT}"
 DELETE_RUN = "DELETE FROM runs WHERE id = %s"
 
 
@@ -246,11 +250,18 @@ async def get_owned(conn: Conn, run_id: UUID, user_id: UUID) -> dict[str, Any] |
 
 
 async def list_for_chat(
-    conn: Conn, chat_id: UUID, *, limit: int, offset: int
+    conn: Conn,
+    chat_id: UUID,
+    *,
+    limit: int,
+    offset: int,
+    statuses: Sequence[RunStatus] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    cur = await conn.execute(LIST_FOR_CHAT, {"chat_id": chat_id, "limit": limit, "offset": offset})
+    """A page of the chat's runs, newest first, and how many there are (in ``statuses``)."""
+    where = {"chat_id": chat_id, "statuses": list(statuses) if statuses is not None else None}
+    cur = await conn.execute(LIST_FOR_CHAT, {**where, "limit": limit, "offset": offset})
     rows = await cur.fetchall()
-    cur = await conn.execute(COUNT_FOR_CHAT, (chat_id,))
+    cur = await conn.execute(COUNT_FOR_CHAT, where)
     total = await cur.fetchone()
     assert total is not None
     return rows, total["n"]

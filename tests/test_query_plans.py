@@ -33,7 +33,14 @@ QUERIES: dict[str, tuple[str, Any]] = {
     "running_for_chat": (runs.SELECT_RUNNING_FOR_CHAT, (ANY_ID,)),
     "needs_closing": (chats.SELECT_NEEDS_CLOSING, {"chat_id": ANY_ID}),
     "run_owned": (runs.SELECT_OWNED, (ANY_ID, ANY_ID)),
-    "runs_of_chat": (runs.LIST_FOR_CHAT, {"chat_id": ANY_ID, "limit": 20, "offset": 0}),
+    "runs_of_chat": (
+        runs.LIST_FOR_CHAT,
+        {"chat_id": ANY_ID, "statuses": None, "limit": 20, "offset": 0},
+    ),
+    "runs_of_chat_by_status": (
+        runs.LIST_FOR_CHAT,
+        {"chat_id": ANY_ID, "statuses": ["success"], "limit": 20, "offset": 0},
+    ),
     "finish_with_summary": (
         runs.FINISH_WITH_SUMMARY,
         {

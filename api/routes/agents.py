@@ -8,11 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import AdminUser, CurrentUser, Pool
-from api.errors import NotFound
 from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
 from api.schemas.common import Page
 from api.services import agents as agents_service
-from storage import agents as agents_store
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -32,10 +30,9 @@ async def list_agents(
 ) -> dict[str, Any]:
     """Agents you can chat with, by name or, with `recommended=true`, best match first."""
     async with pool.connection() as conn:
-        rows = await agents_store.list_page(
+        rows, total = await agents_service.page(
             conn, limit=limit, offset=offset, recommended_for=user["id"] if recommended else None
         )
-        total = await agents_store.count(conn)
     return {
         "items": [agents_service.agent_out(r) for r in rows],
         "total": total,
@@ -47,10 +44,7 @@ async def list_agents(
 @router.get("/{agent_id}", response_model=AgentOut)
 async def get_agent(agent_id: UUID, _: CurrentUser, pool: Pool) -> dict[str, Any]:
     async with pool.connection() as conn:
-        row = await agents_store.get(conn, agent_id)
-    if row is None:
-        raise NotFound("Agent not found")
-    return agents_service.agent_out(row)
+        return agents_service.agent_out(await agents_service.get(conn, agent_id))
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, response_model=AgentOut)
@@ -75,6 +69,5 @@ async def update_agent(
 async def delete_agent(agent_id: UUID, _: AdminUser, pool: Pool) -> Response:
     """Retire an agent (admins only): its chats stay readable, new chats with it are refused."""
     async with pool.connection() as conn:
-        if not await agents_store.soft_delete(conn, agent_id):
-            raise NotFound("Agent not found")
+        await agents_service.retire(conn, agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

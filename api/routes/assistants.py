@@ -9,15 +9,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.deps import AdminUser, CurrentUser, State
-from api.errors import InvalidInput, NotFound
 from api.schemas.agents import AgentCreate
 from api.schemas.protocol import AssistantCreate, AssistantPatch, AssistantSearch
 from api.services import agents as agents_service
-from api.services.protocol_runs import resolve_assistant
 from api.services.threads import assistant_json, graph_of
-from graphs.protocol import jsonable
-from storage import agents as agents_store
-from storage.db import Conn
+from api.wire.protocol import jsonable
 
 router = APIRouter(prefix="/assistants", tags=["agent protocol: assistants"])
 
@@ -26,34 +22,11 @@ def _json(content: Any) -> JSONResponse:
     return JSONResponse(jsonable_encoder(content))
 
 
-async def _find(conn: Conn, assistant_id: str) -> dict[str, Any]:
-    """By UUID or graph id (slug); an unknown one is a 404 naming it."""
-    try:
-        return await resolve_assistant(conn, assistant_id)
-    except InvalidInput:
-        raise NotFound(f"Assistant {assistant_id!r} not found") from None
-
-
-async def _matching(conn: Conn, body: AssistantSearch) -> list[dict[str, Any]]:
-    rows = await agents_store.list_page(conn, limit=10_000, offset=0)
-    found = [assistant_json(row) for row in rows]
-    if body.graph_id is not None:
-        found = [a for a in found if a["graph_id"] == body.graph_id]
-    if body.name is not None:
-        found = [a for a in found if body.name.lower() in a["name"].lower()]
-    if body.metadata:
-        # Assistants carry no metadata of their own, so only an empty filter matches.
-        found = []
-    return found
-
-
 @router.post("/search")
 async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
-        found = await _matching(conn, body)
-    key = body.sort_by or "created_at"
-    found.sort(key=lambda a: str(a[key]), reverse=(body.sort_order or "desc") == "desc")
-    page = found[body.offset : body.offset + body.limit]
+        rows = await agents_service.search(conn, body)
+    page = [assistant_json(row) for row in rows]
     if body.select:
         page = [{k: a[k] for k in body.select if k in a} for a in page]
     return _json(page)
@@ -62,13 +35,13 @@ async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State)
 @router.post("/count")
 async def count_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
-        return _json(len(await _matching(conn, body)))
+        return _json(await agents_service.count_matching(conn, body))
 
 
 @router.get("/{assistant_id}")
 async def get_assistant(assistant_id: str, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
-        return _json(assistant_json(await _find(conn, assistant_id)))
+        return _json(assistant_json(await agents_service.find_assistant(conn, assistant_id)))
 
 
 @router.get("/{assistant_id}/graph")
@@ -77,7 +50,7 @@ async def get_assistant_graph(
 ) -> JSONResponse:
     """The graph's nodes and edges, as LangGraph draws it."""
     async with state.pool.connection() as conn:
-        agent = await _find(conn, assistant_id)
+        agent = await agents_service.find_assistant(conn, assistant_id)
     drawable = graph_of(state, agent).get_graph(xray=xray)
     return _json(jsonable(drawable.to_json()))
 
@@ -86,7 +59,7 @@ async def get_assistant_graph(
 async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State) -> JSONResponse:
     """JSON schemas of the graph's input, output, state, config and context."""
     async with state.pool.connection() as conn:
-        agent = await _find(conn, assistant_id)
+        agent = await agents_service.find_assistant(conn, assistant_id)
     graph = graph_of(state, agent)
 
     def schema(name: str) -> Any:
@@ -113,7 +86,7 @@ async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State)
 async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State) -> JSONResponse:
     """A new assistant (admins): a copy of the agent `graph_id` names, with the changes given."""
     async with state.pool.connection() as conn:
-        base = await _find(conn, body.graph_id)
+        base = await agents_service.find_assistant(conn, body.graph_id)
         fields: dict[str, Any] = {
             "name": body.name or base["name"],
             "description": body.description
@@ -136,7 +109,7 @@ async def patch_assistant(
 ) -> JSONResponse:
     """Change an assistant (admins): name, description, `config.configurable` fields."""
     async with state.pool.connection() as conn:
-        agent = await _find(conn, assistant_id)
+        agent = await agents_service.find_assistant(conn, assistant_id)
         row = await agents_service.update(conn, agent["id"], body.agent_update())
     return _json(assistant_json(row))
 
@@ -145,6 +118,6 @@ async def patch_assistant(
 async def delete_assistant(assistant_id: str, _: AdminUser, state: State) -> Response:
     """Retire an assistant (admins); its threads stay readable."""
     async with state.pool.connection() as conn:
-        agent = await _find(conn, assistant_id)
-        await agents_store.soft_delete(conn, agent["id"])
+        agent = await agents_service.find_assistant(conn, assistant_id)
+        await agents_service.retire(conn, agent["id"])
     return Response(status_code=204)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentUser, Pool
 from api.schemas.onboarding import InterestAreaOut
-from storage import interests as interests_store
+from api.services import profiles
 from tools import TOOLS
 
 router = APIRouter(tags=["catalog"])
@@ -25,7 +25,7 @@ class ToolOut(BaseModel):
 async def interest_areas(pool: Pool) -> list[dict[str, Any]]:
     """The interest areas users choose from and agents are tagged with."""
     async with pool.connection() as conn:
-        return await interests_store.list_all(conn)
+        return await profiles.interest_areas(conn)
 
 
 @router.get("/tools", response_model=list[ToolOut])

@@ -8,11 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CurrentUser, CurrentUserId, Pool, State
-from api.errors import NotFound
 from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate
 from api.schemas.common import Page
 from api.services import chats as chats_service
-from storage import chats as chats_store
 
 router = APIRouter(prefix="/chats", tags=["chats"])
 
@@ -28,11 +26,11 @@ async def list_chats(
 ) -> dict[str, Any]:
     """Your chats, most recently active first."""
     async with pool.connection() as conn:
-        rows, total = await chats_store.list_page(
-            conn, user_id=user["id"], status=status_, agent_id=agent_id, limit=limit, offset=offset
+        items, total = await chats_service.page(
+            conn, user["id"], status=status_, agent_id=agent_id, limit=limit, offset=offset
         )
     return {
-        "items": [chats_service.chat_out(r) for r in rows],
+        "items": items,
         "total": total,
         "limit": limit,
         "offset": offset,
@@ -59,12 +57,9 @@ async def update_chat(
 ) -> dict[str, Any]:
     """Rename or archive (or unarchive) a chat."""
     async with pool.connection() as conn:
-        row = await chats_store.update_owned(
+        return await chats_service.update(
             conn, chat_id, user["id"], body.model_dump(include=body.model_fields_set)
         )
-    if row is None:
-        raise NotFound("Chat not found")
-    return chats_service.chat_out(row)
 
 
 @router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

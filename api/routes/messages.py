@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import CurrentUser, CurrentUserId, State
 from api.schemas.messages import MessageCreate, MessagePage, RunAnswer
 from api.services import messages as messages_service
-from api.sse import run_stream, wants_event_stream
+from api.wire.sse import run_stream, wants_event_stream
 from graphs.events import read_all
 
 router = APIRouter(prefix="/chats", tags=["messages"])

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import State
+from api.services.health import database_answers
 
 router = APIRouter(tags=["meta"])
 
@@ -23,10 +24,7 @@ def server_version() -> str:
 @router.get("/healthz")
 async def healthz(state: State) -> Any:
     """Liveness and database reachability."""
-    try:
-        async with state.pool.connection(timeout=5) as conn:
-            await conn.execute("SELECT 1")
-    except Exception:
+    if not await database_answers(state):
         return JSONResponse(
             status_code=503, content={"detail": "Database unavailable", "code": "unavailable"}
         )

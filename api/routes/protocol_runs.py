@@ -18,13 +18,11 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
-from api.errors import Conflict, NotFound
 from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs as service
-from api.services.chats import get_owned
-from api.sse import run_stream
+from api.services import runs as runs_service
+from api.wire.sse import parse_last_event_id, run_stream
 from graphs.events import Event
-from storage import runs as runs_store
 
 router = APIRouter(tags=["agent protocol: runs"])
 
@@ -124,37 +122,35 @@ async def list_runs(
     | None = None,
 ) -> JSONResponse:
     """The thread's runs, newest first."""
-    async with state.pool.connection() as conn:
-        await get_owned(conn, thread_id, user["id"])
-        rows, _ = await runs_store.list_for_chat(conn, thread_id, limit=1000, offset=0)
-    runs = [service.run_json(row) for row in rows]
-    if status is not None:
-        runs = [r for r in runs if r["status"] == status]
-    return _json(runs[offset : offset + limit])
+    rows, _ = await runs_service.list_for_chat(
+        state,
+        user["id"],
+        thread_id,
+        limit=limit,
+        offset=offset,
+        statuses=service.statuses(status) if status is not None else None,
+    )
+    return _json([service.run_json(row) for row in rows])
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
-    return _json(service.run_json(await service.owned_run(state, user, thread_id, run_id)))
+    run = await runs_service.get_owned(state, user["id"], run_id, chat_id=thread_id)
+    return _json(service.run_json(run))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 async def delete_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> Response:
     """Delete a finished run's record (its checkpoints stay in the thread)."""
-    run = await service.owned_run(state, user, thread_id, run_id)
-    if run["status"] in ("pending", "running"):
-        raise Conflict("The run is still active; cancel it first")
-    async with state.pool.connection() as conn:
-        await runs_store.delete(conn, run_id)
+    await runs_service.delete_ended(state, user["id"], run_id, thread_id)
     return Response(status_code=204)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     """Wait for the run to end; answers the thread's values."""
-    run = await service.owned_run(state, user, thread_id, run_id)
-    active = run["status"] in ("pending", "running")
-    events = await state.runs.events(run_id, active=active)
+    run = await runs_service.get_owned(state, user["id"], run_id, chat_id=thread_id)
+    events = await runs_service.events(state, run)
     if events is None:
         # Its events have expired: the run ended long ago, the thread's state is the answer.
         events = _Ended()
@@ -183,12 +179,8 @@ async def join_stream(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """The run's events after `Last-Event-ID`, then live until `end`."""
-    run = await service.owned_run(state, user, thread_id, run_id)
-    active = run["status"] in ("pending", "running")
-    events = await state.runs.events(run_id, active=active)
-    if events is None:
-        raise NotFound("Run not found, or its events have expired")
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    run, events = await runs_service.owned_events(state, user["id"], run_id, chat_id=thread_id)
+    after = parse_last_event_id(last_event_id)  # unusable: ignored, a full replay
     cancel = functools.partial(state.runs.request_stop, run_id) if cancel_on_disconnect else None
     return run_stream(
         events,
@@ -209,9 +201,8 @@ async def cancel_run(
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> Response:
     """Stop the run (`interrupt` keeps what it checkpointed, `rollback` removes it)."""
-    run = await service.owned_run(state, user, thread_id, run_id)
-    if run["status"] in ("pending", "running"):
-        rollback = action == "rollback"
-        await state.runs.stop(run_id, "interrupted", wait=10 if wait else None, rollback=rollback)
-    run = await service.owned_run(state, user, thread_id, run_id)
+    run, _ = await runs_service.stop(
+        state, user["id"], run_id, "interrupted", chat_id=thread_id,
+        wait=10 if wait else None, rollback=action == "rollback",
+    )  # fmt: skip
     return _json(service.run_json(run), headers=None) if wait else Response(status_code=202)

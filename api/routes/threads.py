@@ -10,7 +10,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
-from api.errors import NotFound
 from api.schemas.protocol import (
     HistoryQuery,
     StateUpdate,
@@ -20,7 +19,6 @@ from api.schemas.protocol import (
 )
 from api.services import chats as chats_service
 from api.services import threads as service
-from storage import threads as threads_store
 
 router = APIRouter(prefix="/threads", tags=["agent protocol: threads"])
 
@@ -38,28 +36,12 @@ async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State
 @router.post("/search")
 async def search_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
     """Your threads (never anyone else's, whatever the filter), newest first by default."""
-    async with state.pool.connection() as conn:
-        rows = await threads_store.search(
-            conn,
-            user["id"],
-            metadata=body.metadata,
-            ids=body.ids,
-            status=body.status,
-            sort_by=body.sort_by or "created_at",
-            descending=(body.sort_order or "desc") == "desc",
-            limit=body.limit,
-            offset=body.offset,
-        )
-    return _json([await service.thread_json(state, row) for row in rows])
+    return _json(await service.search(state, user["id"], body))
 
 
 @router.post("/count")
 async def count_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
-    async with state.pool.connection() as conn:
-        total = await threads_store.count(
-            conn, user["id"], metadata=body.metadata, ids=body.ids, status=body.status
-        )
-    return _json(total)
+    return _json(await service.count(state, user["id"], body))
 
 
 @router.get("/{thread_id}")
@@ -72,10 +54,7 @@ async def patch_thread(
     thread_id: UUID, body: ThreadPatch, user: CurrentUser, state: State
 ) -> JSONResponse:
     """Merge `metadata` into the thread's."""
-    async with state.pool.connection() as conn:
-        if await threads_store.merge_metadata(conn, user["id"], thread_id, body.metadata) is None:
-            raise NotFound(service.THREAD_NOT_FOUND)
-    return _json(await service.thread_json(state, await service.owned(state, user, thread_id)))
+    return _json(await service.merge_metadata(state, user, thread_id, body.metadata))
 
 
 @router.delete("/{thread_id}", status_code=204)

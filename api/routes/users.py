@@ -22,7 +22,6 @@ from api.schemas.onboarding import (
 )
 from api.services import auth as auth_service
 from api.services import profiles
-from storage import interests as interests_store
 
 router = APIRouter(prefix="/users/me", tags=["users"])
 
@@ -58,7 +57,7 @@ async def onboarding_status(user: CurrentUser, pool: Pool) -> dict[str, Any]:
 async def onboarding_options(_: CurrentUser, pool: Pool) -> dict[str, Any]:
     """Every value the questionnaire accepts, for building its form."""
     async with pool.connection() as conn:
-        areas = await interests_store.list_all(conn)
+        areas = await profiles.interest_areas(conn)
     return {
         "professional_roles": _options(ProfessionalRoleEnum),
         "experience_levels": _options(ExperienceLevelEnum),

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from graphs.protocol import STREAM_MODES
+from api.wire.protocol import STREAM_MODES
+from graphs.runtime.inputs import ProtocolInput
 
 
 class RunCommand(BaseModel):
@@ -78,17 +79,19 @@ class RunCreate(BaseModel):
             raise ValueError("send either input or command, not both")
         return self
 
-    def graph_request(self) -> dict[str, Any]:
-        """What the run executes, as stored with it (JSON)."""
-        checkpoint_id = self.checkpoint_id or (self.checkpoint and self.checkpoint.checkpoint_id)
-        return {
-            "input": self.input,
-            "command": self.command.model_dump(exclude_none=True) if self.command else None,
-            "config": self.config.model_dump(exclude_none=True) if self.config else None,
-            "metadata": self.metadata or {},
-            "stream_mode": self.stream_mode,
-            "stream_subgraphs": self.stream_subgraphs,
-            "checkpoint_id": checkpoint_id,
-            "interrupt_before": self.interrupt_before,
-            "interrupt_after": self.interrupt_after,
-        }
+    def graph_request(self) -> ProtocolInput:
+        """What the run executes, as stored with it."""
+        checkpoint = self.checkpoint.checkpoint_id if self.checkpoint else None
+        checkpoint_id = self.checkpoint_id or checkpoint
+        return ProtocolInput(
+            kind="protocol",
+            input=self.input,
+            command=self.command.model_dump(exclude_none=True) if self.command else None,
+            config=self.config.model_dump(exclude_none=True) if self.config else None,
+            metadata=self.metadata or {},
+            stream_mode=self.stream_mode,
+            stream_subgraphs=self.stream_subgraphs,
+            checkpoint_id=checkpoint_id,
+            interrupt_before=self.interrupt_before,
+            interrupt_after=self.interrupt_after,
+        )

@@ -11,7 +11,8 @@ import psycopg
 
 from api.errors import Conflict, InvalidInput, NotFound
 from api.schemas.agents import AgentCreate, AgentUpdate
-from graphs.models import UnknownModel, parse_model_name
+from api.schemas.protocol import AssistantSearch
+from graphs.models import parse_model_name
 from storage import agents as agents_store
 from storage import interests as interests_store
 from storage.db import Conn
@@ -35,10 +36,7 @@ def agent_out(row: dict[str, Any]) -> dict[str, Any]:
 async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
     model_name = fields.get("model_name")
     if model_name is not None:
-        try:
-            parse_model_name(model_name)
-        except UnknownModel as exc:
-            raise InvalidInput(str(exc)) from None
+        parse_model_name(model_name)  # UnknownModel: a 422 (api/errors.py)
     unknown_tools = [t for t in fields.get("tools_enabled") or [] if t not in TOOLS]
     if unknown_tools:
         known = ", ".join(sorted(TOOLS)) or "none"
@@ -78,3 +76,85 @@ async def update(conn: Conn, agent_id: UUID, dto: AgentUpdate) -> dict[str, Any]
     if row is None:
         raise NotFound("Agent not found")
     return row
+
+
+async def get(conn: Conn, agent_id: UUID) -> dict[str, Any]:
+    """A live agent; 404 otherwise."""
+    row = await agents_store.get(conn, agent_id)
+    if row is None:
+        raise NotFound("Agent not found")
+    return row
+
+
+async def page(
+    conn: Conn, *, limit: int, offset: int, recommended_for: UUID | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of live agents (by name, or best match for ``recommended_for``) and how many
+    there are."""
+    rows = await agents_store.list_page(
+        conn, limit=limit, offset=offset, recommended_for=recommended_for
+    )
+    return rows, await agents_store.count(conn)
+
+
+async def retire(conn: Conn, agent_id: UUID) -> None:
+    """Soft-delete an agent: its chats stay readable, new chats with it are refused."""
+    if not await agents_store.soft_delete(conn, agent_id):
+        raise NotFound("Agent not found")
+
+
+# The Agent Protocol's sort keys, as the agent's own.
+_ASSISTANT_ORDER = {"assistant_id": "id", "graph_id": "slug"}
+
+
+async def search(conn: Conn, query: AssistantSearch) -> list[dict[str, Any]]:
+    """The live agents an assistant search matches, sorted and paged in SQL."""
+    if query.metadata:
+        # Assistants carry no metadata of their own, so only an empty filter matches.
+        return []
+    key = query.sort_by or "created_at"
+    return await agents_store.search(
+        conn,
+        slug=query.graph_id,
+        name=query.name,
+        order=_ASSISTANT_ORDER.get(key, key),
+        descending=(query.sort_order or "desc") == "desc",
+        limit=query.limit,
+        offset=query.offset,
+    )
+
+
+async def count_matching(conn: Conn, query: AssistantSearch) -> int:
+    if query.metadata:
+        return 0
+    return await agents_store.count_matching(conn, slug=query.graph_id, name=query.name)
+
+
+def assistant_ref(assistant_id: str) -> UUID | str:
+    """An assistant is named by its UUID or by its graph name (slug)."""
+    try:
+        return UUID(assistant_id)
+    except ValueError:
+        return assistant_id
+
+
+async def unknown_assistant(conn: Conn, assistant_id: str) -> InvalidInput:
+    """The 422 for a run naming an assistant that is no live agent, listing those that are."""
+    rows = await agents_store.list_page(conn, limit=100, offset=0)
+    graphs = ", ".join(row["slug"] for row in rows)
+    return InvalidInput(
+        f"Invalid assistant: {assistant_id!r}. Must be either:\n"
+        f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
+    )
+
+
+async def find_assistant(conn: Conn, assistant_id: str) -> dict[str, Any]:
+    """The live agent named by its UUID or its graph id (slug); 404 naming it otherwise."""
+    ref = assistant_ref(assistant_id)
+    if isinstance(ref, UUID):
+        agent = await agents_store.get(conn, ref)
+    else:
+        agent = await agents_store.get_by_slug(conn, ref)
+    if agent is None:
+        raise NotFound(f"Assistant {assistant_id!r} not found")
+    return agent

@@ -11,6 +11,7 @@ from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import users as users_store
 from storage.db import Conn
+from storage.types import ChatStatus
 
 
 def chat_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -35,11 +36,13 @@ async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -
     raise Conflict("This agent has been retired; pick another one")
 
 
-async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any]:
+async def get_owned(
+    conn: Conn, chat_id: UUID, user_id: UUID, *, not_found: str = "Chat not found"
+) -> dict[str, Any]:
     """The chat if ``user_id`` owns it; 404 otherwise, whether or not it exists."""
     row = await chats_store.get_owned(conn, chat_id, user_id)
     if row is None:
-        raise NotFound("Chat not found")
+        raise NotFound(not_found)
     return row
 
 
@@ -57,3 +60,29 @@ async def delete(
         if not await chats_store.delete_owned(conn, chat_id, user_id):
             raise NotFound(not_found)
     await state.runs.threads.delete(chat_id)
+
+
+async def page(
+    conn: Conn,
+    user_id: UUID,
+    *,
+    status: ChatStatus | None,
+    agent_id: UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the user's chats, most recently active first, and how many match."""
+    rows, total = await chats_store.list_page(
+        conn, user_id=user_id, status=status, agent_id=agent_id, limit=limit, offset=offset
+    )
+    return [chat_out(row) for row in rows], total
+
+
+async def update(
+    conn: Conn, chat_id: UUID, user_id: UUID, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Rename, archive or unarchive the user's chat; 404 if it is not theirs."""
+    row = await chats_store.update_owned(conn, chat_id, user_id, fields)
+    if row is None:
+        raise NotFound("Chat not found")
+    return chat_out(row)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
+from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
 from api.services.chats import get_owned
 from api.state import AppState
+from api.wire.native import is_visible, to_api
 from graphs.events import Event, EventSource
-from graphs.messages import is_visible, to_api
-from graphs.runtime import ChatBusy, ShuttingDown
 from storage import turns as turns_store
 from storage.types import MultitaskStrategy
 
@@ -51,19 +50,15 @@ async def send(
         )
     if agent["deleted_at"] is not None:
         raise Conflict("This chat's agent has been retired; start a chat with another agent")
-    try:
-        return await state.runs.start(
-            chat=chat,
-            agent=agent,
-            user_id=user_id,
-            content=content,
-            profile=profile(turn.user, turn.interests),
-            strategy=strategy,
-        )
-    except ChatBusy as busy:
-        raise Conflict(f"The chat already has an active run: {busy.active_run_id}") from None
-    except ShuttingDown:
-        raise Unavailable("The server is shutting down; retry on another instance") from None
+    # ChatBusy and ShuttingDown are answered by api/errors.py.
+    return await state.runs.start(
+        chat=chat,
+        agent=agent,
+        user_id=user_id,
+        content=content,
+        profile=profile(turn.user, turn.interests),
+        strategy=strategy,
+    )
 
 
 def answer(run: dict[str, Any], events: list[Event]) -> dict[str, Any]:

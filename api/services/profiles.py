@@ -15,6 +15,11 @@ from storage.db import Conn
 DEFAULT_PRIORITY = 3
 
 
+async def interest_areas(conn: Conn) -> list[dict[str, Any]]:
+    """The interest areas users choose from and agents are tagged with."""
+    return await interests_store.list_all(conn)
+
+
 async def profile(conn: Conn, user: dict[str, Any]) -> dict[str, Any]:
     """The user's professional profile as the API shows it."""
     data = user["onboarding_data"] or {}

@@ -5,58 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
-from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
+from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.schemas.protocol_runs import RunCreate
 from api.services import chats as chats_service
+from api.services.agents import assistant_ref, unknown_assistant
 from api.services.messages import profile
 from api.state import AppState
+from api.wire.protocol import jsonable
 from graphs.events import Event, EventSource, read_all
-from graphs.protocol import jsonable
-from graphs.runtime import ChatBusy, ShuttingDown
 from storage import agents as agents_store
 from storage import chats as chats_store
-from storage import runs as runs_store
 from storage import turns as turns_store
 from storage.db import Conn
+from storage.types import RunStatus
 
 log = logging.getLogger(__name__)
 
 THREAD_NOT_FOUND = "Thread or assistant not found."
 # Ours are the statuses of native runs; the protocol knows no "cancelled".
 PROTOCOL_STATUS = {"cancelled": "interrupted"}
-
-
-def assistant_ref(assistant_id: str) -> UUID | str:
-    """An assistant is named by its UUID or by its graph name (slug)."""
-    try:
-        return UUID(assistant_id)
-    except ValueError:
-        return assistant_id
-
-
-async def unknown_assistant(conn: Conn, assistant_id: str) -> InvalidInput:
-    """The 422 for an assistant that names no live agent, listing those that exist."""
-    rows = await agents_store.list_page(conn, limit=100, offset=0)
-    graphs = ", ".join(row["slug"] for row in rows)
-    return InvalidInput(
-        f"Invalid assistant: {assistant_id!r}. Must be either:\n"
-        f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
-    )
-
-
-async def resolve_assistant(conn: Conn, assistant_id: str) -> dict[str, Any]:
-    """The live agent named by its UUID or its graph name (slug); 422 otherwise."""
-    ref = assistant_ref(assistant_id)
-    if isinstance(ref, UUID):
-        agent = await agents_store.get(conn, ref)
-    else:
-        agent = await agents_store.get_by_slug(conn, ref)
-    if agent is None:
-        raise await unknown_assistant(conn, assistant_id)
-    return agent
 
 
 async def _thread(
@@ -106,19 +76,15 @@ async def start(
             chat = await chats_store.insert(conn, user_id=user_id, agent_id=agent["id"], title=None)
         else:
             chat = await _thread(conn, user_id, thread_id, turn.chat, agent, body.if_not_exists)
-    try:
-        run, events = await state.runs.start_protocol(
-            chat=chat,
-            agent=agent,
-            user_id=user_id,
-            request=body.graph_request(),
-            profile=profile(turn.user, turn.interests),
-            strategy=body.multitask_strategy,
-        )
-    except ChatBusy as busy:
-        raise Conflict(f"Thread is busy with run {busy.active_run_id}") from None
-    except ShuttingDown:
-        raise Unavailable("The server is shutting down; retry on another instance") from None
+    # ChatBusy and ShuttingDown are answered by api/errors.py.
+    run, events = await state.runs.start_protocol(
+        chat=chat,
+        agent=agent,
+        user_id=user_id,
+        request=body.graph_request(),
+        profile=profile(turn.user, turn.interests),
+        strategy=body.multitask_strategy,
+    )
     if thread_id is None and body.on_completion == "delete" and delete_when_done:
         deletion = state.runs.background(delete_after_run(state, run, user_id))
         events = _EndAfter(events, deletion)
@@ -160,14 +126,9 @@ async def delete_stateless_thread(state: AppState, run: dict[str, Any], user_id:
         log.exception("could not delete the thread of stateless run %s", run["id"])
 
 
-async def owned_run(
-    state: AppState, user: dict[str, Any], thread_id: UUID, run_id: UUID
-) -> dict[str, Any]:
-    async with state.pool.connection() as conn:
-        run = await runs_store.get_owned(conn, run_id, user["id"])
-    if run is None or run["chat_id"] != thread_id:
-        raise NotFound("Run not found")
-    return run
+def statuses(status: str) -> list[RunStatus]:
+    """The stored statuses a protocol status filter means (``timeout``: none, never stored)."""
+    return [ours for ours in get_args(RunStatus) if PROTOCOL_STATUS.get(ours, ours) == status]
 
 
 def run_json(run: dict[str, Any]) -> dict[str, Any]:

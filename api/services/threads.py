@@ -6,9 +6,10 @@ from typing import Any, cast
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
-from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate
+from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 from api.state import AppState
-from graphs.protocol import jsonable, stamp_messages
+from api.wire.protocol import jsonable
+from graphs.runtime.inputs import stamp_messages
 from storage import agents as agents_store
 from storage import threads as threads_store
 from storage import users as users_store
@@ -246,3 +247,37 @@ async def create(state: AppState, user_id: UUID, body: ThreadCreate) -> dict[str
     # Just created: idle, and nothing in it yet; no need to read it back.
     thread = {**row, "graph_id": agent["slug"] if agent else None, "protocol_status": "idle"}
     return _thread_out(thread, {}, {})
+
+
+async def search(state: AppState, user_id: UUID, body: ThreadSearch) -> list[dict[str, Any]]:
+    """The user's threads a search matches, as the protocol shows them (never another's)."""
+    async with state.pool.connection() as conn:
+        rows = await threads_store.search(
+            conn,
+            user_id,
+            metadata=body.metadata,
+            ids=body.ids,
+            status=body.status,
+            sort_by=body.sort_by or "created_at",
+            descending=(body.sort_order or "desc") == "desc",
+            limit=body.limit,
+            offset=body.offset,
+        )
+    return [await thread_json(state, row) for row in rows]
+
+
+async def count(state: AppState, user_id: UUID, body: ThreadSearch) -> int:
+    async with state.pool.connection() as conn:
+        return await threads_store.count(
+            conn, user_id, metadata=body.metadata, ids=body.ids, status=body.status
+        )
+
+
+async def merge_metadata(
+    state: AppState, user: dict[str, Any], thread_id: UUID, metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge ``metadata`` into the user's thread; the thread as it is afterwards."""
+    async with state.pool.connection() as conn:
+        if await threads_store.merge_metadata(conn, user["id"], thread_id, metadata) is None:
+            raise NotFound(THREAD_NOT_FOUND)
+    return await thread_json(state, await owned(state, user, thread_id))

@@ -3,7 +3,9 @@
 ``Runtime`` is the one door the API (and the worker) uses. Behind it, each part has one job:
 
 - ``scheduling``: start, queue, claim and stop runs; the multitask strategies (Postgres decides).
-- ``execution``: one run's lifecycle, driven by its input (a native message or a protocol run).
+- ``execution``: one run's lifecycle, driven by its input (a native message or a protocol run);
+  what it streams goes to the run's ``EventWriter``, a wire format the API supplies.
+- ``inputs``: what a run executes, as stored in ``runs.input``, validated when read back.
 - ``liveness``: heartbeats, recovery of runs whose process died, the drain at shutdown.
 - ``threads``: the compiled graphs and what is read of a chat's thread.
 - ``graphs.events`` / ``graphs.redis_logs``: the event logs, in memory or in Redis Streams.
@@ -25,10 +27,11 @@ import anyio
 
 from graphs.events import EventLogs, EventSource
 from graphs.runtime.execution import Executor
+from graphs.runtime.inputs import NativeInput, ProtocolInput
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.scheduling import Scheduler
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ShuttingDown
+from graphs.runtime.types import ChatBusy, ShuttingDown, WriterFactory
 from storage import runs as runs_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
@@ -50,6 +53,7 @@ class Runtime:
         pool: PoolType,
         checkpointer: Checkpointer,
         *,
+        writers: WriterFactory,
         default_model: str,
         retention_seconds: float = 600,
         heartbeat_seconds: float = 5,
@@ -72,7 +76,7 @@ class Runtime:
             self.logs = RedisEventLogs(redis, self._is_active, retention_seconds)
         else:
             self.logs = EventLogs(retention_seconds)
-        self.executor = Executor(pool, self.threads, self.logs)
+        self.executor = Executor(pool, self.threads, self.logs, writers)
         self.liveness = Liveness(
             pool, self.logs, self.executor.tasks, self._chat_is_free,
             heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
@@ -153,8 +157,8 @@ class Runtime:
         running one (its checkpoints stay); ``rollback`` stops it and removes its checkpoints.
         Raises ``ShuttingDown`` once the server is draining.
         """
-        payload = {"content": content, "profile": profile}
-        return await self.scheduler.start(chat, agent, user_id, payload, strategy)
+        run_input = NativeInput(content=content, profile=profile)
+        return await self.scheduler.start(chat, agent, user_id, run_input, strategy)
 
     async def start_protocol(
         self,
@@ -162,14 +166,14 @@ class Runtime:
         chat: dict[str, Any],
         agent: dict[str, Any],
         user_id: UUID,
-        request: dict[str, Any],
+        request: ProtocolInput,
         profile: dict[str, Any] | None,
         strategy: MultitaskStrategy = "enqueue",
     ) -> tuple[dict[str, Any], EventSource]:
         """A run of the Agent Protocol: ``request`` holds its input or command, stream modes,
-        config, metadata, checkpoint and interrupt points (JSON, stored with the run)."""
-        payload = {"kind": "protocol", **request, "profile": profile}
-        return await self.scheduler.start(chat, agent, user_id, payload, strategy)
+        config, metadata, checkpoint and interrupt points (stored with the run)."""
+        run_input = request.model_copy(update={"profile": profile})
+        return await self.scheduler.start(chat, agent, user_id, run_input, strategy)
 
     async def events(self, run_id: UUID, *, active: bool) -> EventSource | None:
         """A reader of the run's events; ``None`` once they have expired (or never were here).
@@ -196,8 +200,11 @@ class Runtime:
         await self.scheduler.wait_ended(run_id, seconds)
 
 
-async def open_runtime(settings: Any, pool: PoolType, *, execute: bool) -> Runtime:
-    """The runtime ``settings`` describe (a ``api.settings.Settings``), opened."""
+async def open_runtime(
+    settings: Any, pool: PoolType, *, writers: WriterFactory, execute: bool
+) -> Runtime:
+    """The runtime ``settings`` describe (a ``api.settings.Settings``), opened; ``writers``
+    gives each run the wire format of the API it came from."""
     redis = None
     if settings.redis_url:
         from graphs.redis_logs import connect
@@ -213,6 +220,7 @@ async def open_runtime(settings: Any, pool: PoolType, *, execute: bool) -> Runti
     runtime = Runtime(
         pool,
         Checkpointer(pool),
+        writers=writers,
         default_model=settings.effective_default_model,
         retention_seconds=settings.run_log_retention_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,

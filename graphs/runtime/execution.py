@@ -1,10 +1,11 @@
-"""One run's lifecycle: stream the graph, write every event to the run's log, record the end.
+"""One run's lifecycle: drive the graph, tell the run's writer what it streams, record the end.
 
 A run is a background task; the HTTP request that started it only reads its log, so a slow or
-vanished client never slows or stops it. Two ways to drive the graph, one per kind of input:
-a native message (``message``/``token``/``tool_call``/``tool_result`` events) and an Agent
-Protocol request (the stream modes it asked for). Both count usage and messages as they stream
-and end the same way (``_finish``), shielded so a cancelled run still records its end.
+vanished client never slows or stops it. The input decides how the graph is called (a native
+message, or an Agent Protocol request with its command, checkpoint and stream modes); the
+writer the API supplied for it decides which events that makes. Every run counts its usage and
+messages as it streams and ends the same way (``_finish``), shielded so a cancelled run still
+records its end.
 """
 
 from __future__ import annotations
@@ -12,33 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    HumanMessage,
-    ToolMessage,
-)
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.types import Command
 
 from graphs.events import EventLogs, RunLog
-from graphs.messages import to_api
-from graphs.protocol import Translator, graph_modes, jsonable, stamp_messages
-from graphs.runtime.streams import (
-    add_usage,
-    first_event,
-    first_text,
-    pauses,
-    title_from,
-    updated_messages,
-)
+from graphs.runtime.inputs import NativeInput, ProtocolInput, RunInput, stamp_messages
+from graphs.runtime.streams import add_usage, first_text, pauses, title_from, updated_messages
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import RunContext
+from graphs.runtime.types import RunContext, WriterFactory
+from graphs.spec import AgentContext, AgentSpec
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage.db import PoolType
@@ -53,18 +41,34 @@ class Executor:
     run that ends (both set by the scheduler).
     """
 
-    def __init__(self, pool: PoolType, threads: Threads, logs: EventLogs) -> None:
+    def __init__(
+        self, pool: PoolType, threads: Threads, logs: EventLogs, writers: WriterFactory
+    ) -> None:
         self.pool = pool
         self.threads = threads
         self.logs = logs
+        self.writers = writers
         self.tasks: dict[UUID, asyncio.Task[None]] = {}
         self._stopped: dict[UUID, str] = {}
         self.wait_turn: Callable[[UUID, str], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
 
+    def context(
+        self,
+        run: dict[str, Any],
+        spec: AgentSpec,
+        run_input: RunInput,
+        context: AgentContext,
+        needs_closing: bool | None = None,
+    ) -> RunContext:
+        """A new run's working set, with a fresh log and the writer for its kind of input."""
+        run_log = self.logs.create(run["id"])
+        writer = self.writers(run_log, run, run_input)
+        return RunContext(run, spec, run_log, run_input, writer, context, needs_closing)
+
     def launch(self, ctx: RunContext) -> RunLog:
         """Start the run's task; its log (already holding the first event) is returned."""
-        ctx.log.append(*first_event(ctx.run))
+        ctx.writer.opened()
         task = asyncio.create_task(self._execute(ctx), name=f"run-{ctx.run_id}")
         self.tasks[ctx.run_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(ctx.run_id, None))
@@ -84,8 +88,7 @@ class Executor:
         try:
             if ctx.run["status"] == "pending" and self.wait_turn is not None:
                 await self.wait_turn(ctx.run_id, ctx.chat_id)
-            graph = self.threads.graphs.get(ctx.spec)
-            await (self._protocol(ctx, graph) if ctx.protocol else self._native(ctx, graph))
+            await self._stream(ctx)
         except asyncio.CancelledError:
             ctx.status = self._stopped.pop(ctx.run_id, "interrupted")  # type: ignore[assignment]
             ctx.error = None if ctx.status == "cancelled" else "Stopped before it finished"
@@ -94,101 +97,18 @@ class Executor:
             # The reason goes to the log, never to the client: it may hold internals.
             log.exception("run %s failed", ctx.run_id)
             ctx.status, ctx.error = "error", type(exc).__name__
-            message = "The agent could not answer. Try again."
-            if ctx.protocol:
-                ctx.log.append("error", {"error": type(exc).__name__, "message": message})
-            else:
-                ctx.log.append("error", {"code": "run_failed", "message": message})
+            ctx.writer.failed(type(exc).__name__)
         finally:
             await asyncio.shield(self._finish(ctx))
 
-    async def _native(self, ctx: RunContext, graph: Any) -> None:
-        """Answer one message: the user's message, tokens, tool rounds, the answer."""
-        human = HumanMessage(
-            content=ctx.payload.get("content") or "",
-            id=str(uuid.uuid4()),
-            response_metadata={"created_at": datetime.now(UTC).isoformat()},
-        )
-        # Thread order: answers to a stopped run's tool calls, then the new message.
-        closing = await self._closing_messages(ctx)
-        ctx.tally.added += len(closing) + 1
-        message: BaseMessage
-        for message in closing:
-            self._emit_message(ctx, message)
-        ctx.log.append("message", to_api(human, ctx.chat_id))
-        config = {
-            "configurable": {"thread_id": ctx.chat_id},
-            "run_id": ctx.run_id,
-            # Stamped on every checkpoint, so a rollback can find what this run wrote.
-            "metadata": {"run_id": str(ctx.run_id)},
-        }
-        async for mode, part in graph.astream(
-            {"messages": [*closing, human]},
-            config=config,
-            context=ctx.context,
-            stream_mode=["messages", "updates", "checkpoints"],
-        ):
-            if mode == "messages":
-                chunk, _ = part
-                if isinstance(chunk, AIMessageChunk) and (delta := chunk.text):
-                    ctx.log.append("token", {"message_id": chunk.id, "delta": delta})
-            elif mode == "checkpoints":
-                self.threads.remember(part)
-            else:
-                ctx.tally.paused |= pauses(part)
-                for message in updated_messages(part):
-                    ctx.tally.added += 1
-                    self._emit_message(ctx, message)
+    async def _stream(self, ctx: RunContext) -> None:
+        """Call the graph as the input asks and hand every part to the run's writer."""
+        graph = self.threads.graphs.get(ctx.spec)
+        graph_input, options = await self._call(ctx)
+        writer, subgraphs = ctx.writer, bool(options.get("subgraphs"))
+        options["stream_mode"] = sorted({*writer.modes, "updates", "checkpoints"})
 
-    async def _protocol(self, ctx: RunContext, graph: Any) -> None:
-        """Run the graph as the Agent Protocol asks, writing the events it asked for."""
-        payload = ctx.payload
-        command = payload.get("command")
-        if command or payload.get("checkpoint_id"):
-            # A command may rewrite the state, a fork starts elsewhere: count by reading.
-            ctx.tally.exact = False
-        graph_input: Any
-        if command:
-            graph_input = Command(
-                resume=command.get("resume"),
-                update=command.get("update"),
-                goto=command.get("goto") or (),
-            )
-        else:
-            graph_input = stamp_messages(payload.get("input"))
-            if isinstance(graph_input, dict) and graph_input.get("messages"):
-                closing = await self._closing_messages(ctx)
-                graph_input["messages"] = [*closing, *graph_input["messages"]]
-                ctx.tally.added += len(graph_input["messages"])
-        configurable: dict[str, Any] = {"thread_id": ctx.chat_id}
-        if payload.get("checkpoint_id"):
-            configurable["checkpoint_id"] = payload["checkpoint_id"]
-        config: dict[str, Any] = {
-            **(payload.get("config") or {}),
-            "configurable": configurable,
-            "run_id": ctx.run_id,
-            "metadata": {
-                **(payload.get("metadata") or {}),
-                "run_id": str(ctx.run_id),
-                "thread_id": ctx.chat_id,
-                "assistant_id": str(ctx.spec.id),
-                "graph_id": ctx.spec.slug,
-                "run_attempt": 1,
-            },
-        }
-        requested = payload.get("stream_mode") or ["values"]
-        subgraphs = bool(payload.get("stream_subgraphs"))
-        translator = Translator(requested)
-        options = {
-            "config": config,
-            "context": ctx.context,
-            "stream_mode": [*graph_modes(requested), "checkpoints"],
-            "subgraphs": subgraphs,
-            "interrupt_before": payload.get("interrupt_before"),
-            "interrupt_after": payload.get("interrupt_after"),
-        }
-
-        def emit(part: Any) -> None:
+        def take(part: Any) -> None:
             namespace, (mode, data) = (part[0], part[1:]) if subgraphs else ((), part)
             if mode == "checkpoints":
                 if not namespace:
@@ -200,46 +120,84 @@ class Executor:
                     ctx.tally.added += 1
                     if isinstance(message, AIMessage):
                         add_usage(ctx.usage, message)
-            for name, event_data, text in translator.feed(mode, data, tuple(namespace)):
-                ctx.log.append(name, event_data, text)
+            if mode in writer.modes:
+                writer.part(tuple(namespace), mode, data)
 
-        if "events" in requested:
+        if writer.events:
             async for event in graph.astream_events(graph_input, version="v2", **options):
-                ctx.log.append("events", jsonable(event))
+                writer.event(event)
                 if event["event"] == "on_chain_stream" and not event.get("parent_ids"):
-                    emit(event["data"]["chunk"])
+                    take(event["data"]["chunk"])
         else:
             async for part in graph.astream(graph_input, **options):
-                emit(part)
+                take(part)
 
-    def _emit_message(self, ctx: RunContext, message: BaseMessage) -> None:
-        if isinstance(message, AIMessage):
-            add_usage(ctx.usage, message)
-            for call in message.tool_calls:
-                ctx.log.append(
-                    "tool_call",
-                    {
-                        "message_id": message.id,
-                        "tool_call_id": call["id"],
-                        "name": call["name"],
-                        "args": call["args"],
-                    },
-                )
-        elif isinstance(message, ToolMessage):
-            ctx.log.append(
-                "tool_result",
-                {
-                    "tool_call_id": message.tool_call_id,
-                    "name": message.name,
-                    "content": message.text,
-                    "is_error": message.status == "error",
-                },
+    async def _call(self, ctx: RunContext) -> tuple[Any, dict[str, Any]]:
+        """The graph's input and ``astream`` options for this run's input."""
+        configurable: dict[str, Any] = {"thread_id": ctx.chat_id}
+        # Stamped on every checkpoint, so a rollback can find what this run wrote.
+        metadata: dict[str, Any] = {"run_id": str(ctx.run_id)}
+        if isinstance(ctx.input, NativeInput):
+            human = HumanMessage(
+                content=ctx.input.content,
+                id=str(uuid.uuid4()),
+                response_metadata={"created_at": datetime.now(UTC).isoformat()},
             )
-        ctx.log.append("message", to_api(message, ctx.chat_id))
+            # Thread order: answers to a stopped run's tool calls, then the new message.
+            messages: list[BaseMessage] = [*await self._closing_messages(ctx), human]
+            ctx.tally.added += len(messages)
+            ctx.writer.added(messages)
+            config = {"configurable": configurable, "run_id": ctx.run_id, "metadata": metadata}
+            return {"messages": messages}, {"config": config, "context": ctx.context}
+        request: ProtocolInput = ctx.input
+        graph_input: Any
+        if request.command or request.checkpoint_id:
+            # A command may rewrite the state, a fork starts elsewhere: count by reading.
+            ctx.tally.exact = False
+        if request.command:
+            command: Mapping[str, Any] = request.command
+            graph_input = Command(
+                resume=command.get("resume"),
+                update=command.get("update"),
+                goto=command.get("goto") or (),
+            )
+        else:
+            graph_input = stamp_messages(request.input)
+            if isinstance(graph_input, dict) and graph_input.get("messages"):
+                closing = await self._closing_messages(ctx)
+                graph_input["messages"] = [*closing, *graph_input["messages"]]
+                ctx.tally.added += len(graph_input["messages"])
+                ctx.writer.added(closing)
+        if request.checkpoint_id:
+            configurable["checkpoint_id"] = request.checkpoint_id
+        config = {
+            **(request.config or {}),
+            "configurable": configurable,
+            "run_id": ctx.run_id,
+            "metadata": {
+                **request.metadata,
+                **metadata,
+                "thread_id": ctx.chat_id,
+                "assistant_id": str(ctx.spec.id),
+                "graph_id": ctx.spec.slug,
+                "run_attempt": 1,
+            },
+        }
+        return graph_input, {
+            "config": config,
+            "context": ctx.context,
+            "subgraphs": request.stream_subgraphs,
+            "interrupt_before": request.interrupt_before,
+            "interrupt_after": request.interrupt_after,
+        }
 
     async def _finish(self, ctx: RunContext) -> None:
         try:
-            content = ctx.payload.get("content") or first_text(ctx.payload.get("input"))
+            run_input = ctx.input
+            if isinstance(run_input, NativeInput):
+                content = run_input.content
+            else:
+                content = first_text(run_input.input)
             # Counted as they streamed on the common path; read back from the thread otherwise.
             counted = ctx.status == "success" and ctx.tally.exact
             paused, count = ctx.tally.paused, None

@@ -7,8 +7,11 @@ not parse ends its run with a clear error instead of crashing the process that c
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from langchain_core.messages.utils import convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 
@@ -66,3 +69,16 @@ def parse_input(raw: Any) -> RunInput:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"][1:]) or "input"
         raise InvalidRunInput(f"{where}: {first['msg']}") from None
+
+
+def stamp_messages(value: Any) -> Any:
+    """Input messages as messages with ids and a ``created_at``, like the native API's."""
+    if not isinstance(value, dict) or not isinstance(value.get("messages"), list):
+        return value
+    now = datetime.now(UTC).isoformat()
+    messages = convert_to_messages(value["messages"])
+    for message in messages:
+        if message.id is None:
+            message.id = str(uuid.uuid4())
+        message.response_metadata.setdefault("created_at", now)
+    return {**value, "messages": messages}

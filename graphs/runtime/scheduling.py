@@ -20,11 +20,10 @@ from psycopg.types.json import Jsonb
 
 from graphs.events import EventLogs, EventSource, read_all
 from graphs.runtime.execution import Executor
-from graphs.runtime.inputs import InvalidRunInput, parse_input
+from graphs.runtime.inputs import InvalidRunInput, NativeInput, ProtocolInput, parse_input
 from graphs.runtime.liveness import Liveness
-from graphs.runtime.streams import first_event
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, RunContext, ShuttingDown
+from graphs.runtime.types import ChatBusy, ShuttingDown
 from graphs.spec import AgentContext
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -70,7 +69,7 @@ class Scheduler:
         chat: dict[str, Any],
         agent: dict[str, Any],
         user_id: UUID,
-        payload: dict[str, Any],
+        run_input: NativeInput | ProtocolInput,
         strategy: MultitaskStrategy,
     ) -> tuple[dict[str, Any], EventSource]:
         if not self.liveness.accepting:
@@ -90,7 +89,7 @@ class Scheduler:
             "model_name": spec.model_name,
             "multitask_strategy": strategy,
             # Everything a worker needs to execute the run without this request.
-            "input": Jsonb(payload),
+            "input": Jsonb(run_input.model_dump(mode="json")),
             "worker_id": worker_id,
         }
         async with self.pool.connection() as conn:
@@ -115,11 +114,9 @@ class Scheduler:
             assert source is not None
             return run, source
         context = AgentContext(
-            user_id=str(user_id), chat_id=str(chat["id"]), profile=payload.get("profile")
+            user_id=str(user_id), chat_id=str(chat["id"]), profile=run_input.profile
         )
-        ctx = RunContext(
-            run, spec, self.logs.create(run["id"]), payload, context, needs_closing=needs_closing
-        )
+        ctx = self.executor.context(run, spec, run_input, context, needs_closing)
         return run, self.executor.launch(ctx)
 
     async def stop(
@@ -160,7 +157,7 @@ class Scheduler:
         if run is not None:
             # Nobody else will write this run's events: its readers get them from here.
             run_log = self.logs.create(run_id)
-            run_log.append(*first_event(run))
+            self.executor.writers(run_log, run, _input_or_empty(run["input"])).opened()
             run_log.append("end", {"status": status, "usage": {}})
             run_log.close()
             await self.chat_is_free(str(run["chat_id"]))
@@ -247,12 +244,13 @@ class Scheduler:
             chat = await chats_store.get_owned(conn, run["chat_id"], run["user_id"])
             agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)
         error = None
+        run_input = None
         if chat is None or agent is None or not run["input"]:
             # Its chat was deleted meanwhile (which deletes the run too), or a foreign row.
             error = "NothingToRun"
         else:
             try:
-                parse_input(run["input"])
+                run_input = parse_input(run["input"])
             except InvalidRunInput as exc:
                 log.error("run %s has an input that does not parse (%s): ended", run["id"], exc)
                 error = "InvalidRunInput"
@@ -262,10 +260,19 @@ class Scheduler:
             await self.logs.end_orphan(run["id"], "error")
             await self.chat_is_free(str(run["chat_id"]))
             return
-        assert chat is not None and agent is not None
-        payload = run["input"]
+        assert chat is not None and agent is not None and run_input is not None
         context = AgentContext(
-            user_id=str(run["user_id"]), chat_id=str(chat["id"]), profile=payload.get("profile")
+            user_id=str(run["user_id"]), chat_id=str(chat["id"]), profile=run_input.profile
         )
         spec = self.threads.spec(agent)
-        self.executor.launch(RunContext(run, spec, self.logs.create(run["id"]), payload, context))
+        self.executor.launch(self.executor.context(run, spec, run_input, context))
+
+
+def _input_or_empty(raw: Any) -> NativeInput | ProtocolInput:
+    """A stored input as its type, or an empty one of its kind: enough to open its log."""
+    try:
+        return parse_input(raw)
+    except InvalidRunInput:
+        if isinstance(raw, dict) and raw.get("kind") == "protocol":
+            return ProtocolInput(kind="protocol")
+        return NativeInput(content="")

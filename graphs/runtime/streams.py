@@ -6,20 +6,9 @@ from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from graphs.messages import USAGE_KEYS
-
 TITLE_LENGTH = 60
-
-
-def first_event(run: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``run`` for native runs; ``metadata`` for Agent Protocol runs, as the official server."""
-    if (run.get("input") or {}).get("kind") == "protocol":
-        return "metadata", {"run_id": str(run["id"]), "attempt": 1}
-    return "run", {
-        "run_id": str(run["id"]),
-        "chat_id": str(run["chat_id"]),
-        "agent_id": str(run["agent_id"]),
-    }
+# The token counts a run and a message report.
+USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 
 
 def title_from(text: str) -> str:

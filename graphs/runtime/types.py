@@ -3,11 +3,15 @@ runtime raises to its callers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
+from langchain_core.messages import BaseMessage
+
 from graphs.events import RunLog
+from graphs.runtime.inputs import ProtocolInput, RunInput
 from graphs.spec import AgentContext, AgentSpec
 from storage.types import RunStatus
 
@@ -22,6 +26,44 @@ class ChatBusy(Exception):
     def __init__(self, active_run_id: UUID | None):
         super().__init__("chat has an active run")
         self.active_run_id = active_run_id
+
+
+class EventWriter(Protocol):
+    """What one run's events look like to its clients: a wire format, written into its log.
+
+    The runtime drives the graph and tells the writer what happened; the writer decides which
+    events that makes. The API supplies one per kind of run input (``WriterFactory``), so the
+    runtime knows no wire format. The last event, ``end {status, usage}``, is the runtime's own:
+    it is how every reader (and ``wait_ended``) knows the run is over.
+    """
+
+    @property
+    def modes(self) -> Sequence[str]:
+        """The LangGraph stream modes this format reads (``updates`` and ``checkpoints`` are
+        streamed anyway: the runtime counts messages and usage from them)."""
+
+    @property
+    def events(self) -> bool:
+        """Drive the graph with ``astream_events`` and pass each event to ``event``."""
+
+    def opened(self) -> None:
+        """The run exists: the first event, written before its task starts."""
+
+    def added(self, messages: Sequence[BaseMessage]) -> None:
+        """Messages the runtime adds to the thread before the graph runs (the input)."""
+
+    def part(self, namespace: tuple[str, ...], mode: str, data: Any) -> None:
+        """One stream part of the graph (or of a subgraph, at ``namespace``)."""
+
+    def event(self, event: Mapping[str, Any]) -> None:
+        """One ``astream_events`` (v2) event, when ``events`` is set."""
+
+    def failed(self, error: str) -> None:
+        """The run failed with an exception named ``error`` (its text stays in the log)."""
+
+
+# The writer for a run, from its log, its record and its input.
+WriterFactory = Callable[[RunLog, Mapping[str, Any], RunInput], EventWriter]
 
 
 @dataclass
@@ -42,7 +84,8 @@ class RunContext:
     spec: AgentSpec
     log: RunLog
     # The run's input as stored in ``runs.input``: a native message or a protocol request.
-    payload: dict[str, Any]
+    input: RunInput
+    writer: EventWriter
     context: AgentContext
     # Whether tool calls a stopped run left open must be answered first; ``None``: ask.
     needs_closing: bool | None = None
@@ -61,4 +104,4 @@ class RunContext:
 
     @property
     def protocol(self) -> bool:
-        return self.payload.get("kind") == "protocol"
+        return isinstance(self.input, ProtocolInput)

@@ -1,4 +1,4 @@
-"""The Agent Protocol's stream: LangGraph's stream parts as the official server sends them.
+"""The Agent Protocol's wire format: LangGraph's stream parts as the official server sends them.
 
 A protocol run's event log holds these events, so a join (``Last-Event-ID``) replays exactly
 what the first reader saw. Event names and payloads follow ``langgraph-api``:
@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
-from langchain_core.messages.utils import convert_to_messages
 from pydantic import BaseModel
 
-from graphs.events import encode
+from graphs.events import RunLog, encode
+from graphs.runtime.inputs import ProtocolInput
 
+FAILED = "The agent could not answer. Try again."
 STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug")
 # Requested mode -> the LangGraph stream mode that feeds it.
 _SOURCES = {"messages-tuple": "messages", "events": None}
@@ -53,24 +53,9 @@ def jsonable(value: Any) -> Any:
     return repr(value) if callable(value) else str(value)
 
 
-def graph_modes(requested: list[str]) -> list[str]:
-    """The LangGraph stream modes to run with; ``updates`` always (it carries usage)."""
-    modes = {_SOURCES.get(mode, mode) for mode in requested} - {None}
-    modes.add("updates")
-    return sorted(modes)  # type: ignore[arg-type]
-
-
-def stamp_messages(value: Any) -> Any:
-    """Input messages as messages with ids and a ``created_at``, like the native API's."""
-    if not isinstance(value, dict) or not isinstance(value.get("messages"), list):
-        return value
-    now = datetime.now(UTC).isoformat()
-    messages = convert_to_messages(value["messages"])
-    for message in messages:
-        if message.id is None:
-            message.id = str(uuid.uuid4())
-        message.response_metadata.setdefault("created_at", now)
-    return {**value, "messages": messages}
+def graph_modes(requested: Sequence[str]) -> tuple[str, ...]:
+    """The LangGraph stream modes that feed the requested protocol modes."""
+    return tuple(sorted({m for mode in requested if (m := _SOURCES.get(mode, mode)) is not None}))
 
 
 class Translator:
@@ -130,3 +115,32 @@ class Translator:
             for key in ("tool_call_chunks", "chunk_position"):
                 message.pop(key, None)
         yield "messages/partial" + suffix, [jsonable(message)]
+
+
+class ProtocolWriter:
+    """An Agent Protocol run's events: the stream modes its request asked for."""
+
+    def __init__(self, log: RunLog, run: Mapping[str, Any], request: ProtocolInput) -> None:
+        self.log = log
+        self.run_id = str(run["id"])
+        self.translator = Translator(request.stream_mode)
+        self.modes = graph_modes(request.stream_mode)
+        self.events = "events" in request.stream_mode
+
+    def opened(self) -> None:
+        self.log.append("metadata", {"run_id": self.run_id, "attempt": 1})
+
+    def added(self, messages: Sequence[BaseMessage]) -> None:
+        """The protocol streams what the graph does, not what the run put in."""
+
+    def part(self, namespace: tuple[str, ...], mode: str, data: Any) -> None:
+        for name, event_data, text in self.translator.feed(mode, data, namespace):
+            self.log.append(name, event_data, text)
+
+    def event(self, event: Mapping[str, Any]) -> None:
+        self.log.append("events", jsonable(event))
+
+    def failed(self, error: str) -> None:
+        self.log.append(
+            "error", {"error": error, "message": "The agent could not answer. Try again."}
+        )

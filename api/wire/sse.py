@@ -1,4 +1,7 @@
-"""Server-sent events: a run's event log as a ``text/event-stream`` response."""
+"""Server-sent events: a run's event log as a ``text/event-stream`` response.
+
+The only place that knows SSE framing; the event logs hold names and JSON.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from graphs.events import EventSource
+from graphs.events import Event, EventSource
 
 PING_SECONDS = 15
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -15,6 +18,11 @@ SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 def wants_event_stream(accept: str | None) -> bool:
     return "text/event-stream" in (accept or "").lower()
+
+
+def frame(event: Event) -> bytes:
+    """One event as ``text/event-stream`` bytes (compact JSON never holds a raw newline)."""
+    return f"id: {event.id}\r\nevent: {event.event}\r\ndata: {event.json}\r\n\r\n".encode()
 
 
 def _ping() -> ServerSentEvent:
@@ -30,7 +38,7 @@ async def _events(
     try:
         # Whatever the log holds beyond what was sent goes out in one write.
         async for batch in run_log.read_batches(after):
-            yield b"".join(event.sse for event in batch)
+            yield b"".join(map(frame, batch))
         finished = True
     finally:
         # The client left before the end (sse-starlette closes this generator).
@@ -62,3 +70,21 @@ def run_stream(
         shutdown_event=event,
         shutdown_grace_period=grace + 5 if event is not None else 0,
     )
+
+
+# The longest ``Last-Event-ID`` taken as an event id: 18 digits always fit a signed 64-bit int.
+LAST_EVENT_ID_DIGITS = 18
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """The event id a ``Last-Event-ID`` header names; 0 (replay from the start) when unusable.
+
+    Only a plain ASCII decimal of 1 to 18 digits (``[0-9]{1,18}``) counts. Anything else (a
+    sign, spaces, an exponent, non-ASCII digits such as ``²``, more digits) is ignored as if the
+    header were absent: the stream is replayed from its first event, which is what a client
+    resuming with an id we cannot use needs. An id beyond the run's last event only means that
+    nothing already written is sent again: the client gets the live tail, if any.
+    """
+    if value and len(value) <= LAST_EVENT_ID_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    return 0

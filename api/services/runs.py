@@ -1,0 +1,99 @@
+"""Runs, for both APIs: ownership, their events, stopping, listing and deleting them.
+
+A run belongs to the user who started it; reading another user's run is a 404 like a run that
+does not exist. The Agent Protocol names a run by its thread as well, and a run of another
+thread is a 404 too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from api.errors import Conflict, NotFound
+from api.services.chats import get_owned as get_owned_chat
+from api.state import AppState
+from graphs.events import EventSource
+from storage import runs as runs_store
+from storage.types import ACTIVE, RunStatus, StopStatus
+
+EXPIRED = "Run not found, or its events have expired"
+
+
+async def get_owned(
+    state: AppState, user_id: UUID, run_id: UUID, *, chat_id: UUID | None = None
+) -> dict[str, Any]:
+    """The run if ``user_id`` started it (in ``chat_id``, when given); 404 otherwise."""
+    async with state.pool.connection() as conn:
+        run = await runs_store.get_owned(conn, run_id, user_id)
+    if run is None or (chat_id is not None and run["chat_id"] != chat_id):
+        raise NotFound("Run not found")
+    return run
+
+
+async def events(state: AppState, run: dict[str, Any]) -> EventSource | None:
+    """A reader of the run's events; ``None`` once they have expired."""
+    return await state.runs.events(run["id"], active=run["status"] in ACTIVE)
+
+
+async def owned_events(
+    state: AppState, user_id: UUID, run_id: UUID, *, chat_id: UUID | None = None
+) -> tuple[dict[str, Any], EventSource]:
+    """The run and its events; 404 when it is not the user's or its events have expired."""
+    try:
+        run = await get_owned(state, user_id, run_id, chat_id=chat_id)
+    except NotFound:
+        raise NotFound(EXPIRED) from None
+    source = await events(state, run)
+    if source is None:
+        raise NotFound(EXPIRED)
+    return run, source
+
+
+async def stop(
+    state: AppState,
+    user_id: UUID,
+    run_id: UUID,
+    status: StopStatus,
+    *,
+    chat_id: UUID | None = None,
+    wait: float | None = 5,
+    rollback: bool = False,
+) -> tuple[dict[str, Any], bool]:
+    """Stop the user's run if it is active; the run as it is afterwards, and whether this
+    stopped it (``False`` when it had ended already, or ended otherwise meanwhile)."""
+    run = await get_owned(state, user_id, run_id, chat_id=chat_id)
+    if run["status"] not in ACTIVE:
+        return run, False
+    await state.runs.stop(run_id, status, wait=wait, rollback=rollback)
+    run = await get_owned(state, user_id, run_id, chat_id=chat_id)
+    return run, run["status"] == status
+
+
+async def list_for_chat(
+    state: AppState,
+    user_id: UUID,
+    chat_id: UUID,
+    *,
+    limit: int,
+    offset: int,
+    statuses: Sequence[RunStatus] | None = None,
+    not_found: str = "Chat not found",
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the chat's runs, newest first (only those in ``statuses``, when given), and
+    how many there are in all."""
+    async with state.pool.connection() as conn:
+        await get_owned_chat(conn, chat_id, user_id, not_found=not_found)
+        return await runs_store.list_for_chat(
+            conn, chat_id, limit=limit, offset=offset, statuses=statuses
+        )
+
+
+async def delete_ended(state: AppState, user_id: UUID, run_id: UUID, chat_id: UUID) -> None:
+    """Delete a finished run's record (its checkpoints stay in the thread)."""
+    run = await get_owned(state, user_id, run_id, chat_id=chat_id)
+    if run["status"] in ACTIVE:
+        raise Conflict("The run is still active; cancel it first")
+    async with state.pool.connection() as conn:
+        await runs_store.delete(conn, run_id)
