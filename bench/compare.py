@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata
-import json
 import platform
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Deployment, machine, protocol_turn, save, summary, table
+from bench.harness import Deployment, finish, machine, protocol_turn, summary, table
 
 Target = Iterator[tuple[str, dict[str, str], str, dict[str, Any]]]
 
@@ -186,6 +185,4 @@ if __name__ == "__main__":
         tuple(int(x) for x in args.levels.split(",")),
         args.duration,
     )
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save("compare", outcome)
+    finish("compare", outcome, report)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.harness import Deployment, native_turn, save, table
+from bench.harness import Deployment, finish, native_turn, table
 
 SIZE = """
 SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c
@@ -109,6 +108,4 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=9)
     args = parser.parse_args()
     outcome = run(tuple(int(x) for x in args.lengths.split(",")), args.samples)
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save("growth", outcome)
+    finish("growth", outcome, report)

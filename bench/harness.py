@@ -8,6 +8,7 @@ asserts a timing.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,21 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
+
+
+def turn_arguments(doc: str | None) -> argparse.Namespace:
+    """``--runs`` and ``--tokens``, for the workloads that time one turn after another."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--tokens", type=int, default=50)
+    return parser.parse_args()
+
+
+def finish(name: str, outcome: dict[str, Any], report: Callable[[dict[str, Any]], str]) -> None:
+    """Print a workload's table and its JSON, and save the JSON under ``bench/results``."""
+    print(report(outcome))
+    print(json.dumps(outcome))
+    save(name, outcome)
 
 
 def save(name: str, result: dict[str, Any]) -> Path:
@@ -293,31 +309,36 @@ def clients(urls: list[str], n: int) -> Iterator[list[httpx.AsyncClient]]:
     yield made
 
 
+async def _timed_stream(
+    http: httpx.AsyncClient, started: float, marker: bytes, url: str, **request: Any
+) -> tuple[float, float]:
+    """POST ``url`` and read its SSE to the end: (ms from ``started`` to the first chunk holding
+    ``marker``, ms in total)."""
+    first = None
+    async with http.stream("POST", url, **request) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        async for chunk in response.aiter_bytes():
+            if first is None and marker in chunk:
+                first = time.perf_counter()
+    ended = time.perf_counter()
+    if first is None:
+        raise RuntimeError("no token")
+    return (first - started) * 1000, (ended - started) * 1000
+
+
 async def native_turn(
     http: httpx.AsyncClient, headers: dict[str, str], agent_id: str, chat_id: str | None = None
 ) -> tuple[float, float]:
     """Create a chat (unless given) and stream one answer: (ms to first token, ms in total)."""
     started = time.perf_counter()
     if chat_id is None:
-        chat_id = (await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)).json()[
-            "id"
-        ]
-    first = None
-    async with http.stream(
-        "POST",
-        f"/chats/{chat_id}/messages",
-        json={"content": "hello"},
-        headers={**headers, "Accept": "text/event-stream"},
-    ) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}")
-        async for chunk in response.aiter_bytes():
-            if first is None and b"event: token" in chunk:
-                first = time.perf_counter()
-    ended = time.perf_counter()
-    if first is None:
-        raise RuntimeError("no token")
-    return (first - started) * 1000, (ended - started) * 1000
+        chat = await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)
+        chat_id = chat.json()["id"]
+    return await _timed_stream(
+        http, started, b"event: token", f"/chats/{chat_id}/messages",
+        json={"content": "hello"}, headers={**headers, "Accept": "text/event-stream"},
+    )  # fmt: skip
 
 
 async def protocol_turn(
@@ -330,21 +351,39 @@ async def protocol_turn(
     started = time.perf_counter()
     if thread_id is None:
         thread_id = (await http.post("/threads", json={}, headers=headers)).json()["thread_id"]
-    first = None
     body = {
         "assistant_id": assistant_id,
         "input": {"messages": [{"role": "user", "content": "hello"}]},
         "stream_mode": ["messages-tuple"],
     }
-    async with http.stream(
-        "POST", f"/threads/{thread_id}/runs/stream", json=body, headers=headers
-    ) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}")
-        async for chunk in response.aiter_bytes():
-            if first is None and b"event: messages" in chunk:
-                first = time.perf_counter()
-    ended = time.perf_counter()
-    if first is None:
-        raise RuntimeError("no token")
-    return (first - started) * 1000, (ended - started) * 1000
+    return await _timed_stream(
+        http, started, b"event: messages", f"/threads/{thread_id}/runs/stream",
+        json=body, headers=headers,
+    )  # fmt: skip
+
+
+async def sequential_turns(
+    url: str, headers: dict, agent: dict, runs: int, warmup: int, *, timed_create: bool
+) -> dict[str, list[tuple[float, float]]]:
+    """``warmup + runs`` turns one after another on each path, each on a new chat (thread);
+    the samples after the warm-up. ``timed_create``: the clock includes creating the chat,
+    otherwise it is created before the clock starts and only the answer counts."""
+    out: dict[str, list[tuple[float, float]]] = {"native": [], "protocol": []}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        for i in range(warmup + runs):
+            chat_id = None
+            if not timed_create:
+                chat = await http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers)
+                chat_id = chat.json()["id"]
+            sample = await native_turn(http, headers, agent["id"], chat_id)
+            if i >= warmup:
+                out["native"].append(sample)
+        for i in range(warmup + runs):
+            thread_id = None
+            if not timed_create:
+                thread = await http.post("/threads", json={}, headers=headers)
+                thread_id = thread.json()["thread_id"]
+            sample = await protocol_turn(http, headers, agent["slug"], thread_id)
+            if i >= warmup:
+                out["protocol"].append(sample)
+    return out

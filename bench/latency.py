@@ -6,34 +6,26 @@ sequential runs, through the native API and the Agent Protocol. p50/p90/p99.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 from typing import Any
 
-import httpx
-
-from bench.harness import Deployment, native_turn, protocol_turn, save, summary, table
-
-
-async def measure(url: str, headers: dict, agent: dict, runs: int, warmup: int) -> dict:
-    out: dict[str, list] = {"native": [], "protocol": []}
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        for i in range(warmup + runs):
-            sample = await native_turn(http, headers, agent["id"])
-            if i >= warmup:
-                out["native"].append(sample)
-        for i in range(warmup + runs):
-            sample = await protocol_turn(http, headers, agent["slug"])
-            if i >= warmup:
-                out["protocol"].append(sample)
-    return out
+from bench.harness import (
+    Deployment,
+    finish,
+    sequential_turns,
+    summary,
+    table,
+    turn_arguments,
+)
 
 
 def run(runs: int = 50, tokens: int = 50, warmup: int = 5) -> dict[str, Any]:
     with Deployment() as deployment:
         headers, agents = deployment.setup({"bench": f"fake:tokens-{tokens}"})
-        samples = asyncio.run(measure(deployment.urls[0], headers, agents["bench"], runs, warmup))
+        url, agent = deployment.urls[0], agents["bench"]
+        samples = asyncio.run(
+            sequential_turns(url, headers, agent, runs, warmup, timed_create=True)
+        )
     return {
         "workload": "latency",
         "tokens": tokens,
@@ -56,11 +48,5 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--tokens", type=int, default=50)
-    args = parser.parse_args()
-    outcome = run(args.runs, args.tokens)
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save("latency", outcome)
+    args = turn_arguments(__doc__)
+    finish("latency", run(args.runs, args.tokens), report)

@@ -7,17 +7,21 @@ on the same Postgres checkpointer. Sequential; p50/p90/p99 of time to first toke
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import time
 import uuid
 from typing import Any
 
-import httpx
 from langchain_core.messages import HumanMessage
 
-from bench.harness import Deployment, native_turn, protocol_turn, save, summary, table
+from bench.harness import (
+    Deployment,
+    finish,
+    sequential_turns,
+    summary,
+    table,
+    turn_arguments,
+)
 
 
 async def in_process(database_url: str, agent_id: str, runs: int, warmup: int) -> list:
@@ -56,28 +60,14 @@ async def in_process(database_url: str, agent_id: str, runs: int, warmup: int) -
         await pool.close()
 
 
-async def through_server(url: str, headers: dict, agent: dict, runs: int, warmup: int) -> dict:
-    out: dict[str, list] = {"native": [], "protocol": []}
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        for i in range(warmup + runs):
-            # A fresh chat each time, created before the clock starts: only the answer counts.
-            chat = await http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers)
-            sample = await native_turn(http, headers, agent["id"], chat.json()["id"])
-            if i >= warmup:
-                out["native"].append(sample)
-        for i in range(warmup + runs):
-            thread = (await http.post("/threads", json={}, headers=headers)).json()
-            sample = await protocol_turn(http, headers, agent["slug"], thread["thread_id"])
-            if i >= warmup:
-                out["protocol"].append(sample)
-    return out
-
-
 def run(runs: int = 50, tokens: int = 50, warmup: int = 5) -> dict[str, Any]:
     with Deployment() as deployment:
         headers, agents = deployment.setup({"bench": f"fake:tokens-{tokens}"})
         agent = agents["bench"]
-        served = asyncio.run(through_server(deployment.urls[0], headers, agent, runs, warmup))
+        url = deployment.urls[0]
+        served = asyncio.run(
+            sequential_turns(url, headers, agent, runs, warmup, timed_create=False)
+        )
         local = asyncio.run(in_process(deployment.pg.uri(), agent["id"], runs, warmup))
     paths = {"in-process astream": local, **{f"{k} (HTTP)": v for k, v in served.items()}}
     result: dict[str, Any] = {"workload": "overhead", "tokens": tokens, "runs": runs, "paths": {}}
@@ -108,11 +98,5 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--tokens", type=int, default=50)
-    args = parser.parse_args()
-    outcome = run(args.runs, args.tokens)
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save("overhead", outcome)
+    args = turn_arguments(__doc__)
+    finish("overhead", run(args.runs, args.tokens), report)

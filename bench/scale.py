@@ -21,7 +21,7 @@ import psutil
 import psycopg
 
 from bench import latency, throughput
-from bench.harness import Deployment, Sampler, _wait_http, machine, save, summary, table
+from bench.harness import Deployment, Sampler, _wait_http, finish, machine, summary, table
 from storage import runs as runs_store
 
 CLIENTS = 20
@@ -284,6 +284,4 @@ if __name__ == "__main__":
     )  # fmt: skip
     args = parser.parse_args()
     outcome = run(args.runs, args.duration, args.chats, args.finished_runs, args.restart)
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save("scale", outcome)
+    finish("scale", outcome, report)

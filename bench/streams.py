@@ -9,12 +9,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 
-from bench.harness import Deployment, rss_mib, save, table
+from bench.harness import Deployment, finish, rss_mib, table
+
+
+async def _rss_while_open(
+    streams: list[AbstractAsyncContextManager[httpx.Response]], marker: bytes, proc_rss: Any
+) -> float:
+    """Open every stream, wait until each has sent ``marker``, and measure the server's RSS
+    while they are all open."""
+    opened, release = asyncio.Event(), asyncio.Event()
+    ready = 0
+
+    async def hold(stream: AbstractAsyncContextManager[httpx.Response]) -> None:
+        nonlocal ready
+        async with stream as response:
+            async for chunk in response.aiter_bytes():
+                if marker in chunk:
+                    ready += 1
+                    if ready == len(streams):
+                        opened.set()
+                    await release.wait()
+                    return
+
+    tasks = [asyncio.create_task(hold(stream)) for stream in streams]
+    await asyncio.wait_for(opened.wait(), timeout=600)
+    await asyncio.sleep(2)
+    rss = proc_rss()
+    release.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return rss
 
 
 async def open_streams(url: str, headers: dict, agent_id: str, n: int, proc_rss) -> dict:
@@ -24,33 +54,15 @@ async def open_streams(url: str, headers: dict, agent_id: str, n: int, proc_rss)
         for _ in range(n):
             chat = await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)
             chats.append(chat.json()["id"])
-        opened = asyncio.Event()
-        ready = 0
-        release = asyncio.Event()
-
-        async def one(chat_id: str) -> None:
-            nonlocal ready
-            async with http.stream(
+        # The user's message is echoed at once; the answer is minutes away.
+        streams = [
+            http.stream(
                 "POST", f"/chats/{chat_id}/messages", json={"content": "wait"},
                 headers={**headers, "Accept": "text/event-stream"},
-            ) as response:  # fmt: skip
-                async for chunk in response.aiter_bytes():
-                    # The user's message is echoed at once; the answer is minutes away.
-                    if b"event: message" in chunk:
-                        ready += 1
-                        if ready == n:
-                            opened.set()
-                        await release.wait()
-                        return
-
-        tasks = [asyncio.create_task(one(c)) for c in chats]
-        await asyncio.wait_for(opened.wait(), timeout=600)
-        await asyncio.sleep(2)
-        rss = proc_rss()
-        release.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            )
+            for chat_id in chats
+        ]  # fmt: skip
+        rss = await _rss_while_open(streams, b"event: message", proc_rss)
     return {"streams": n, "server_rss_mib": rss}
 
 
@@ -68,29 +80,11 @@ async def open_readers(url: str, headers: dict, agent: dict, n: int, runs: int, 
                 headers=headers,
             )  # fmt: skip
             run_ids.append(started.json()["run_id"])
-        opened = asyncio.Event()
-        ready = 0
-        release = asyncio.Event()
-
-        async def one(run_id: str) -> None:
-            nonlocal ready
-            async with http.stream("GET", f"/runs/{run_id}/stream", headers=headers) as response:
-                async for chunk in response.aiter_bytes():
-                    if b"event: metadata" in chunk:
-                        ready += 1
-                        if ready == n:
-                            opened.set()
-                        await release.wait()
-                        return
-
-        tasks = [asyncio.create_task(one(run_ids[i % runs])) for i in range(n)]
-        await asyncio.wait_for(opened.wait(), timeout=600)
-        await asyncio.sleep(2)
-        rss = proc_rss()
-        release.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        streams = [
+            http.stream("GET", f"/runs/{run_ids[i % runs]}/stream", headers=headers)
+            for i in range(n)
+        ]
+        rss = await _rss_while_open(streams, b"event: metadata", proc_rss)
     return {"readers": n, "runs": runs, "server_rss_mib": rss}
 
 
@@ -140,6 +134,4 @@ if __name__ == "__main__":
     parser.add_argument("--counts", default="100,1000")
     args = parser.parse_args()
     outcome = run(tuple(int(x) for x in args.counts.split(",")))
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save("streams", outcome)
+    finish("streams", outcome, report)

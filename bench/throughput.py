@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -18,9 +17,9 @@ from bench.harness import (
     Deployment,
     Sampler,
     clients,
+    finish,
     machine,
     native_turn,
-    save,
     summary,
     table,
 )
@@ -109,6 +108,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     levels = tuple(int(x) for x in args.levels.split(","))
     outcome = run(args.duration, levels, args.topology)
-    print(report(outcome))
-    print(json.dumps(outcome))
-    save(f"throughput-{args.topology}", outcome)
+    finish(f"throughput-{args.topology}", outcome, report)
