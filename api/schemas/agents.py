@@ -18,7 +18,7 @@ ToolName = Annotated[str, text_rules(min_length=1, max_length=64), NoNul]
 AvatarUrl = Annotated[AnyHttpUrl, Field(max_length=2048)]
 
 
-def _unique(values: list | None, what: str) -> list | None:
+def unique(values: list | None, what: str) -> list | None:
     if values is not None and len(set(values)) != len(values):
         raise ValueError(f"{what} must not repeat")
     return values
@@ -37,13 +37,13 @@ class AgentCreate(RequestModel):
 
     @field_validator("tools_enabled")
     @classmethod
-    def _tools_unique(cls, v: list[str]) -> list[str]:
-        return _unique(v, "tools_enabled") or []
+    def _toolsunique(cls, v: list[str]) -> list[str]:
+        return unique(v, "tools_enabled") or []
 
     @field_validator("interest_area_ids")
     @classmethod
-    def _areas_unique(cls, v: list[UUID]) -> list[UUID]:
-        return _unique(v, "interest_area_ids") or []
+    def _areasunique(cls, v: list[UUID]) -> list[UUID]:
+        return unique(v, "interest_area_ids") or []
 
 
 class AgentUpdate(RequestModel):
@@ -62,8 +62,8 @@ class AgentUpdate(RequestModel):
         for name in ("name", "description", "system_prompt", "tools_enabled", "interest_area_ids"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
-        _unique(self.tools_enabled, "tools_enabled")
-        _unique(self.interest_area_ids, "interest_area_ids")
+        unique(self.tools_enabled, "tools_enabled")
+        unique(self.interest_area_ids, "interest_area_ids")
         return self
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.agents import AgentUpdate
+from api.schemas.agents import (
+    AgentName,
+    AgentUpdate,
+    Description,
+    ModelName,
+    SystemPrompt,
+    ToolName,
+    unique,
+)
 
 
 class _Body(BaseModel):
@@ -32,10 +40,17 @@ class AssistantSearch(_Body):
     select: list[str] | None = None
 
 
+# An assistant is an agent: its fields are the agent's, with the agent's rules, so both APIs
+# refuse the same input with the same 422 naming the field.
 class AssistantConfigurable(_Body):
-    system_prompt: str | None = None
-    model_name: str | None = None
-    tools_enabled: list[str] | None = None
+    system_prompt: SystemPrompt | None = None
+    model_name: ModelName | None = None
+    tools_enabled: list[ToolName] | None = Field(None, max_length=50)
+
+    @field_validator("tools_enabled")
+    @classmethod
+    def _tools_unique(cls, v: list[str] | None) -> list[str] | None:
+        return unique(v, "tools_enabled")
 
 
 class AssistantConfig(_Body):
@@ -46,14 +61,14 @@ class AssistantCreate(_Body):
     """A new assistant: the agent ``graph_id`` names, copied, with the changes given."""
 
     graph_id: str = Field(min_length=1, max_length=200)
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+    name: AgentName | None = None
+    description: Description | None = None
     config: AssistantConfig | None = None
 
 
 class AssistantPatch(_Body):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+    name: AgentName | None = None
+    description: Description | None = None
     config: AssistantConfig | None = None
 
     def agent_update(self) -> AgentUpdate:
