@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -136,6 +137,26 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(422, "Input contains a value that cannot be stored", "invalid_input")
 
 
+# How long a client is told to wait before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+# Connectivity failures: the server died or restarted (``AdminShutdown`` and the other
+# ``OperationalError``s, ``PoolTimeout``), or a pooled connection it closed (``InterfaceError``).
+DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Nothing of the driver's message reaches the client; the pool replaces dead connections.
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return _error(
+        503,
+        "The database is unavailable; retry shortly",
+        "database_unavailable",
+        {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
     """What the runtime and the model registry refuse, the same way for every route."""
     if isinstance(exc, ChatBusy):
@@ -159,6 +180,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(psycopg.DataError, _data_error)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
     for refused in (ChatBusy, ShuttingDown, UnknownModel):
         app.add_exception_handler(refused, _runtime_error)
     app.add_exception_handler(Exception, _unexpected)

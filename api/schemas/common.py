@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -20,6 +20,26 @@ def _no_nul(value: str) -> str:
 # written out as a module-level alias at each use (``Title = Annotated[str, ...]``): a type
 # checker takes only such an alias as a type, not a call that builds one.
 NoNul = AfterValidator(_no_nul)
+
+
+def _nul_free(value: Any) -> Any:
+    # JSON bound for a jsonb column: Postgres refuses \u0000 in any string or key, at any depth,
+    # and a refusal that late would come after the request had created something.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            _no_nul(item)
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return value
+
+
+# For free-form JSON fields (``Annotated[dict[str, Any], NulFree]``).
+NulFree = AfterValidator(_nul_free)
 
 
 def text_rules(*, min_length: int = 0, max_length: int, strip: bool = True) -> StringConstraints:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +16,7 @@ from api.schemas.agents import (
     ToolName,
     unique,
 )
+from api.schemas.common import NulFree
 
 
 class _Body(BaseModel):
@@ -84,12 +85,12 @@ class AssistantPatch(_Body):
 
 class ThreadCreate(_Body):
     thread_id: UUID | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
 class ThreadPatch(_Body):
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
 
 
 class ThreadSearch(_Body):
@@ -107,7 +108,7 @@ class CheckpointRef(_Body):
 
 
 class StateUpdate(_Body):
-    values: dict[str, Any] | list[Any] | None = None
+    values: Annotated[dict[str, Any] | list[Any] | None, NulFree] = None
     as_node: str | None = Field(None, max_length=200)
     checkpoint_id: str | None = Field(None, max_length=200)
     checkpoint: CheckpointRef | None = None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.common import NulFree
 from api.wire.protocol import STREAM_MODES
 from graphs.runtime.inputs import ProtocolInput
 
@@ -13,9 +14,9 @@ from graphs.runtime.inputs import ProtocolInput
 class RunCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    resume: Any = None
-    update: Any = None
-    goto: str | list[str] | None = None
+    resume: Annotated[Any, NulFree] = None
+    update: Annotated[Any, NulFree] = None
+    goto: Annotated[str | list[str] | None, NulFree] = None
 
 
 class RunConfig(BaseModel):
@@ -24,7 +25,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     recursion_limit: int | None = Field(None, ge=1, le=1000)
-    tags: list[str] | None = Field(None, max_length=50)
+    tags: Annotated[list[str] | None, NulFree] = Field(None, max_length=50)
 
 
 class CheckpointRef(BaseModel):
@@ -43,11 +44,11 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     assistant_id: str = Field(min_length=1, max_length=200)
-    input: dict[str, Any] | None = None
+    input: Annotated[dict[str, Any] | None, NulFree] = None
     command: RunCommand | None = None
     config: RunConfig | None = None
-    context: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    context: Annotated[dict[str, Any] | None, NulFree] = None
+    metadata: Annotated[dict[str, Any] | None, NulFree] = None
     stream_mode: list[str] = Field(default_factory=lambda: ["values"], max_length=7)
     stream_subgraphs: bool = False
     stream_resumable: bool = False
