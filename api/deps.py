@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from api.settings import Settings
 from api.state import AppState
 from storage import users as users_store
 from storage.db import PoolType
+from storage.rows import UserRow
 
 # auto_error=False: a missing token is answered by our own 401 in our own error shape.
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
@@ -56,7 +57,7 @@ async def get_current_user_id(state: State, token: Annotated[str | None, Depends
 CurrentUserId = Annotated[UUID, Depends(get_current_user_id)]
 
 
-async def get_current_user(state: State, user_id: CurrentUserId) -> dict[str, Any]:
+async def get_current_user(state: State, user_id: CurrentUserId) -> UserRow:
     """The user the bearer access token belongs to; 401 for any token that is not valid."""
     async with state.pool.connection() as conn:
         user = await users_store.get(conn, user_id)
@@ -65,13 +66,13 @@ async def get_current_user(state: State, user_id: CurrentUserId) -> dict[str, An
     return user
 
 
-CurrentUser = Annotated[dict[str, Any], Depends(get_current_user)]
+CurrentUser = Annotated[UserRow, Depends(get_current_user)]
 
 
-async def get_admin_user(user: CurrentUser) -> dict[str, Any]:
+async def get_admin_user(user: CurrentUser) -> UserRow:
     if user["role"] != "admin":
         raise Forbidden("Administrator role required")
     return user
 
 
-AdminUser = Annotated[dict[str, Any], Depends(get_admin_user)]
+AdminUser = Annotated[UserRow, Depends(get_admin_user)]

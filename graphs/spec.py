@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from storage.rows import AgentRow
+
 
 @dataclass(frozen=True)
 class AgentSpec:
@@ -30,7 +32,7 @@ class AgentSpec:
     tools: tuple[str, ...]
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], default_model: str) -> AgentSpec:
+    def from_row(cls, row: AgentRow, default_model: str) -> AgentSpec:
         return cls(
             id=row["id"],
             version=row["version"],

@@ -6,12 +6,13 @@ and stay readable, while listings and new chats no longer see it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
 from storage.db import Conn
+from storage.rows import AgentRow
 
 AGENT_COLUMNS = """
     id, slug, name, description, system_prompt, avatar_url, model_name, tools_enabled,
@@ -88,16 +89,14 @@ def _params(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: Jsonb(v) if k == "tools_enabled" else v for k, v in fields.items()}
 
 
-async def get(
-    conn: Conn, agent_id: UUID, *, include_deleted: bool = False
-) -> dict[str, Any] | None:
+async def get(conn: Conn, agent_id: UUID, *, include_deleted: bool = False) -> AgentRow | None:
     cur = await conn.execute(SELECT_ANY if include_deleted else SELECT_LIVE, (agent_id,))
-    return await cur.fetchone()
+    return cast(AgentRow | None, await cur.fetchone())
 
 
-async def get_by_slug(conn: Conn, slug: str) -> dict[str, Any] | None:
+async def get_by_slug(conn: Conn, slug: str) -> AgentRow | None:
     cur = await conn.execute(SELECT_LIVE_BY_SLUG, (slug,))
-    return await cur.fetchone()
+    return cast(AgentRow | None, await cur.fetchone())
 
 
 async def count(conn: Conn) -> int:
@@ -109,15 +108,16 @@ async def count(conn: Conn) -> int:
 
 async def list_page(
     conn: Conn, *, limit: int, offset: int, recommended_for: UUID | None = None
-) -> list[dict[str, Any]]:
-    """Live agents, by name, or by overlap with ``recommended_for``'s interests when given."""
+) -> list[AgentRow]:
+    """Live agents, by name, or by overlap with ``recommended_for``'s interests when given
+    (those rows also have ``overlap`` and ``weight``)."""
     if recommended_for is None:
         cur = await conn.execute(LIST_BY_NAME, {"limit": limit, "offset": offset})
     else:
         cur = await conn.execute(
             LIST_RECOMMENDED, {"limit": limit, "offset": offset, "user_id": recommended_for}
         )
-    return await cur.fetchall()
+    return cast(list[AgentRow], await cur.fetchall())
 
 
 async def search(
@@ -129,13 +129,13 @@ async def search(
     descending: bool,
     limit: int,
     offset: int,
-) -> list[dict[str, Any]]:
+) -> list[AgentRow]:
     """Live agents with ``slug`` and a name holding ``name`` (either ``None``: any), sorted
     by ``order`` (a key of ``SEARCH_ORDER``)."""
     query = SEARCH.format(order=SEARCH_ORDER[order], direction="DESC" if descending else "ASC")
     params = {"slug": slug, "name": name, "limit": limit, "offset": offset}
     cur = await conn.execute(query, params)
-    return await cur.fetchall()
+    return cast(list[AgentRow], await cur.fetchall())
 
 
 async def count_matching(conn: Conn, *, slug: str | None, name: str | None) -> int:
@@ -156,14 +156,14 @@ async def free_slug(conn: Conn, base: str) -> str:
         candidate = f"{base}-{n}"
 
 
-async def insert(conn: Conn, fields: dict[str, Any]) -> dict[str, Any]:
+async def insert(conn: Conn, fields: dict[str, Any]) -> AgentRow:
     cur = await conn.execute(INSERT_AGENT, _params(fields))
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return cast(AgentRow, row)
 
 
-async def update(conn: Conn, agent_id: UUID, fields: dict[str, Any]) -> dict[str, Any] | None:
+async def update(conn: Conn, agent_id: UUID, fields: dict[str, Any]) -> AgentRow | None:
     """Apply ``fields`` to a live agent and bump its version; ``None`` if there is no such agent."""
     unknown = set(fields) - set(UPDATABLE)
     if unknown:
@@ -176,7 +176,7 @@ async def update(conn: Conn, agent_id: UUID, fields: dict[str, Any]) -> dict[str
         f"WHERE id = %(id)s AND deleted_at IS NULL RETURNING {AGENT_COLUMNS}",
         params,
     )
-    return await cur.fetchone()
+    return cast(AgentRow | None, await cur.fetchone())
 
 
 async def soft_delete(conn: Conn, agent_id: UUID) -> bool:

@@ -6,10 +6,11 @@ A chat's id is also its LangGraph thread id. The summary columns (``last_message
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from storage.db import Conn
+from storage.rows import ChatRow
 
 CHAT_COLUMNS = """
     id, user_id, agent_id, title, status, created_at, updated_at, last_message_at, message_count,
@@ -52,18 +53,18 @@ RETURNING {CHAT_COLUMNS}
 
 async def insert_with_live_agent(
     conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None
-) -> dict[str, Any] | None:
+) -> ChatRow | None:
     """The new chat, or ``None`` when the user is gone or the agent is missing or retired."""
     params = {"user_id": user_id, "agent_id": agent_id, "title": title}
     cur = await conn.execute(INSERT_WITH_LIVE_AGENT, params)
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())
 
 
-async def insert(conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None) -> dict[str, Any]:
+async def insert(conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None) -> ChatRow:
     cur = await conn.execute(INSERT_CHAT, (user_id, agent_id, title))
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return cast(ChatRow, row)
 
 
 # A thread created by a run with ``if_not_exists: "create"``: its id is the client's.
@@ -75,17 +76,17 @@ ON CONFLICT (id) DO NOTHING RETURNING {CHAT_COLUMNS}
 
 async def insert_with_id(
     conn: Conn, *, chat_id: UUID, user_id: UUID, agent_id: UUID
-) -> dict[str, Any] | None:
+) -> ChatRow | None:
     """Create the chat ``chat_id``; ``None`` if that id is taken (by anyone)."""
     cur = await conn.execute(
         INSERT_WITH_ID, {"id": chat_id, "user_id": user_id, "agent_id": agent_id}
     )
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())
 
 
-async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> dict[str, Any] | None:
+async def get_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> ChatRow | None:
     cur = await conn.execute(SELECT_OWNED, (chat_id, user_id))
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())
 
 
 async def list_page(
@@ -96,7 +97,7 @@ async def list_page(
     agent_id: UUID | None,
     limit: int,
     offset: int,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[ChatRow], int]:
     """The user's chats, most recently updated first, and how many match in total."""
     params = {
         "user_id": user_id,
@@ -106,7 +107,7 @@ async def list_page(
         "offset": offset,
     }
     cur = await conn.execute(LIST_FILTERED, params)
-    rows = await cur.fetchall()
+    rows = cast(list[ChatRow], await cur.fetchall())
     cur = await conn.execute(COUNT_FILTERED, params)
     total = await cur.fetchone()
     assert total is not None
@@ -115,7 +116,7 @@ async def list_page(
 
 async def update_owned(
     conn: Conn, chat_id: UUID, user_id: UUID, fields: dict[str, Any]
-) -> dict[str, Any] | None:
+) -> ChatRow | None:
     unknown = set(fields) - set(UPDATABLE)
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -126,7 +127,7 @@ async def update_owned(
         f"WHERE id = %(id)s AND user_id = %(user_id)s RETURNING {CHAT_COLUMNS}",
         params,
     )
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())
 
 
 async def delete_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> bool:
@@ -160,7 +161,7 @@ async def update_summary(
     message_count: int,
     title: str | None,
     thread_status: str = "idle",
-) -> dict[str, Any] | None:
+) -> ChatRow | None:
     """Refresh the derived columns; ``title`` is only used when the chat has none yet."""
     cur = await conn.execute(
         UPDATE_SUMMARY,
@@ -171,7 +172,7 @@ async def update_summary(
             "thread_status": thread_status,
         },
     )
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())
 
 
 async def needs_closing(conn: Conn, chat_id: UUID | str) -> bool:

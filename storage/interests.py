@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import cast
 from uuid import UUID
 
 from storage.db import Conn
+from storage.rows import InterestAreaRow
 
 SELECT_ALL = "SELECT id, slug, name, description FROM interest_areas ORDER BY name"
 SELECT_EXISTING_IDS = "SELECT id FROM interest_areas WHERE id = ANY(%s)"
 SELECT_IDS_BY_SLUG = "SELECT slug, id FROM interest_areas WHERE slug = ANY(%s)"
 
 
-async def list_all(conn: Conn) -> list[dict[str, Any]]:
+async def list_all(conn: Conn) -> list[InterestAreaRow]:
     cur = await conn.execute(SELECT_ALL)
-    return await cur.fetchall()
+    return cast(list[InterestAreaRow], await cur.fetchall())
 
 
 async def missing_ids(conn: Conn, ids: Iterable[UUID]) -> list[UUID]:

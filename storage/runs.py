@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from storage.chats import NEEDS_CLOSING
 from storage.db import Conn
+from storage.rows import ActiveRunRow, InterruptedRunRow, RunRow
 from storage.types import RunStatus
 
 RUN_COLUMNS = """
@@ -128,7 +129,7 @@ COUNT_FOR_CHAT = f"SELECT count(*) AS n FROM runs WHERE {_OF_CHAT}"
 DELETE_RUN = "DELETE FROM runs WHERE id = %s"
 
 
-async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> dict[str, Any] | None:
+async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> RunRow | None:
     """Record a run that starts now when its chat is free; otherwise queue it (``queue``) or
     return ``None``. Its row has ``needs_closing``, true when the thread may hold tool calls a
     stopped run left unanswered (meaningful for a run that starts now)."""
@@ -139,14 +140,12 @@ async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> dict[str
         async with conn.pipeline(), conn.transaction():
             await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
             cur = await conn.execute(INSERT_STARTING, params)
-        return await cur.fetchone()
+        return cast(RunRow | None, await cur.fetchone())
     except psycopg.errors.UniqueViolation:
         return None
 
 
-async def insert_pending(
-    conn: Conn, *, if_free: bool = False, **fields: Any
-) -> dict[str, Any] | None:
+async def insert_pending(conn: Conn, *, if_free: bool = False, **fields: Any) -> RunRow | None:
     """Queue a run behind the chat's active and queued runs.
 
     With ``if_free``, only when the chat has none (``None`` otherwise). A ``worker_id`` of
@@ -155,27 +154,27 @@ async def insert_pending(
     async with conn.pipeline(), conn.transaction():
         await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
         cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, fields)
-    return await cur.fetchone()
+    return cast(RunRow | None, await cur.fetchone())
 
 
-async def claim_next(conn: Conn, worker_id: str) -> dict[str, Any] | None:
+async def claim_next(conn: Conn, worker_id: str) -> RunRow | None:
     """Claim the next unclaimed queued run that may start now, or ``None``."""
     try:
         cur = await conn.execute(CLAIM_NEXT, {"worker_id": worker_id})
     except psycopg.errors.UniqueViolation:
         return None
-    return await cur.fetchone()
+    return cast(RunRow | None, await cur.fetchone())
 
 
-async def stop_unclaimed(conn: Conn, run_id: UUID, status: str) -> dict[str, Any] | None:
+async def stop_unclaimed(conn: Conn, run_id: UUID, status: str) -> RunRow | None:
     """End a queued run no process has claimed; ``None`` if it was claimed or has ended."""
     cur = await conn.execute(STOP_UNCLAIMED, {"id": run_id, "status": status})
-    return await cur.fetchone()
+    return cast(RunRow | None, await cur.fetchone())
 
 
-async def get(conn: Conn, run_id: UUID) -> dict[str, Any] | None:
+async def get(conn: Conn, run_id: UUID) -> RunRow | None:
     cur = await conn.execute(SELECT_ONE, (run_id,))
-    return await cur.fetchone()
+    return cast(RunRow | None, await cur.fetchone())
 
 
 async def claim_pending(conn: Conn, run_id: UUID, worker_id: str) -> bool:
@@ -210,13 +209,13 @@ async def active_run_id(conn: Conn, chat_id: UUID) -> UUID | None:
 
 
 async def finish(
-    conn: Conn, run_id: UUID, *, status: str, error: str | None, usage: dict[str, Any] | None
-) -> dict[str, Any] | None:
+    conn: Conn, run_id: UUID, *, status: str, error: str | None, usage: dict[str, int] | None
+) -> RunRow | None:
     cur = await conn.execute(
         FINISH,
         {"id": run_id, "status": status, "error": error, "usage": Jsonb(usage) if usage else None},
     )
-    return await cur.fetchone()
+    return cast(RunRow | None, await cur.fetchone())
 
 
 async def finish_with_summary(
@@ -225,7 +224,7 @@ async def finish_with_summary(
     *,
     status: str,
     error: str | None,
-    usage: dict[str, Any] | None,
+    usage: dict[str, int] | None,
     added: int = 0,
     message_count: int | None = None,
     title: str | None,
@@ -244,9 +243,9 @@ async def finish_with_summary(
     )  # fmt: skip
 
 
-async def get_owned(conn: Conn, run_id: UUID, user_id: UUID) -> dict[str, Any] | None:
+async def get_owned(conn: Conn, run_id: UUID, user_id: UUID) -> RunRow | None:
     cur = await conn.execute(SELECT_OWNED, (run_id, user_id))
-    return await cur.fetchone()
+    return cast(RunRow | None, await cur.fetchone())
 
 
 async def list_for_chat(
@@ -256,11 +255,11 @@ async def list_for_chat(
     limit: int,
     offset: int,
     statuses: Sequence[RunStatus] | None = None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[RunRow], int]:
     """A page of the chat's runs, newest first, and how many there are (in ``statuses``)."""
     where = {"chat_id": chat_id, "statuses": list(statuses) if statuses is not None else None}
     cur = await conn.execute(LIST_FOR_CHAT, {**where, "limit": limit, "offset": offset})
-    rows = await cur.fetchall()
+    rows = cast(list[RunRow], await cur.fetchall())
     cur = await conn.execute(COUNT_FOR_CHAT, where)
     total = await cur.fetchone()
     assert total is not None
@@ -291,16 +290,16 @@ async def heartbeat(conn: Conn, run_ids: list[UUID]) -> None:
         await conn.execute(HEARTBEAT, (run_ids,))
 
 
-async def active_on_host(conn: Conn, host: str) -> list[dict[str, Any]]:
+async def active_on_host(conn: Conn, host: str) -> list[ActiveRunRow]:
     """Active runs whose worker id says they run on ``host`` (``host:pid``)."""
     pattern = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ":%"
     cur = await conn.execute(ACTIVE_ON_HOST, (pattern,))
-    return await cur.fetchall()
+    return cast(list[ActiveRunRow], await cur.fetchall())
 
 
 async def interrupt_stale(
     conn: Conn, *, dead_ids: list[UUID], stale_seconds: float
-) -> list[dict[str, Any]]:
+) -> list[InterruptedRunRow]:
     """Mark interrupted the runs in ``dead_ids`` and those whose heartbeat is too old."""
     cur = await conn.execute(INTERRUPT_STALE, {"ids": dead_ids, "stale": stale_seconds})
-    return await cur.fetchall()
+    return cast(list[InterruptedRunRow], await cur.fetchall())

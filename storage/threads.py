@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
 from storage.chats import CHAT_COLUMNS
 from storage.db import Conn
+from storage.rows import ChatRow, ThreadRow
 
 # Columns named, not c.*: a prepared statement must not change its result columns when a
 # migration adds one to chats while this process runs.
@@ -54,10 +55,10 @@ def _filters(user_id: UUID, metadata: dict | None, ids: list | None, status: str
     return {"user_id": user_id, "metadata": Jsonb(metadata or {}), "ids": ids, "status": status}
 
 
-async def get(conn: Conn, user_id: UUID, thread_id: UUID) -> dict[str, Any] | None:
+async def get(conn: Conn, user_id: UUID, thread_id: UUID) -> ThreadRow | None:
     params = _filters(user_id, None, None, None) | {"id": thread_id}
     cur = await conn.execute(SELECT_ONE, params)
-    return await cur.fetchone()
+    return cast(ThreadRow | None, await cur.fetchone())
 
 
 async def search(
@@ -71,12 +72,12 @@ async def search(
     descending: bool,
     limit: int,
     offset: int,
-) -> list[dict[str, Any]]:
+) -> list[ThreadRow]:
     order = f"{SORT_COLUMNS[sort_by]} {'DESC' if descending else 'ASC'}, id"
     query = _THREADS + f" ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
     params = _filters(user_id, metadata, ids, status) | {"limit": limit, "offset": offset}
     cur = await conn.execute(query, params)
-    return await cur.fetchall()
+    return cast(list[ThreadRow], await cur.fetchall())
 
 
 async def count(
@@ -97,19 +98,19 @@ async def insert(
     thread_id: UUID | None,
     agent_id: UUID | None,
     metadata: dict[str, Any],
-) -> dict[str, Any] | None:
+) -> ChatRow | None:
     """A new thread; ``None`` when ``thread_id`` is taken (by anyone) or the user is gone."""
     cur = await conn.execute(
         INSERT_THREAD,
         {"id": thread_id, "user_id": user_id, "agent_id": agent_id, "metadata": Jsonb(metadata)},
     )
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())
 
 
 async def merge_metadata(
     conn: Conn, user_id: UUID, thread_id: UUID, metadata: dict[str, Any]
-) -> dict[str, Any] | None:
+) -> ChatRow | None:
     cur = await conn.execute(
         MERGE_METADATA, {"id": thread_id, "user_id": user_id, "metadata": Jsonb(metadata)}
     )
-    return await cur.fetchone()
+    return cast(ChatRow | None, await cur.fetchone())

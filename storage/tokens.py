@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import cast
 from uuid import UUID
 
 from storage.db import Conn
+from storage.rows import RefreshTokenRow
 
 INSERT_REFRESH = """
 INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)
@@ -42,10 +43,10 @@ async def insert_refresh(
     await conn.execute(INSERT_REFRESH, (user_id, family_id, token_hash, expires_at))
 
 
-async def lock_refresh(conn: Conn, token_hash: bytes) -> dict[str, Any] | None:
+async def lock_refresh(conn: Conn, token_hash: bytes) -> RefreshTokenRow | None:
     """Lock and return the refresh token row (run inside a transaction)."""
     cur = await conn.execute(SELECT_REFRESH_FOR_UPDATE, (token_hash,))
-    return await cur.fetchone()
+    return cast(RefreshTokenRow | None, await cur.fetchone())
 
 
 async def mark_used(conn: Conn, token_id: UUID) -> None:

@@ -9,12 +9,13 @@ An Agent Protocol run also binds a thread that has no agent yet in that same sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from storage.agents import AGENT_COLUMNS
 from storage.chats import CHAT_COLUMNS
 from storage.db import Conn
+from storage.rows import AgentRow, ChatRow, UserRow
 from storage.users import USER_COLUMNS
 
 
@@ -78,9 +79,9 @@ WHERE u.id = %(user_id)s
 class Turn:
     """The rows a new run starts from; ``chat`` and ``agent`` are ``None`` when not found."""
 
-    user: dict[str, Any]
-    chat: dict[str, Any] | None
-    agent: dict[str, Any] | None
+    user: UserRow
+    chat: ChatRow | None
+    agent: AgentRow | None
     interests: list[str]
 
 
@@ -91,9 +92,9 @@ def _split(row: dict[str, Any]) -> Turn:
         if column:
             parts[part][column] = value
     return Turn(
-        user=parts["user"],
-        chat=parts["chat"] if parts["chat"]["id"] is not None else None,
-        agent=parts["agent"] if parts["agent"]["id"] is not None else None,
+        user=cast(UserRow, parts["user"]),
+        chat=cast(ChatRow, parts["chat"]) if parts["chat"]["id"] is not None else None,
+        agent=cast(AgentRow, parts["agent"]) if parts["agent"]["id"] is not None else None,
         interests=row["interest_names"] or [],
     )
 

@@ -13,3 +13,4 @@ MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 ChatStatus = Literal["active", "archived"]
 # A thread between runs; "busy" is derived from its active runs, never stored.
 ThreadStatus = Literal["idle", "interrupted", "error"]
+UserRole = Literal["user", "admin"]

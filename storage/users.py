@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
 from storage.db import Conn
+from storage.rows import UserInterestRow, UserRow
 
 USER_COLUMNS = """
     id, name, email, role, password_hash, created_at, updated_at, professional_role, organization,
@@ -50,29 +51,29 @@ INSERT INTO user_interests (user_id, interest_area_id, priority) VALUES (%s, %s,
 
 async def insert(
     conn: Conn, *, name: str, email: str, password_hash: str, role: str = "user"
-) -> dict[str, Any] | None:
+) -> UserRow | None:
     """Create a user; ``None`` when the email is already taken (case-insensitively)."""
     cur = await conn.execute(
         INSERT_USER, {"name": name, "email": email, "password_hash": password_hash, "role": role}
     )
-    return await cur.fetchone()
+    return cast(UserRow | None, await cur.fetchone())
 
 
-async def get(conn: Conn, user_id: UUID) -> dict[str, Any] | None:
+async def get(conn: Conn, user_id: UUID) -> UserRow | None:
     cur = await conn.execute(SELECT_USER_BY_ID, (user_id,))
-    return await cur.fetchone()
+    return cast(UserRow | None, await cur.fetchone())
 
 
-async def get_by_email(conn: Conn, email: str) -> dict[str, Any] | None:
+async def get_by_email(conn: Conn, email: str) -> UserRow | None:
     cur = await conn.execute(SELECT_USER_BY_EMAIL, (email,))
-    return await cur.fetchone()
+    return cast(UserRow | None, await cur.fetchone())
 
 
-async def set_role(conn: Conn, user_id: UUID, role: str) -> dict[str, Any]:
+async def set_role(conn: Conn, user_id: UUID, role: str) -> UserRow:
     cur = await conn.execute(UPDATE_ROLE, (role, user_id))
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return cast(UserRow, row)
 
 
 async def update_profile(conn: Conn, user_id: UUID, fields: dict[str, Any]) -> None:
@@ -93,10 +94,10 @@ async def update_profile(conn: Conn, user_id: UUID, fields: dict[str, Any]) -> N
     )
 
 
-async def interests(conn: Conn, user_id: UUID) -> list[dict[str, Any]]:
+async def interests(conn: Conn, user_id: UUID) -> list[UserInterestRow]:
     """The user's interest areas, highest priority first."""
     cur = await conn.execute(SELECT_INTERESTS, (user_id,))
-    return await cur.fetchall()
+    return cast(list[UserInterestRow], await cur.fetchall())
 
 
 async def replace_interests(conn: Conn, user_id: UUID, priorities: dict[UUID, int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from fastapi import APIRouter
@@ -22,7 +23,7 @@ class ToolOut(BaseModel):
 
 
 @router.get("/interest-areas", response_model=list[InterestAreaOut])
-async def interest_areas(pool: Pool) -> list[dict[str, Any]]:
+async def interest_areas(pool: Pool) -> Sequence[Mapping[str, Any]]:
     """The interest areas users choose from and agents are tagged with."""
     async with pool.connection() as conn:
         return await profiles.interest_areas(conn)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -36,13 +36,13 @@ _SSE = {
 }
 
 
-def _locations(run: dict[str, Any], stateless: bool = False) -> dict[str, str]:
+def _locations(run: Mapping[str, Any], stateless: bool = False) -> dict[str, str]:
     base = f"/runs/{run['id']}" if stateless else f"/threads/{run['chat_id']}/runs/{run['id']}"
     return {"Location": f"{base}/stream", "Content-Location": base}
 
 
 def _stream(
-    state: Any, run: dict[str, Any], events: Any, body: RunCreate, stateless: bool
+    state: Any, run: Mapping[str, Any], events: Any, body: RunCreate, stateless: bool
 ) -> EventSourceResponse:
     cancel = None
     if body.on_disconnect == "cancel":

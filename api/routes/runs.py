@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,7 +20,7 @@ router = APIRouter(tags=["runs"])
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
-async def get_run(run_id: UUID, user: CurrentUser, state: State) -> dict[str, Any]:
+async def get_run(run_id: UUID, user: CurrentUser, state: State) -> Mapping[str, Any]:
     return await runs_service.get_owned(state, user["id"], run_id)
 
 

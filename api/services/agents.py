@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import psycopg
@@ -16,6 +16,7 @@ from graphs.models import parse_model_name
 from storage import agents as agents_store
 from storage import interests as interests_store
 from storage.db import Conn
+from storage.rows import AgentRow
 from tools import TOOLS
 
 
@@ -25,8 +26,8 @@ def slugify(name: str) -> str:
     return slug[:60].rstrip("-") or "agent"
 
 
-def agent_out(row: dict[str, Any]) -> dict[str, Any]:
-    keys = (
+def agent_out(row: AgentRow) -> dict[str, Any]:
+    keys: Final = (
         "id", "slug", "name", "description", "system_prompt", "avatar_url", "model_name",
         "tools_enabled", "interest_area_ids", "version", "created_at", "updated_at",
     )  # fmt: skip
@@ -54,7 +55,7 @@ def _columns(dto: AgentCreate | AgentUpdate, fields: set[str]) -> dict[str, Any]
     return values
 
 
-async def create(conn: Conn, dto: AgentCreate, created_by: UUID) -> dict[str, Any]:
+async def create(conn: Conn, dto: AgentCreate, created_by: UUID) -> AgentRow:
     fields = _columns(dto, set(AgentCreate.model_fields))
     await _validate(conn, fields)
     fields["created_by"] = created_by
@@ -69,7 +70,7 @@ async def create(conn: Conn, dto: AgentCreate, created_by: UUID) -> dict[str, An
     raise Conflict("Could not allocate a unique slug for this agent; try again")
 
 
-async def update(conn: Conn, agent_id: UUID, dto: AgentUpdate) -> dict[str, Any]:
+async def update(conn: Conn, agent_id: UUID, dto: AgentUpdate) -> AgentRow:
     fields = _columns(dto, dto.model_fields_set)
     await _validate(conn, fields)
     row = await agents_store.update(conn, agent_id, fields)
@@ -78,7 +79,7 @@ async def update(conn: Conn, agent_id: UUID, dto: AgentUpdate) -> dict[str, Any]
     return row
 
 
-async def get(conn: Conn, agent_id: UUID) -> dict[str, Any]:
+async def get(conn: Conn, agent_id: UUID) -> AgentRow:
     """A live agent; 404 otherwise."""
     row = await agents_store.get(conn, agent_id)
     if row is None:
@@ -88,7 +89,7 @@ async def get(conn: Conn, agent_id: UUID) -> dict[str, Any]:
 
 async def page(
     conn: Conn, *, limit: int, offset: int, recommended_for: UUID | None = None
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[AgentRow], int]:
     """A page of live agents (by name, or best match for ``recommended_for``) and how many
     there are."""
     rows = await agents_store.list_page(
@@ -107,7 +108,7 @@ async def retire(conn: Conn, agent_id: UUID) -> None:
 _ASSISTANT_ORDER = {"assistant_id": "id", "graph_id": "slug"}
 
 
-async def search(conn: Conn, query: AssistantSearch) -> list[dict[str, Any]]:
+async def search(conn: Conn, query: AssistantSearch) -> list[AgentRow]:
     """The live agents an assistant search matches, sorted and paged in SQL."""
     if query.metadata:
         # Assistants carry no metadata of their own, so only an empty filter matches.
@@ -148,7 +149,7 @@ async def unknown_assistant(conn: Conn, assistant_id: str) -> InvalidInput:
     )
 
 
-async def find_assistant(conn: Conn, assistant_id: str) -> dict[str, Any]:
+async def find_assistant(conn: Conn, assistant_id: str) -> AgentRow:
     """The live agent named by its UUID or its graph id (slug); 404 naming it otherwise."""
     ref = assistant_ref(assistant_id)
     if isinstance(ref, UUID):

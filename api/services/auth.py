@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from api.errors import Conflict, TooManyRequests, Unauthorized
 from api.security import hash_password, hash_refresh_token, new_refresh_token, verify_password
@@ -13,6 +13,7 @@ from api.state import AppState
 from storage import tokens as tokens_store
 from storage import users as users_store
 from storage.db import Conn, PoolType
+from storage.rows import UserRow
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,13 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def user_out(user: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "name", "email", "role", "created_at", "onboarding_completed")
+def user_out(user: UserRow) -> dict[str, Any]:
+    keys: Final = ("id", "name", "email", "role", "created_at", "onboarding_completed")
     return {k: user[k] for k in keys}
 
 
 async def _issue_pair(
-    state: AppState, conn: Conn, user: dict[str, Any], family_id: uuid.UUID
+    state: AppState, conn: Conn, user: UserRow, family_id: uuid.UUID
 ) -> dict[str, Any]:
     refresh, refresh_hash = new_refresh_token()
     expires_at = datetime.now(UTC) + timedelta(seconds=state.settings.refresh_token_ttl_seconds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
@@ -11,18 +11,19 @@ from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import users as users_store
 from storage.db import Conn
+from storage.rows import ChatRow
 from storage.types import ChatStatus
 
 
-def chat_out(row: dict[str, Any]) -> dict[str, Any]:
-    keys = (
+def chat_out(row: ChatRow) -> dict[str, Any]:
+    keys: Final = (
         "id", "agent_id", "title", "status", "created_at", "updated_at", "last_message_at",
         "message_count",
     )  # fmt: skip
     return {k: row[k] for k in keys}
 
 
-async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -> dict[str, Any]:
+async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -> ChatRow:
     chat = await chats_store.insert_with_live_agent(
         conn, user_id=user_id, agent_id=agent_id, title=title
     )
@@ -38,7 +39,7 @@ async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -
 
 async def get_owned(
     conn: Conn, chat_id: UUID, user_id: UUID, *, not_found: str = "Chat not found"
-) -> dict[str, Any]:
+) -> ChatRow:
     """The chat if ``user_id`` owns it; 404 otherwise, whether or not it exists."""
     row = await chats_store.get_owned(conn, chat_id, user_id)
     if row is None:

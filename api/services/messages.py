@@ -11,10 +11,11 @@ from api.state import AppState
 from api.wire.native import is_visible, to_api
 from graphs.events import Event, EventSource
 from storage import turns as turns_store
+from storage.rows import RunRow, UserRow
 from storage.types import MultitaskStrategy
 
 
-def profile(user: dict[str, Any], interests: list[str]) -> dict[str, Any] | None:
+def profile(user: UserRow, interests: list[str]) -> dict[str, Any] | None:
     """What personalizes the prompt; ``None`` for a user who skipped onboarding."""
     if not user["onboarding_completed"]:
         return None
@@ -32,7 +33,7 @@ async def send(
     chat_id: UUID,
     content: str,
     strategy: MultitaskStrategy = "reject",
-) -> tuple[dict[str, Any], EventSource]:
+) -> tuple[RunRow, EventSource]:
     """Check the chat can take a message, then start the run that answers it."""
     async with state.pool.connection() as conn:
         turn = await turns_store.for_message(conn, user_id, chat_id)
@@ -61,7 +62,7 @@ async def send(
     )
 
 
-def answer(run: dict[str, Any], events: list[Event]) -> dict[str, Any]:
+def answer(run: RunRow, events: list[Event]) -> dict[str, Any]:
     """The JSON answer of a finished run, from its events."""
     end = events[-1].data
     errors = [e.data for e in events if e.event == "error"]
@@ -75,7 +76,7 @@ def answer(run: dict[str, Any], events: list[Event]) -> dict[str, Any]:
 
 
 async def page(
-    state: AppState, user: dict[str, Any], chat_id: UUID, *, limit: int, before: str | None
+    state: AppState, user: UserRow, chat_id: UUID, *, limit: int, before: str | None
 ) -> dict[str, Any]:
     """Up to ``limit`` messages before message ``before`` (or the newest), oldest first."""
     async with state.pool.connection() as conn:

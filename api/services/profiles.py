@@ -11,16 +11,17 @@ from api.schemas.onboarding import OnboardingQuestionnaireDTO, ProfessionalProfi
 from storage import interests as interests_store
 from storage import users as users_store
 from storage.db import Conn
+from storage.rows import InterestAreaRow, UserRow
 
 DEFAULT_PRIORITY = 3
 
 
-async def interest_areas(conn: Conn) -> list[dict[str, Any]]:
+async def interest_areas(conn: Conn) -> list[InterestAreaRow]:
     """The interest areas users choose from and agents are tagged with."""
     return await interests_store.list_all(conn)
 
 
-async def profile(conn: Conn, user: dict[str, Any]) -> dict[str, Any]:
+async def profile(conn: Conn, user: UserRow) -> dict[str, Any]:
     """The user's professional profile as the API shows it."""
     data = user["onboarding_data"] or {}
     return {
@@ -73,7 +74,7 @@ async def complete_onboarding(
 
 
 async def update_profile(
-    conn: Conn, user: dict[str, Any], dto: ProfessionalProfileUpdateDTO
+    conn: Conn, user: UserRow, dto: ProfessionalProfileUpdateDTO
 ) -> dict[str, Any]:
     """Apply a partial profile update; interests, when given, replace the whole set."""
     given = dto.model_fields_set

@@ -20,6 +20,7 @@ from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import turns as turns_store
 from storage.db import Conn
+from storage.rows import AgentRow, ChatRow, RunRow
 from storage.types import RunStatus
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,10 @@ async def _thread(
     conn: Conn,
     user_id: UUID,
     thread_id: UUID,
-    chat: dict[str, Any] | None,
-    agent: dict[str, Any],
+    chat: ChatRow | None,
+    agent: AgentRow,
     if_not_exists: str,
-) -> dict[str, Any]:
+) -> ChatRow:
     """The user's thread ``thread_id`` (``chat``, as read and bound), created if asked."""
     if chat is None and if_not_exists == "create":
         # Taken by another user's thread: the same 404 as a missing one, nothing revealed.
@@ -57,7 +58,7 @@ async def start(
     body: RunCreate,
     *,
     delete_when_done: bool = True,
-) -> tuple[dict[str, Any], EventSource, dict[str, Any]]:
+) -> tuple[RunRow, EventSource, AgentRow]:
     """Start a run on the user's thread (or on a new, stateless one): (run, events, agent).
 
     A stateless run's thread is deleted once the run ends (``on_completion: "delete"``), unless
@@ -76,15 +77,22 @@ async def start(
             chat = await chats_store.insert(conn, user_id=user_id, agent_id=agent["id"], title=None)
         else:
             chat = await _thread(conn, user_id, thread_id, turn.chat, agent, body.if_not_exists)
-    # ChatBusy and ShuttingDown are answered by api/errors.py.
-    run, events = await state.runs.start_protocol(
-        chat=chat,
-        agent=agent,
-        user_id=user_id,
-        request=body.graph_request(),
-        profile=profile(turn.user, turn.interests),
-        strategy=body.multitask_strategy,
-    )
+    try:
+        # ChatBusy and ShuttingDown are answered by api/errors.py.
+        run, events = await state.runs.start_protocol(
+            chat=chat,
+            agent=agent,
+            user_id=user_id,
+            request=body.graph_request(),
+            profile=profile(turn.user, turn.interests),
+            strategy=body.multitask_strategy,
+        )
+    except Exception:
+        if turn.chat is None:
+            # Created for this run, which never started: a refused run leaves no thread.
+            async with state.pool.connection() as conn:
+                await chats_store.delete_owned(conn, chat["id"], user_id)
+        raise
     if thread_id is None and body.on_completion == "delete" and delete_when_done:
         deletion = state.runs.background(delete_after_run(state, run, user_id))
         events = _EndAfter(events, deletion)
@@ -111,13 +119,13 @@ class _EndAfter:
             yield batch
 
 
-async def delete_after_run(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
+async def delete_after_run(state: AppState, run: RunRow, user_id: UUID) -> None:
     """A stateless run's thread goes once the run ends (its events stay readable a while)."""
     await state.runs.wait_ended(run["id"], seconds=24 * 3600)
     await delete_stateless_thread(state, run, user_id)
 
 
-async def delete_stateless_thread(state: AppState, run: dict[str, Any], user_id: UUID) -> None:
+async def delete_stateless_thread(state: AppState, run: RunRow, user_id: UUID) -> None:
     try:
         await chats_service.delete(state, user_id, run["chat_id"])
     except NotFound:
@@ -131,7 +139,7 @@ def statuses(status: str) -> list[RunStatus]:
     return [ours for ours in get_args(RunStatus) if PROTOCOL_STATUS.get(ours, ours) == status]
 
 
-def run_json(run: dict[str, Any]) -> dict[str, Any]:
+def run_json(run: RunRow) -> dict[str, Any]:
     """A run as the protocol shows it."""
     payload = dict(run.get("input") or {})
     metadata = payload.get("metadata") or {}
@@ -149,7 +157,7 @@ def run_json(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def outcome(state: AppState, run: dict[str, Any], events: EventSource) -> Any:
+async def outcome(state: AppState, run: RunRow, events: EventSource) -> Any:
     """What ``wait`` and ``join`` answer once the run ended: the thread's values (with
     ``__interrupt__`` when it waits for input), or ``{"__error__": …}`` when it failed."""
     ended = await read_all(events)

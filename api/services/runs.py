@@ -8,7 +8,6 @@ thread is a 404 too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from uuid import UUID
 
 from api.errors import Conflict, NotFound
@@ -16,6 +15,7 @@ from api.services.chats import get_owned as get_owned_chat
 from api.state import AppState
 from graphs.events import EventSource
 from storage import runs as runs_store
+from storage.rows import RunRow
 from storage.types import ACTIVE, RunStatus, StopStatus
 
 EXPIRED = "Run not found, or its events have expired"
@@ -23,7 +23,7 @@ EXPIRED = "Run not found, or its events have expired"
 
 async def get_owned(
     state: AppState, user_id: UUID, run_id: UUID, *, chat_id: UUID | None = None
-) -> dict[str, Any]:
+) -> RunRow:
     """The run if ``user_id`` started it (in ``chat_id``, when given); 404 otherwise."""
     async with state.pool.connection() as conn:
         run = await runs_store.get_owned(conn, run_id, user_id)
@@ -32,14 +32,14 @@ async def get_owned(
     return run
 
 
-async def events(state: AppState, run: dict[str, Any]) -> EventSource | None:
+async def events(state: AppState, run: RunRow) -> EventSource | None:
     """A reader of the run's events; ``None`` once they have expired."""
     return await state.runs.events(run["id"], active=run["status"] in ACTIVE)
 
 
 async def owned_events(
     state: AppState, user_id: UUID, run_id: UUID, *, chat_id: UUID | None = None
-) -> tuple[dict[str, Any], EventSource]:
+) -> tuple[RunRow, EventSource]:
     """The run and its events; 404 when it is not the user's or its events have expired."""
     try:
         run = await get_owned(state, user_id, run_id, chat_id=chat_id)
@@ -60,7 +60,7 @@ async def stop(
     chat_id: UUID | None = None,
     wait: float | None = 5,
     rollback: bool = False,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[RunRow, bool]:
     """Stop the user's run if it is active; the run as it is afterwards, and whether this
     stopped it (``False`` when it had ended already, or ended otherwise meanwhile)."""
     run = await get_owned(state, user_id, run_id, chat_id=chat_id)
@@ -80,7 +80,7 @@ async def list_for_chat(
     offset: int,
     statuses: Sequence[RunStatus] | None = None,
     not_found: str = "Chat not found",
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[RunRow], int]:
     """A page of the chat's runs, newest first (only those in ``statuses``, when given), and
     how many there are in all."""
     async with state.pool.connection() as conn:

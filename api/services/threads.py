@@ -13,11 +13,12 @@ from graphs.runtime.inputs import stamp_messages
 from storage import agents as agents_store
 from storage import threads as threads_store
 from storage import users as users_store
+from storage.rows import AgentRow, ThreadRow, UserRow
 
 THREAD_NOT_FOUND = "Thread not found"
 
 
-def assistant_json(agent: dict[str, Any]) -> dict[str, Any]:
+def assistant_json(agent: AgentRow) -> dict[str, Any]:
     return {
         "assistant_id": agent["id"],
         "graph_id": agent["slug"],
@@ -37,12 +38,12 @@ def assistant_json(agent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def graph_of(state: AppState, agent: dict[str, Any]) -> Any:
+def graph_of(state: AppState, agent: AgentRow) -> Any:
     """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
     return state.runs.threads.graph(agent)
 
 
-async def owned(state: AppState, user: dict[str, Any], thread_id: UUID) -> dict[str, Any]:
+async def owned(state: AppState, user: UserRow, thread_id: UUID) -> ThreadRow:
     async with state.pool.connection() as conn:
         thread = await threads_store.get(conn, user["id"], thread_id)
     if thread is None:
@@ -50,7 +51,7 @@ async def owned(state: AppState, user: dict[str, Any], thread_id: UUID) -> dict[
     return thread
 
 
-async def _agent(state: AppState, thread: dict[str, Any]) -> dict[str, Any] | None:
+async def _agent(state: AppState, thread: ThreadRow) -> AgentRow | None:
     if thread["agent_id"] is None:
         return None
     async with state.pool.connection() as conn:
@@ -117,7 +118,7 @@ def _empty_state(thread_id: UUID) -> dict[str, Any]:
 
 
 async def get_state(
-    state: AppState, user: dict[str, Any], thread_id: UUID, checkpoint_id: str | None = None
+    state: AppState, user: UserRow, thread_id: UUID, checkpoint_id: str | None = None
 ) -> dict[str, Any]:
     thread = await owned(state, user, thread_id)
     agent = await _agent(state, thread)
@@ -135,7 +136,7 @@ async def get_state(
 
 
 async def history(
-    state: AppState, user: dict[str, Any], thread_id: UUID, query: HistoryQuery
+    state: AppState, user: UserRow, thread_id: UUID, query: HistoryQuery
 ) -> list[dict[str, Any]]:
     thread = await owned(state, user, thread_id)
     agent = await _agent(state, thread)
@@ -155,7 +156,7 @@ async def history(
 
 
 async def update_state(
-    state: AppState, user: dict[str, Any], thread_id: UUID, body: StateUpdate
+    state: AppState, user: UserRow, thread_id: UUID, body: StateUpdate
 ) -> dict[str, Any]:
     thread = await owned(state, user, thread_id)
     if thread["protocol_status"] == "busy":
@@ -181,7 +182,7 @@ async def update_state(
     return {"checkpoint": _checkpoint(config)}
 
 
-async def thread_json(state: AppState, thread: dict[str, Any]) -> dict[str, Any]:
+async def thread_json(state: AppState, thread: ThreadRow) -> dict[str, Any]:
     values: dict[str, Any] = {}
     interrupts: dict[str, Any] = {}
     if thread["agent_id"] is not None:
@@ -197,7 +198,7 @@ async def thread_json(state: AppState, thread: dict[str, Any]) -> dict[str, Any]
 
 
 def _thread_out(
-    thread: dict[str, Any], values: dict[str, Any], interrupts: dict[str, Any]
+    thread: ThreadRow, values: dict[str, Any], interrupts: dict[str, Any]
 ) -> dict[str, Any]:
     metadata = dict(thread["metadata"])
     if thread["agent_id"] is not None:
@@ -245,7 +246,11 @@ async def create(state: AppState, user_id: UUID, body: ThreadCreate) -> dict[str
                 raise Conflict(f"Thread {body.thread_id} already exists")
             return await thread_json(state, existing)
     # Just created: idle, and nothing in it yet; no need to read it back.
-    thread = {**row, "graph_id": agent["slug"] if agent else None, "protocol_status": "idle"}
+    thread: ThreadRow = {
+        **row,
+        "graph_id": agent["slug"] if agent else None,
+        "protocol_status": "idle",
+    }
     return _thread_out(thread, {}, {})
 
 
@@ -274,7 +279,7 @@ async def count(state: AppState, user_id: UUID, body: ThreadSearch) -> int:
 
 
 async def merge_metadata(
-    state: AppState, user: dict[str, Any], thread_id: UUID, metadata: dict[str, Any]
+    state: AppState, user: UserRow, thread_id: UUID, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     """Merge ``metadata`` into the user's thread; the thread as it is afterwards."""
     async with state.pool.connection() as conn:

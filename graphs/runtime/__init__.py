@@ -35,6 +35,7 @@ from graphs.runtime.types import ChatBusy, ShuttingDown, WriterFactory
 from storage import runs as runs_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
+from storage.rows import AgentRow, ChatRow, RunRow
 from storage.types import ACTIVE, MultitaskStrategy, StopStatus
 
 if TYPE_CHECKING:
@@ -143,13 +144,13 @@ class Runtime:
     async def start(
         self,
         *,
-        chat: dict[str, Any],
-        agent: dict[str, Any],
+        chat: ChatRow,
+        agent: AgentRow,
         user_id: UUID,
         content: str,
         profile: dict[str, Any] | None,
         strategy: MultitaskStrategy = "reject",
-    ) -> tuple[dict[str, Any], EventSource]:
+    ) -> tuple[RunRow, EventSource]:
         """Record a run answering ``content`` and start it in the background (or queue it).
 
         ``strategy`` says what happens when the chat already has an active run: ``reject``
@@ -163,13 +164,13 @@ class Runtime:
     async def start_protocol(
         self,
         *,
-        chat: dict[str, Any],
-        agent: dict[str, Any],
+        chat: ChatRow,
+        agent: AgentRow,
         user_id: UUID,
         request: ProtocolInput,
         profile: dict[str, Any] | None,
         strategy: MultitaskStrategy = "enqueue",
-    ) -> tuple[dict[str, Any], EventSource]:
+    ) -> tuple[RunRow, EventSource]:
         """A run of the Agent Protocol: ``request`` holds its input or command, stream modes,
         config, metadata, checkpoint and interrupt points (stored with the run)."""
         run_input = request.model_copy(update={"profile": profile})

@@ -30,6 +30,7 @@ from graphs.spec import AgentContext, AgentSpec
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage.db import PoolType
+from storage.rows import RunRow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Executor:
 
     def context(
         self,
-        run: dict[str, Any],
+        run: RunRow,
         spec: AgentSpec,
         run_input: RunInput,
         context: AgentContext,

@@ -29,6 +29,7 @@ from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage.db import PoolType
+from storage.rows import AgentRow, ChatRow, RunRow
 from storage.types import MultitaskStrategy, StopStatus
 
 if TYPE_CHECKING:
@@ -66,12 +67,12 @@ class Scheduler:
 
     async def start(
         self,
-        chat: dict[str, Any],
-        agent: dict[str, Any],
+        chat: ChatRow,
+        agent: AgentRow,
         user_id: UUID,
         run_input: NativeInput | ProtocolInput,
         strategy: MultitaskStrategy,
-    ) -> tuple[dict[str, Any], EventSource]:
+    ) -> tuple[RunRow, EventSource]:
         if not self.liveness.accepting:
             raise ShuttingDown()
         spec = self.threads.spec(agent)
@@ -81,7 +82,8 @@ class Scheduler:
             if running is not None:
                 await self.stop(running, "interrupted", rollback=strategy == "rollback")
         worker_id = self.liveness.worker_id if self.execute else None
-        fields = {
+        # The insert's parameters (passed as keywords, beside the ``bool`` flags).
+        fields: dict[str, Any] = {
             "chat_id": chat["id"],
             "user_id": user_id,
             "agent_id": agent["id"],
@@ -239,7 +241,7 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work_available.wait(), timeout=poll_seconds)
 
-    async def _launch_claimed(self, run: dict[str, Any]) -> None:
+    async def _launch_claimed(self, run: RunRow) -> None:
         async with self.pool.connection() as conn:
             chat = await chats_store.get_owned(conn, run["chat_id"], run["user_id"])
             agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)

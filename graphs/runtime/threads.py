@@ -12,6 +12,7 @@ from graphs.spec import AgentSpec
 from storage import chats as chats_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
+from storage.rows import AgentRow
 
 
 def thread_config(chat_id: UUID | str) -> dict[str, Any]:
@@ -28,11 +29,11 @@ class Threads:
         self.graphs = GraphCache(checkpointer)
         self._reader = thread_reader(checkpointer)
 
-    def spec(self, agent: dict[str, Any]) -> AgentSpec:
+    def spec(self, agent: AgentRow) -> AgentSpec:
         """The definition an ``agents`` row describes, the server's default model filled in."""
         return AgentSpec.from_row(agent, self.default_model)
 
-    def graph(self, agent: dict[str, Any]) -> Any:
+    def graph(self, agent: AgentRow) -> Any:
         """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
         return self.graphs.get(self.spec(agent))
 

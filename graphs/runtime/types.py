@@ -13,6 +13,7 @@ from langchain_core.messages import BaseMessage
 from graphs.events import RunLog
 from graphs.runtime.inputs import ProtocolInput, RunInput
 from graphs.spec import AgentContext, AgentSpec
+from storage.rows import RunRow
 from storage.types import RunStatus
 
 
@@ -80,7 +81,7 @@ class RunContext:
     """One run while it executes: its record, what it runs, where its events go, and what it
     has counted so far. Built when the run starts (or is claimed), read by every step after."""
 
-    run: dict[str, Any]
+    run: RunRow
     spec: AgentSpec
     log: RunLog
     # The run's input as stored in ``runs.input``: a native message or a protocol request.

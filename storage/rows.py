@@ -1,0 +1,153 @@
+"""The rows storage functions return, one ``TypedDict`` per shape.
+
+Each matches the column list of the statement that reads it (``USER_COLUMNS``,
+``AGENT_COLUMNS``, ``CHAT_COLUMNS``, ``RUN_COLUMNS`` …) and the column types of
+``storage/migrations``: ``uuid`` is ``UUID``, ``timestamptz`` ``datetime``, a nullable column
+``X | None``. The rows themselves stay the plain dicts psycopg's ``dict_row`` builds: these
+types only describe them (``cast``, no copy).
+
+No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` from
+evaluated annotations, so ``RunRow.__optional_keys__`` is right at run time too.
+"""
+
+from datetime import datetime
+from typing import Any, Literal, NotRequired, TypedDict
+from uuid import UUID
+
+from storage.types import ChatStatus, MultitaskStrategy, RunStatus, ThreadStatus, UserRole
+
+
+class UserRow(TypedDict):
+    """``users``: ``USER_COLUMNS``."""
+
+    id: UUID
+    name: str
+    email: str
+    role: UserRole
+    password_hash: str
+    created_at: datetime
+    updated_at: datetime
+    professional_role: str | None
+    organization: str | None
+    experience_level: str | None
+    preferred_interaction_style: str | None
+    onboarding_completed: bool
+    # The onboarding answers (``use_cases``, ``goals``, ``interest_area_ids``, ``completed_at``…).
+    onboarding_data: dict[str, Any] | None
+
+
+class UserInterestRow(TypedDict):
+    """One of a user's interest areas (``users.interests``)."""
+
+    id: UUID
+    slug: str
+    name: str
+    priority: int
+
+
+class InterestAreaRow(TypedDict):
+    """``interest_areas``: the catalog (``interests.list_all``)."""
+
+    id: UUID
+    slug: str
+    name: str
+    description: str
+
+
+class AgentRow(TypedDict):
+    """``agents``: ``AGENT_COLUMNS``. The recommended listing (``agents.list_page`` with
+    ``recommended_for``) also has ``overlap`` and ``weight``, which no caller reads."""
+
+    id: UUID
+    slug: str
+    name: str
+    description: str
+    system_prompt: str
+    avatar_url: str | None
+    model_name: str | None
+    # jsonb: the names of the enabled tools, in the agent's order.
+    tools_enabled: list[str]
+    interest_area_ids: list[UUID]
+    version: int
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+class ChatRow(TypedDict):
+    """``chats``: ``CHAT_COLUMNS``. A chat is also an Agent Protocol thread."""
+
+    id: UUID
+    user_id: UUID
+    # ``None``: a thread no run has bound to an agent yet.
+    agent_id: UUID | None
+    title: str | None
+    status: ChatStatus
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+    message_count: int
+    metadata: dict[str, Any]
+    thread_status: ThreadStatus
+
+
+class ThreadRow(ChatRow):
+    """A chat as ``threads.get`` and ``threads.search`` read it: with its agent's slug and its
+    status as the protocol shows it (``busy`` while it has an active run)."""
+
+    graph_id: str | None
+    protocol_status: ThreadStatus | Literal["busy"]
+
+
+class RunRow(TypedDict):
+    """``runs``: ``RUN_COLUMNS``."""
+
+    id: UUID
+    chat_id: UUID
+    user_id: UUID
+    agent_id: UUID
+    agent_version: int
+    model_name: str
+    status: RunStatus
+    multitask_strategy: MultitaskStrategy
+    error: str | None
+    # jsonb: token counts (``input_tokens``, ``output_tokens``, ``total_tokens``).
+    usage: dict[str, int] | None
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    # jsonb: what the run executes (``graphs.runtime.inputs``), validated when read back.
+    input: dict[str, Any] | None
+    # Only in the row ``runs.insert_starting`` returns (the scheduler pops it): whether the
+    # thread may hold tool calls a stopped run left unanswered.
+    needs_closing: NotRequired[bool]
+
+
+class ActiveRunRow(TypedDict):
+    """An active run of one host (``runs.active_on_host``): ``worker_id`` matched a pattern,
+    so it is set."""
+
+    id: UUID
+    worker_id: str
+
+
+class InterruptedRunRow(TypedDict):
+    """A run ``runs.interrupt_stale`` ended."""
+
+    id: UUID
+    chat_id: UUID
+
+
+class RefreshTokenRow(TypedDict):
+    """``refresh_tokens`` as ``tokens.lock_refresh`` reads it."""
+
+    id: UUID
+    user_id: UUID
+    family_id: UUID
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+    expired: bool
