@@ -152,6 +152,10 @@ class RunLog:
 
     async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         position = max(after, 0)
+        if self.closed and position >= len(self):
+            # Resumed at or past the end of a finished run: its ``end`` again, so every
+            # stream of a finished run ends with it.
+            position = len(self) - 1
         while True:
             if position < len(self):
                 batch = self.since(position)

@@ -51,6 +51,13 @@ def connect(url: str) -> Redis:
     return Redis.from_url(url, decode_responses=True, health_check_interval=30)
 
 
+def _event(entry_id: str, fields: dict[str, str]) -> Event:
+    event = Event(int(entry_id.partition("-")[2]), fields["e"], json.loads(fields["d"]))
+    # The stored JSON is what a client gets: no need to encode it again.
+    event.__dict__["json"] = fields["d"]
+    return event
+
+
 class RedisReader:
     """Reads one run's stream from Redis: the backlog after an id, then the live tail."""
 
@@ -68,6 +75,10 @@ class RedisReader:
 
     async def read_batches(self, after: int = 0) -> AsyncIterator[list[Event]]:
         position = f"0-{max(after, 0)}"
+        if after > 0 and (end := await self._end_at_or_before(after)) is not None:
+            # Resumed at or past the end of a finished run: its ``end`` again.
+            yield [end]
+            return
         while True:
             reply = cast(
                 XReadReply | None,
@@ -78,18 +89,28 @@ class RedisReader:
                 # died before writing anything and recovery has not run yet): ask Postgres.
                 if not await self.redis.exists(self.key) and not await self.still_active():
                     return
+                if after > 0 and (end := await self._end_at_or_before(after)) is not None:
+                    # The run ended (its ``end`` written since) before the id resumed from.
+                    yield [end]
+                    return
                 continue
             batch = []
             for entry_id, fields in reply[0][1]:
-                event = Event(int(entry_id.partition("-")[2]), fields["e"], json.loads(fields["d"]))
-                # The stored JSON is what a client gets: no need to encode it again.
-                event.__dict__["json"] = fields["d"]
+                event = _event(entry_id, fields)
                 batch.append(event)
                 if event.event == "end":
                     yield batch
                     return
                 position = entry_id
             yield batch
+
+    async def _end_at_or_before(self, after: int) -> Event | None:
+        """The run's ``end`` when it is written and its id is at most ``after``."""
+        last = cast(list[StreamEntry], await self.redis.xrevrange(self.key, count=1))
+        if not last or last[0][1]["e"] != "end":
+            return None
+        end = _event(*last[0])
+        return end if end.id <= after else None
 
 
 class RedisEventLogs(EventLogs):

@@ -320,6 +320,24 @@ async def test_redis_logs_mirror_the_local_log_and_expire_after_end(redis: Redis
     assert 0 < ttl <= 120
 
 
+async def test_a_reader_resumed_at_or_past_the_end_gets_the_end_again(redis: Redis) -> None:
+    async def active(_: uuid.UUID) -> bool:
+        return True
+
+    logs = RedisEventLogs(redis, active, retention_seconds=60)
+    run_id = uuid.uuid4()
+    run_log = logs.create(run_id)
+    run_log.append("run", {})
+    run_log.append("end", {"status": "success", "usage": {}})
+    run_log.close()
+    for after in (2, 3, 10**18):
+        reader = RedisReader(redis, run_id, lambda: active(run_id))
+        events = [(e.id, e.event) async for e in reader.read(after=after)]
+        assert events == [(2, "end")]
+    reader = RedisReader(redis, run_id, lambda: active(run_id))
+    assert [e.id async for e in reader.read(after=1)] == [2]
+
+
 async def test_a_dead_runs_stream_gets_one_end(redis: Redis) -> None:
     async def inactive(_: uuid.UUID) -> bool:
         return False
