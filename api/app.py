@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
+from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
     agents,
     assistants,
@@ -88,9 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RelativeRedirects)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["*"],

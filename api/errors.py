@@ -8,6 +8,8 @@ and answered with a generic 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -114,8 +116,45 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, exc.detail, exc.code, exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _routes(routes: list[Any]) -> Iterator[Any]:
+    """Every route, through included routers (this app includes its routers without a prefix:
+    their routes' paths are the paths served)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _routes(included.routes)
+        else:
+            yield route
+
+
+def _methods_for(request: Request) -> tuple[set[str], bool]:
+    """What ``Allow`` lists for the request's path, and whether a route names the path
+    literally (``/runs/wait``). A literal route wins over one that matches by shape
+    (``/runs/{run_id}``): the path means that route."""
+    literal: set[str] = set()
+    shaped: set[str] = set()
+    for route in _routes(request.app.routes):
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is None or not route_methods or not regex.match(request.url.path):
+            continue
+        (shaped if getattr(route, "param_convertors", None) else literal).update(route_methods)
+    return (literal, True) if literal else (shaped, False)
+
+
+def _method_not_allowed(methods: set[str]) -> JSONResponse:
+    return _error(
+        405, "Method Not Allowed", "method_not_allowed", {"Allow": ", ".join(sorted(methods))}
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if any(error.get("loc", ())[:1] == ("path",) for error in exc.errors()):
+        # ``GET /runs/wait`` matches ``/runs/{run_id}`` by shape, but names a route of its own
+        # (``POST /runs/wait``): that is a method the path does not allow, not a bad id.
+        methods, literal = _methods_for(request)
+        if literal and request.method not in methods:
+            return _method_not_allowed(methods)
     problems = []
     for error in exc.errors():
         # Echoing "input" back could reflect a password; "ctx" may hold exception objects.
@@ -123,8 +162,12 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return _error(422, jsonable_encoder(problems), "validation_error")
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # Starlette's ``Allow`` names the methods of the first route that matched the path
+        # only; another route may serve the same path with other methods (GET and POST /agents/).
+        return _method_not_allowed(_methods_for(request)[0])
     code = _STATUS_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return _error(exc.status_code, detail, code, getattr(exc, "headers", None))

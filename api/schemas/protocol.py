@@ -25,8 +25,9 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-Limit = Field(10, ge=1, le=1000)
-Offset = Field(0, ge=0, le=1_000_000)
+# Strict: ``false`` or ``"5"`` is not a number of items.
+Limit = Field(10, ge=1, le=1000, strict=True)
+Offset = Field(0, ge=0, le=1_000_000, strict=True)
 SortOrder = Literal["asc", "desc"]
 
 
