@@ -20,8 +20,17 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench import latency, throughput
-from bench.harness import Deployment, Sampler, _wait_http, finish, machine, summary, table
+from bench import throughput
+from bench.harness import (
+    Deployment,
+    Sampler,
+    _wait_http,
+    finish,
+    machine,
+    sequential_turns,
+    summary,
+    table,
+)
 from storage import runs as runs_store
 
 CLIENTS = 20
@@ -180,7 +189,7 @@ def measure(deployment: Deployment, headers: dict, agent: dict, runs: int, durat
     # first phase, or a restarted server, would otherwise pay for it in its numbers).
     asyncio.run(throughput.level(deployment.urls, headers, agent["id"], CLIENTS, WARMUP_S))
     before = table_stats(deployment.pg.uri())
-    samples = asyncio.run(latency.measure(url, headers, agent, runs, warmup=5))
+    samples = asyncio.run(sequential_turns(url, headers, agent, runs, 5, timed_create=True))
     paths = {
         name: {"ttft_ms": summary([s[0] for s in v]), "total_ms": summary([s[1] for s in v])}
         for name, v in samples.items()

@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, State
 from api.schemas.common import Page
@@ -24,7 +25,16 @@ async def get_run(run_id: UUID, user: CurrentUser, state: State) -> Mapping[str,
     return await runs_service.get_owned(state, user["id"], run_id)
 
 
-@router.get("/runs/{run_id}/stream")
+@router.get(
+    "/runs/{run_id}/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "The run's events (replayed, then live), `end` last",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def stream_run(
     run_id: UUID,
     user: CurrentUser,
