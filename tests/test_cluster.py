@@ -7,6 +7,7 @@ from Debian's package. Event logs live in Redis Streams, so any API reads any ru
 
 from __future__ import annotations
 
+import asyncio
 import random
 import tempfile
 import uuid
@@ -330,6 +331,10 @@ async def test_a_reader_resumed_at_or_past_the_end_gets_the_end_again(redis: Red
     run_log.append("run", {})
     run_log.append("end", {"status": "success", "usage": {}})
     run_log.close()
+    for _ in range(100):  # the flusher copies the log to Redis in the background
+        if await redis.xlen(stream_key(run_id)) == 2:
+            break
+        await asyncio.sleep(0.02)
     for after in (2, 3, 10**18):
         reader = RedisReader(redis, run_id, lambda: active(run_id))
         events = [(e.id, e.event) async for e in reader.read(after=after)]
