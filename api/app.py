@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
+from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
     agents,
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # Innermost of ours: CORS (when on) still adds its headers to a 413.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RelativeRedirects)
     if settings.cors_origins:
         app.add_middleware(

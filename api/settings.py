@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".switchboard")
     pool_min_size: int = 2
     pool_max_size: int = 20
+    # Size limits: every request body (api/limits.py; 413 past it), and the JSON one page of
+    # thread history may hold (GET/POST /threads/{id}/history stop adding states past it).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    history_max_bytes: int = Field(default=4 * 1_048_576, ge=1024)
     # Server-side prepared statements; off for PgBouncer in transaction mode before 1.21.
     prepared_statements: bool = True
     run_migrations: bool = True
@@ -38,6 +42,12 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
+    # Abuse limits per client address (see api/services/auth.py): login_max_failures counts one
+    # email's failures from one address (the lock is for that address only); this, one
+    # address's failures across every email. Registrations and refreshes: per address, per minute.
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    register_per_minute: int = Field(default=10, ge=1)
+    refresh_per_minute: int = Field(default=60, ge=1)
 
     # Bootstrap admin, created (or promoted) at start when both are set.
     admin_email: str | None = None
@@ -52,6 +62,12 @@ class Settings(BaseSettings):
 
     # Runs: how long a finished run's event log stays readable (for replays and resumes).
     run_log_retention_seconds: int = Field(default=600, ge=1)
+    # Finished runs' logs are expired this often even when the process is idle (0: only when a
+    # run starts or a log is read). After a sweep that freed logs, when no run is active (or at
+    # most once a minute while busy), release_memory collects garbage and hands free heap back
+    # to the OS (glibc malloc_trim). Read by graphs/runtime/liveness.py.
+    run_log_sweep_seconds: float = Field(default=5, ge=0)
+    release_memory: bool = True
     # On SIGTERM, active runs get this long to finish before they are marked interrupted.
     shutdown_grace_seconds: float = Field(default=30, ge=0)
     # Active runs beat this often; a run whose beat is stale_seconds old is found orphaned.

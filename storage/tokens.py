@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import cast
 from uuid import UUID
 
@@ -24,15 +25,20 @@ UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %s AND revoked_at
 """
 SELECT_FAMILY_BY_HASH = "SELECT family_id FROM refresh_tokens WHERE token_hash = %s"
 
+# One client address's failures in the window: for one email, and across every email.
 COUNT_RECENT_FAILURES = """
-SELECT count(*) AS failures, min(failed_at) AS oldest
-FROM login_failures WHERE email_key = %s AND failed_at > now() - make_interval(secs => %s)
+SELECT count(*) FILTER (WHERE email_key = %(email)s) AS failures,
+       min(failed_at) FILTER (WHERE email_key = %(email)s) AS oldest,
+       count(*) AS address_failures,
+       min(failed_at) AS address_oldest
+FROM login_failures
+WHERE client_key = %(client)s AND failed_at > now() - make_interval(secs => %(window)s)
 """
-INSERT_FAILURE = "INSERT INTO login_failures (email_key) VALUES (%s)"
-CLEAR_FAILURES = "DELETE FROM login_failures WHERE email_key = %s"
+INSERT_FAILURE = "INSERT INTO login_failures (email_key, client_key) VALUES (%s, %s)"
+CLEAR_FAILURES = "DELETE FROM login_failures WHERE client_key = %s AND email_key = %s"
 PRUNE_FAILURES = "DELETE FROM login_failures WHERE failed_at <= now() - make_interval(secs => %s)"
-# Serializes the check-and-record of login attempts per email (two-int4 advisory key space, apart
-# from the migration lock's bigint key).
+# Serializes the check-and-record of login attempts per client address, which covers both of its
+# limits (two-int4 advisory key space, apart from the migration lock's bigint key).
 LOCK_LOGIN_KEY = "SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))"
 LOGIN_LOCK_CLASS = 0x4C4F47  # "LOG"
 
@@ -63,41 +69,68 @@ async def family_of(conn: Conn, token_hash: bytes) -> UUID | None:
     return row["family_id"] if row else None
 
 
+@dataclass(frozen=True)
+class RecentFailures:
+    """One client address's failed logins within the window."""
+
+    failures: int  # for the email
+    oldest: datetime | None
+    address_failures: int  # for every email
+    address_oldest: datetime | None
+
+
 async def recent_failures(
-    conn: Conn, email_key: str, window_seconds: int
-) -> tuple[int, datetime | None]:
-    """How many logins failed for ``email_key`` within the window, and when the oldest did."""
-    cur = await conn.execute(COUNT_RECENT_FAILURES, (email_key, window_seconds))
+    conn: Conn, email_key: str, client_key: str, window_seconds: int
+) -> RecentFailures:
+    """How many logins from ``client_key`` failed within the window, and when the oldest did."""
+    params = {"email": email_key, "client": client_key, "window": window_seconds}
+    cur = await conn.execute(COUNT_RECENT_FAILURES, params)
     row = await cur.fetchone()
     assert row is not None
-    return row["failures"], row["oldest"]
+    return RecentFailures(
+        row["failures"], row["oldest"], row["address_failures"], row["address_oldest"]
+    )
 
 
-async def record_failure(conn: Conn, email_key: str, window_seconds: int) -> None:
+async def record_failure(conn: Conn, email_key: str, client_key: str, window_seconds: int) -> None:
     await conn.execute(PRUNE_FAILURES, (window_seconds,))
-    await conn.execute(INSERT_FAILURE, (email_key,))
+    await conn.execute(INSERT_FAILURE, (email_key, client_key))
 
 
 async def begin_attempt(
-    conn: Conn, email_key: str, window_seconds: int, max_failures: int
-) -> tuple[bool, datetime | None]:
-    """Admit a login attempt for ``email_key`` unless the failure limit is reached.
+    conn: Conn,
+    email_key: str,
+    client_key: str,
+    *,
+    window_seconds: int,
+    max_failures: int,
+    max_address_failures: int,
+) -> datetime | None:
+    """Admit a login attempt for ``email_key`` from ``client_key`` unless a limit is reached.
 
-    An admitted attempt is recorded as a failure up front (``clear_failures`` removes it when the
-    login succeeds), under a per-email lock, so parallel guesses cannot all pass the check before
-    any of them is recorded.
+    The limits are per client address: ``max_failures`` for this email, ``max_address_failures``
+    across all emails. An admitted attempt is recorded as a failure up front (``clear_failures``
+    removes it when the login succeeds), under a per-address lock, so parallel guesses cannot all
+    pass the check before any of them is recorded.
 
     Returns:
-        ``(True, None)`` when admitted, else ``(False, oldest failure in the window)``.
+        ``None`` when admitted, else when the limit that refused it lifts.
     """
     async with conn.transaction():
-        await conn.execute(LOCK_LOGIN_KEY, (LOGIN_LOCK_CLASS, email_key))
-        failures, oldest = await recent_failures(conn, email_key, window_seconds)
-        if failures >= max_failures:
-            return False, oldest
-        await record_failure(conn, email_key, window_seconds)
-        return True, None
+        await conn.execute(LOCK_LOGIN_KEY, (LOGIN_LOCK_CLASS, client_key))
+        recent = await recent_failures(conn, email_key, client_key, window_seconds)
+        window = timedelta(seconds=window_seconds)
+        lifts = []
+        if recent.failures >= max_failures and recent.oldest is not None:
+            lifts.append(recent.oldest + window)
+        if recent.address_failures >= max_address_failures and recent.address_oldest is not None:
+            lifts.append(recent.address_oldest + window)
+        if lifts:
+            return max(lifts)
+        await record_failure(conn, email_key, client_key, window_seconds)
+        return None
 
 
-async def clear_failures(conn: Conn, email_key: str) -> None:
-    await conn.execute(CLEAR_FAILURES, (email_key,))
+async def clear_failures(conn: Conn, email_key: str, client_key: str) -> None:
+    """Forget the failures of ``email_key`` from ``client_key`` (its login succeeded)."""
+    await conn.execute(CLEAR_FAILURES, (client_key, email_key))

@@ -86,7 +86,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 async def _truncate(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, **connection_kwargs()) as conn:
         await conn.execute(
-            "TRUNCATE users, refresh_tokens, login_failures, user_interests, chats, agents CASCADE"
+            "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits, user_interests,"
+            " chats, agents CASCADE"
         )
         await seed_agents(conn)
 

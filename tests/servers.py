@@ -28,6 +28,10 @@ def free_port() -> int:
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     env.pop("DATABASE_URL", None)
+    # Every test's users sign up and in from 127.0.0.1; the limits per address are tested on
+    # their own (tests/test_auth_limits.py).
+    for limit in ("REGISTER_PER_MINUTE", "REFRESH_PER_MINUTE", "LOGIN_MAX_FAILURES_PER_ADDRESS"):
+        env[f"SWITCHBOARD_{limit}"] = "100000"
     env.update(extra)
     return env
 

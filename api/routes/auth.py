@@ -37,6 +37,11 @@ _LOGIN_BODY = {
 }
 
 
+def _client(request: Request) -> str:
+    """The client's address as uvicorn reports it (after its proxy-headers handling)."""
+    return auth_service.client_key(request.client.host if request.client else None)
+
+
 def _invalid(errors: list[Any]) -> RequestValidationError:
     return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
 
@@ -65,10 +70,14 @@ async def _login_body(request: Request) -> LoginRequest:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=AuthResponse)
-async def register(body: RegisterRequest, state: State) -> dict[str, Any]:
-    """Create an account and sign it in."""
+async def register(body: RegisterRequest, request: Request, state: State) -> dict[str, Any]:
+    """Create an account and sign it in (a limited number per minute from one address)."""
     return await auth_service.register(
-        state, name=body.name, email=str(body.email), password=body.password
+        state,
+        name=body.name,
+        email=str(body.email),
+        password=body.password,
+        client=_client(request),
     )
 
 
@@ -76,13 +85,15 @@ async def register(body: RegisterRequest, state: State) -> dict[str, Any]:
 async def login(request: Request, state: State) -> dict[str, Any]:
     """Sign in with email and password (JSON, or the OAuth2 password form of `/docs`)."""
     body = await _login_body(request)
-    return await auth_service.login(state, email=body.email, password=body.password)
+    return await auth_service.login(
+        state, email=body.email, password=body.password, client=_client(request)
+    )
 
 
 @router.post("/refresh", response_model=AuthResponse)
-async def refresh(body: RefreshRequest, state: State) -> dict[str, Any]:
+async def refresh(body: RefreshRequest, request: Request, state: State) -> dict[str, Any]:
     """Trade a refresh token for a new pair; the old refresh token cannot be used again."""
-    return await auth_service.refresh(state, body.refresh_token)
+    return await auth_service.refresh(state, body.refresh_token, client=_client(request))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

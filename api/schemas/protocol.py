@@ -16,7 +16,8 @@ from api.schemas.agents import (
     ToolName,
     unique,
 )
-from api.schemas.common import NulFree
+from api.schemas.common import MetadataLimits, NulFree
+from api.schemas.protocol_runs import BoundedMessages
 
 
 class _Body(BaseModel):
@@ -29,10 +30,12 @@ class _Body(BaseModel):
 Limit = Field(10, ge=1, le=1000, strict=True)
 Offset = Field(0, ge=0, le=1_000_000, strict=True)
 SortOrder = Literal["asc", "desc"]
+# Metadata as stored (threads) and as filtered on (searches): bounded in size and depth.
+Metadata = Annotated[dict[str, Any], NulFree, MetadataLimits]
 
 
 class AssistantSearch(_Body):
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     graph_id: str | None = Field(None, max_length=200)
     name: str | None = Field(None, max_length=200)
     limit: int = Limit
@@ -86,16 +89,16 @@ class AssistantPatch(_Body):
 
 class ThreadCreate(_Body):
     thread_id: UUID | None = None
-    metadata: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
 class ThreadPatch(_Body):
-    metadata: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class ThreadSearch(_Body):
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     ids: list[UUID] | None = Field(None, max_length=1000)
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Limit
@@ -109,14 +112,22 @@ class CheckpointRef(_Body):
 
 
 class StateUpdate(_Body):
-    values: Annotated[dict[str, Any] | list[Any] | None, NulFree] = None
+    values: Annotated[dict[str, Any] | list[Any] | None, NulFree, BoundedMessages] = None
     as_node: str | None = Field(None, max_length=200)
     checkpoint_id: str | None = Field(None, max_length=200)
     checkpoint: CheckpointRef | None = None
 
 
 class HistoryQuery(_Body):
-    limit: int = Limit
+    limit: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        strict=True,
+        description="At most this many states; fewer once the page holds the server's "
+        "`SWITCHBOARD_HISTORY_MAX_BYTES` of JSON (4 MiB by default; the first state is always "
+        "sent). Ask again with `before` set to the last state's checkpoint for the next page",
+    )
     before: str | CheckpointRef | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     checkpoint: CheckpointRef | None = None

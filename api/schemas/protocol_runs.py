@@ -4,18 +4,106 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from api.schemas.common import NulFree
+from api.schemas.common import MetadataLimits, NulFree
+from api.schemas.messages import MAX_MESSAGE_CHARS
 from api.wire.protocol import STREAM_MODES
 from graphs.runtime.inputs import ProtocolInput
+
+# The messages one input (or state update, or command update) may carry.
+MAX_INPUT_MESSAGES = 100
+Loc = tuple[int | str, ...]
+
+
+def _text_length(content: Any) -> int:
+    """The characters of a message's text: its string, or its text blocks' (and strings')."""
+    if isinstance(content, str):
+        return len(content)
+    total = 0
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, str):
+                total += len(block)
+            elif isinstance(block, dict) and isinstance(block.get("text"), str):
+                total += len(block["text"])
+    return total
+
+
+def _message_problems(messages: Any, loc: Loc) -> list[InitErrorDetails]:
+    """What is wrong with ``messages`` (a list of messages, or one), each at its own place:
+    too many of them, or a message with more text than the native API takes."""
+    places: list[Loc]
+    if not isinstance(messages, list):
+        messages, places = [messages], [loc]
+    else:
+        places = [(*loc, index) for index in range(len(messages))]
+        if len(messages) > MAX_INPUT_MESSAGES:
+            ctx = {"field_type": "List", "max_length": MAX_INPUT_MESSAGES}
+            ctx["actual_length"] = len(messages)
+            return [InitErrorDetails(type="too_long", loc=loc, input=len(messages), ctx=ctx)]
+    problems: list[InitErrorDetails] = []
+    for message, place in zip(messages, places, strict=True):
+        # A message is a string, a [role, content] pair, or an object with a content.
+        if isinstance(message, dict):
+            content, where = message.get("content"), (*place, "content")
+        elif isinstance(message, list) and len(message) == 2:
+            content, where = message[1], (*place, 1)
+        else:
+            content, where = message, place
+        length = _text_length(content)
+        if length <= MAX_MESSAGE_CHARS:
+            continue
+        # A string: the error the native API gives for its message (and any string field).
+        error: str | PydanticCustomError = "string_too_long"
+        if not isinstance(content, str):
+            error = PydanticCustomError(
+                "message_too_long",
+                "Message text should have at most {max_length} characters, not {length}",
+                {"max_length": MAX_MESSAGE_CHARS, "length": length},
+            )
+        ctx = {"max_length": MAX_MESSAGE_CHARS}
+        problems.append(InitErrorDetails(type=error, loc=where, input=length, ctx=ctx))
+    return problems
+
+
+def _bounded_messages(value: Any) -> Any:
+    """``value``'s messages (``{"messages": …}``, or a list of such updates or of ``[key,
+    value]`` pairs) within the native API's limits; the 422 names each message too long."""
+    problems: list[InitErrorDetails] = []
+    if isinstance(value, dict):
+        if "messages" in value:
+            problems = _message_problems(value["messages"], ("messages",))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, dict) and "messages" in item:
+                problems += _message_problems(item["messages"], (index, "messages"))
+            elif isinstance(item, list) and len(item) == 2 and item[0] == "messages":
+                problems += _message_problems(item[1], (index, 1))
+    if problems:
+        # Raised inside a validator, its errors keep their places, under the field's.
+        raise ValidationError.from_exception_data("messages", problems)
+    return value
+
+
+# For fields that may carry messages to the graph: run input, state and command updates.
+BoundedMessages = AfterValidator(_bounded_messages)
 
 
 class RunCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     resume: Annotated[Any, NulFree] = None
-    update: Annotated[Any, NulFree] = None
+    update: Annotated[Any, NulFree, BoundedMessages] = None
     goto: Annotated[str | list[str] | None, NulFree] = None
 
 
@@ -44,11 +132,11 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     assistant_id: str = Field(min_length=1, max_length=200)
-    input: Annotated[dict[str, Any] | None, NulFree] = None
+    input: Annotated[dict[str, Any] | None, NulFree, BoundedMessages] = None
     command: RunCommand | None = None
     config: RunConfig | None = None
     context: Annotated[dict[str, Any] | None, NulFree] = None
-    metadata: Annotated[dict[str, Any] | None, NulFree] = None
+    metadata: Annotated[dict[str, Any] | None, NulFree, MetadataLimits] = None
     stream_mode: list[str] = Field(default_factory=lambda: ["values"], max_length=7)
     stream_subgraphs: bool = False
     stream_resumable: bool = False

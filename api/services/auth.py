@@ -1,7 +1,25 @@
-"""Registration, login with a failure limit, refresh-token rotation with reuse detection."""
+"""Registration, login with a failure limit, refresh-token rotation with reuse detection.
+
+Abuse limits are per client address (``client_key``: the address uvicorn reports, after its
+proxy-headers handling; an IPv6 client's /64, which one subscriber typically holds whole):
+
+- Login: ``login_max_failures`` wrong passwords for one email *from one address* within
+  ``login_window_seconds`` lock that email for that address only, so an attacker cannot lock
+  the owner out from elsewhere; ``login_max_failures_per_address`` failures from one address
+  across all emails lock that address's logins (credential stuffing). A locked attempt is
+  refused without checking the password, and a successful login clears that address's failures
+  for the email.
+- Registration and refresh: ``register_per_minute`` / ``refresh_per_minute`` requests per
+  address in a fixed one-minute window, counted before any work (the password hash, the token
+  lookup) is done.
+
+Every refusal is a 429 ``rate_limited`` with ``Retry-After``. The counters live in Postgres, so
+they hold across replicas.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,6 +28,7 @@ from typing import Any, Final
 from api.errors import Conflict, TooManyRequests, Unauthorized
 from api.security import hash_password, hash_refresh_token, new_refresh_token, verify_password
 from api.state import AppState
+from storage import rate_limits as rate_limits_store
 from storage import tokens as tokens_store
 from storage import users as users_store
 from storage.db import Conn, PoolType
@@ -19,6 +38,40 @@ log = logging.getLogger(__name__)
 
 BAD_CREDENTIALS = "Incorrect email or password"
 BAD_REFRESH = "Invalid refresh token"
+# The fixed window of the registration and refresh limits (their settings are per minute).
+RATE_WINDOW_SECONDS: Final = 60
+UNKNOWN_CLIENT: Final = "unknown"
+
+
+def client_key(host: str | None) -> str:
+    """What the per-address limits count by: the IP address, an IPv6 client's /64 network.
+
+    A client without an address (a Unix socket, no proxy header) counts as one shared client.
+    """
+    if not host:
+        return UNKNOWN_CLIENT
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:255]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, int(seconds) + 1))}
+
+
+async def _limit(conn: Conn, bucket: str, client: str, per_minute: int, what: str) -> None:
+    hits, retry_after = await rate_limits_store.hit(conn, bucket, client, RATE_WINDOW_SECONDS)
+    if hits > per_minute:
+        raise TooManyRequests(
+            f"Too many {what} from this address; try again later",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def normalize_email(email: str) -> str:
@@ -51,7 +104,12 @@ async def _issue_pair(
     }
 
 
-async def register(state: AppState, *, name: str, email: str, password: str) -> dict[str, Any]:
+async def register(
+    state: AppState, *, name: str, email: str, password: str, client: str
+) -> dict[str, Any]:
+    async with state.pool.connection() as conn:
+        # Before the password hash: refused requests cost one statement.
+        await _limit(conn, "register", client, state.settings.register_per_minute, "registrations")
     password_hash = await hash_password(password)
     async with state.pool.connection() as conn, conn.transaction():
         user = await users_store.insert(
@@ -62,20 +120,23 @@ async def register(state: AppState, *, name: str, email: str, password: str) -> 
         return await _issue_pair(state, conn, user, uuid.uuid4())
 
 
-async def login(state: AppState, *, email: str, password: str) -> dict[str, Any]:
+async def login(state: AppState, *, email: str, password: str, client: str) -> dict[str, Any]:
     settings = state.settings
     key = normalize_email(email)
     async with state.pool.connection() as conn:
         # The attempt counts as a failure from here on, until it succeeds.
-        admitted, oldest = await tokens_store.begin_attempt(
-            conn, key, settings.login_window_seconds, settings.login_max_failures
+        lifts = await tokens_store.begin_attempt(
+            conn,
+            key,
+            client,
+            window_seconds=settings.login_window_seconds,
+            max_failures=settings.login_max_failures,
+            max_address_failures=settings.login_max_failures_per_address,
         )
-        if not admitted:
-            assert oldest is not None
-            retry = oldest + timedelta(seconds=settings.login_window_seconds) - datetime.now(UTC)
+        if lifts is not None:
             raise TooManyRequests(
                 "Too many failed login attempts; try again later",
-                headers={"Retry-After": str(max(1, int(retry.total_seconds()) + 1))},
+                headers=_retry_after((lifts - datetime.now(UTC)).total_seconds()),
             )
         user = await users_store.get_by_email(conn, key)
     # Runs the hash even for unknown emails, so both failures look and take the same.
@@ -84,11 +145,11 @@ async def login(state: AppState, *, email: str, password: str) -> dict[str, Any]
         raise Unauthorized(BAD_CREDENTIALS)  # already recorded by begin_attempt
     async with state.pool.connection() as conn:
         async with conn.transaction():
-            await tokens_store.clear_failures(conn, key)
+            await tokens_store.clear_failures(conn, key, client)
             return await _issue_pair(state, conn, user, uuid.uuid4())
 
 
-async def refresh(state: AppState, token: str) -> dict[str, Any]:
+async def refresh(state: AppState, token: str, *, client: str) -> dict[str, Any]:
     """Rotate ``token``: mark it used and issue a new pair in the same family.
 
     A token presented a second time means it leaked (or the client raced itself): the whole
@@ -96,6 +157,7 @@ async def refresh(state: AppState, token: str) -> dict[str, Any]:
     """
     token_hash = hash_refresh_token(token)
     async with state.pool.connection() as conn:
+        await _limit(conn, "refresh", client, state.settings.refresh_per_minute, "refreshes")
         async with conn.transaction():
             row = await tokens_store.lock_refresh(conn, token_hash)
             if row is None or row["revoked_at"] is not None or row["expired"]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any, cast
 from uuid import UUID
 
+from fastapi.encoders import jsonable_encoder
+
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
+from api.schemas.common import json_size
 from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 from api.state import AppState
 from api.wire.protocol import jsonable
@@ -135,9 +139,17 @@ async def get_state(
     return state_json(snapshot)
 
 
+# Checkpoints read from Postgres at once for a page of history: each row holds the whole state.
+HISTORY_BATCH = 10
+
+
 async def history(
     state: AppState, user: UserRow, thread_id: UUID, query: HistoryQuery
-) -> list[dict[str, Any]]:
+) -> list[Any]:
+    """Past states, newest first: at most ``query.limit``, and no more once the page holds
+    ``history_max_bytes`` of JSON (the first state goes whatever its size, so every page moves
+    on). The states come encoded as the response sends them, so what is counted is what is sent.
+    """
     thread = await owned(state, user, thread_id)
     agent = await _agent(state, thread)
     if agent is None:
@@ -146,13 +158,37 @@ async def history(
     before = query.before.checkpoint_id if not isinstance(query.before, str | None) else None
     if isinstance(query.before, str):
         before = query.before
-    states = graph_of(state, agent).aget_state_history(
-        _config(thread_id, start),
-        filter=query.metadata or None,
-        before=_config(thread_id, before) if before else None,
-        limit=query.limit,
-    )
-    return [state_json(snapshot) async for snapshot in states]
+    graph = graph_of(state, agent)
+    budget = state.settings.history_max_bytes
+    page: list[Any] = []
+    used = 0
+    batch = min(query.limit, HISTORY_BATCH)
+    while batch:
+        # In batches, each of about what the budget has room for: the rows of one query are
+        # all read into memory before the first is decoded.
+        states = graph.aget_state_history(
+            _config(thread_id, start),
+            filter=query.metadata or None,
+            before=_config(thread_id, before) if before else None,
+            limit=batch,
+        )
+        read = 0
+        # Closed when left early: it holds a pooled connection until then.
+        async with aclosing(states):
+            async for snapshot in states:
+                read += 1
+                item = jsonable_encoder(state_json(snapshot))
+                size = json_size(item)
+                if page and used + size > budget:
+                    return page
+                page.append(item)
+                used += size
+                before = snapshot.config["configurable"]["checkpoint_id"]
+        if read < batch:
+            return page
+        left = query.limit - len(page)
+        batch = min(left, HISTORY_BATCH, max(1, (budget - used) // max(1, used // len(page))))
+    return page
 
 
 async def update_state(

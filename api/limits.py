@@ -1,0 +1,102 @@
+"""A limit on the size of every request body, as pure ASGI middleware.
+
+A ``Content-Length`` over the limit is answered 413 before the app sees the request; a body
+without one (chunked) is counted as it arrives, and answered 413 as soon as it passes the limit:
+nothing reads it further, and nothing of it is buffered here. Either way the answer is our JSON
+error, ``{"detail": …, "code": "payload_too_large"}``, and the app's own answer (if it made one
+for the body it could not read) is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    """What reading past the limit raises inside the app; the middleware answers 413 itself."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body too large: at most {limit} bytes")
+
+
+def _content_length(scope: Scope) -> tuple[bool, int | None]:
+    """Whether the request's ``Content-Length`` headers are usable, and the length they give."""
+    values = {
+        value.strip() for name, value in scope["headers"] if name.lower() == b"content-length"
+    }
+    if not values:
+        return True, None
+    if len(values) > 1:
+        return False, None
+    value = values.pop()
+    # Only ASCII digits: int() would also take "+5", "5_0" or another script's digits.
+    if not value or len(value) > 18 or not all(48 <= byte <= 57 for byte in value):
+        return False, None
+    return True, int(value)
+
+
+async def _error(send: Send, status: int, detail: str, code: str) -> None:
+    body = json.dumps({"detail": detail, "code": code}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        # The rest of the body is not read: the connection cannot carry another request.
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse request bodies of more than ``max_bytes`` (413) and bad ``Content-Length`` (400)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = BodyTooLarge(self.max_bytes)
+        valid, length = _content_length(scope)
+        if not valid:
+            await _error(send, 400, "Invalid Content-Length header", "bad_request")
+            return
+        if length is not None and length > self.max_bytes:
+            await _error(send, 413, too_large.detail, "payload_too_large")
+            return
+
+        received = 0
+        exceeded = False
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                raise too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise too_large
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                return  # The app's answer to the body it could not read; ours goes instead.
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except BodyTooLarge:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await _error(send, 413, too_large.detail, "payload_too_large")
