@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import orjson
@@ -116,8 +116,9 @@ class RunLog:
         self.closed = True
         self.closed_at = time.monotonic()
         self._wake()
-        if self._on_close is not None:
-            self._on_close(self)
+        on_close, self._on_close = self._on_close, None  # called once; a finished log holds none
+        if on_close is not None:
+            on_close(self)
 
     def pack(self) -> None:
         """Keep this closed log as compressed frames from now on.
@@ -138,6 +139,9 @@ class RunLog:
             self._packed = zlib.compress(b"".join(frames), 1)
             self._starts = starts
             self._events = []
+            # Nobody waits on a closed log (every wait returns once it is closed): its own
+            # asyncio.Event and that Event's deque were a third of what a packed log kept.
+            self._changed = _SET
 
     def _wake(self) -> None:
         # Readers wait on the current Event; swapping it wakes them all without a lock.
@@ -185,8 +189,19 @@ def _unpack(frame: bytes) -> Event:
     return event
 
 
+# The wake-up of every packed log: already set, never waited on.
+_SET = asyncio.Event()
+_SET.set()
+
 # How long a closed log stays as it was written before it is packed.
 PACK_AFTER_SECONDS = 1.0
+
+
+class Swept(NamedTuple):
+    """What one expiry pass did: logs packed, and logs dropped."""
+
+    packed: int
+    dropped: int
 
 
 class EventLogs:
@@ -234,8 +249,17 @@ class EventLogs:
     async def aclose(self) -> None:
         """Flush and release what the backend holds."""
 
-    def _expire(self) -> None:
+    def sweep(self) -> Swept:
+        """Pack and drop the closed logs that are due, now.
+
+        ``create`` and ``get`` do it too, but an idle process calls neither: without a periodic
+        sweep (``graphs/runtime/liveness.py``) its finished runs' logs stayed until the next run.
+        """
+        return self._expire()
+
+    def _expire(self) -> Swept:
         now = time.monotonic()
+        packed = dropped = 0
         while self._unpacked:
             run_id, log = next(iter(self._unpacked.items()))
             assert log.closed_at is not None
@@ -243,6 +267,7 @@ class EventLogs:
                 break
             del self._unpacked[run_id]
             log.pack()
+            packed += 1
         horizon = now - self.retention_seconds
         while self._closed:
             run_id, log = next(iter(self._closed.items()))
@@ -250,6 +275,8 @@ class EventLogs:
             if len(self._closed) <= self.max_closed and log.closed_at >= horizon:
                 break
             del self._closed[run_id]
+            dropped += 1
             # A newer log may have replaced it under the same id (a rerun's end written here).
             if self._logs.get(run_id) is log:
                 del self._logs[run_id]
+        return Swept(packed, dropped)

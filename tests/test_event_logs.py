@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
 import uuid
+import weakref
 
 import pytest
 
-from graphs.events import EventLogs
+from graphs import events
+from graphs.events import EventLogs, Swept
 
 
 class Clock:
@@ -113,3 +117,90 @@ async def test_a_packed_token_stream_is_a_fraction_of_its_bytes(clock: Clock) ->
     assert [(e.id, e.event) for e in events] == [(49, "token"), (50, "token"), (51, "end")]
     assert events[1].data == {"message_id": message_id, "delta": " tok49"}
     assert log.since(51) == []
+
+
+async def test_an_idle_process_expires_closed_logs_in_its_sweep(clock: Clock) -> None:
+    """No run starts and nobody reads: the periodic sweep alone packs, then drops, closed logs."""
+    logs = EventLogs(retention_seconds=60, max_closed=100)
+    running = uuid.uuid4()
+    logs.create(running)
+    closed = [_closed_log(logs) for _ in range(5)]
+    held = {run_id: logs._logs[run_id] for run_id in closed}
+
+    clock.now += 2
+    assert logs.sweep() == Swept(packed=5, dropped=0)
+    assert all(log._packed is not None and log._events == [] for log in held.values())
+    clock.now += 57  # closed 59 s ago: kept
+    assert logs.sweep() == Swept(packed=0, dropped=0)
+    assert set(logs._logs) == {running, *closed}
+
+    clock.now += 2  # 61 s ago, and still no create() or get()
+    assert logs.sweep() == Swept(packed=0, dropped=5)
+    assert set(logs._logs) == {running}
+    assert not logs._closed and not logs._unpacked
+    assert logs.sweep() == Swept(packed=0, dropped=0)
+
+
+async def test_a_swept_log_is_released_not_just_forgotten(clock: Clock) -> None:
+    """Nothing else keeps a finished run's log (nor its events) once the sweep drops it."""
+    logs = EventLogs(retention_seconds=10, max_closed=100)
+    run_id = uuid.uuid4()
+    log = logs.create(run_id)
+    first = log.append("token", {"delta": "a"})
+    log.append("end", {"status": "success"})
+    log.close()
+    assert log._on_close is None  # a closed log no longer points back at its EventLogs
+    log_ref, event_ref = weakref.ref(log), weakref.ref(first)
+    del log, first
+
+    clock.now += 2
+    assert logs.sweep() == Swept(packed=1, dropped=0)
+    gc.collect()
+    assert event_ref() is None  # packed: the Event objects are gone, the frames remain
+    clock.now += 10
+    assert logs.sweep() == Swept(packed=0, dropped=1)
+    gc.collect()
+    assert log_ref() is None
+    assert logs._logs == {}
+
+
+async def test_liveness_sweeps_idle_logs_and_gives_memory_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from graphs.runtime import liveness
+
+    monkeypatch.setattr(events, "PACK_AFTER_SECONDS", 0.0)
+    releases: list[str] = []
+    monkeypatch.setattr(liveness, "release_memory", releases.append)
+    logs = EventLogs(retention_seconds=0.05, max_closed=100)
+    closed = [_closed_log(logs) for _ in range(3)]
+    beats = liveness.Liveness(
+        None, logs, {}, _nothing, heartbeat_seconds=60, stale_seconds=60,
+        shutdown_grace_seconds=0, sweep_seconds=0.01, release_memory=True,
+    )  # fmt: skip
+    sweeper = asyncio.create_task(beats._sweep())
+    try:
+        for _ in range(200):
+            if not logs._logs and releases:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        sweeper.cancel()
+    assert all(run_id not in logs._logs for run_id in closed)
+    assert releases and releases[0].endswith("run log(s) packed or dropped")
+
+
+async def test_release_memory_collects_and_never_fails() -> None:
+    from graphs.runtime import liveness
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    Cycle()
+    assert liveness.release_memory("test") >= 1
+    assert liveness._trim() in (True, False, None)  # None off glibc
+
+
+async def _nothing(chat_id: str) -> None:
+    return None

@@ -60,6 +60,8 @@ class Runtime:
         heartbeat_seconds: float = 5,
         stale_seconds: float = 30,
         shutdown_grace_seconds: float = 30,
+        sweep_seconds: float = 5,
+        release_memory: bool = True,
         redis: Redis | None = None,
         execute: bool = True,
     ):
@@ -82,6 +84,7 @@ class Runtime:
             pool, self.logs, self.executor.tasks, self._chat_is_free,
             heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
             shutdown_grace_seconds=shutdown_grace_seconds,
+            sweep_seconds=sweep_seconds, release_memory=release_memory,
         )  # fmt: skip
         if redis is not None:
             self.bus = ControlBus(redis, self._on_control)
@@ -227,6 +230,8 @@ async def open_runtime(
         heartbeat_seconds=settings.heartbeat_seconds,
         stale_seconds=settings.stale_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        sweep_seconds=settings.run_log_sweep_seconds,
+        release_memory=settings.release_memory,
         redis=redis,
         execute=execute,
     )

@@ -5,14 +5,24 @@ marked ``interrupted`` (at once when the process was on this host and its pid is
 ``stale_seconds`` without a heartbeat otherwise), and their event logs get the ``end`` their
 readers wait for. On shutdown the process takes no new runs, gives active ones the grace
 period, then interrupts the rest.
+
+Every ``sweep_seconds`` finished runs' logs are expired, busy or idle. Once a sweep has freed
+some and no run is active (or at most every ``RELEASE_BUSY_SECONDS`` while busy), the process
+collects garbage and asks glibc to hand free pages back to the OS (``malloc_trim``). Measured
+in bench/BENCHMARKS.md ("Soak"): that gives back little; what stays after a load is allocator
+fragmentation, which the allocator the process starts with decides.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import gc
 import logging
 import os
 import socket
+import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from uuid import UUID
 
@@ -23,6 +33,9 @@ from storage import runs as runs_store
 from storage.db import PoolType, pid_alive
 
 log = logging.getLogger(__name__)
+
+# While runs are active, memory is given back at most this often (the heap is reused anyway).
+RELEASE_BUSY_SECONDS = 60.0
 
 
 class Liveness:
@@ -38,6 +51,8 @@ class Liveness:
         heartbeat_seconds: float,
         stale_seconds: float,
         shutdown_grace_seconds: float,
+        sweep_seconds: float = 5.0,
+        release_memory: bool = True,
     ) -> None:
         self.pool = pool
         self.logs = logs
@@ -46,6 +61,8 @@ class Liveness:
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
         self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.sweep_seconds = sweep_seconds
+        self.release_memory = release_memory
         self.host = socket.gethostname()
         self.worker_id = f"{self.host}:{os.getpid()}"
         # Set by the SSE layer when the server starts shutting down (SIGTERM), or the worker.
@@ -60,6 +77,8 @@ class Liveness:
             asyncio.create_task(self._beat(), name="run-heartbeat"),
             asyncio.create_task(self._drain_on_shutdown(), name="run-drain"),
         ]
+        if self.sweep_seconds > 0:
+            self._helpers.append(asyncio.create_task(self._sweep(), name="run-log-sweep"))
 
     async def recover(self) -> list[UUID]:
         """Mark interrupted the runs nobody is running any more; returns their ids."""
@@ -88,6 +107,21 @@ class Liveness:
             except Exception:
                 log.exception("run heartbeat failed")
 
+    async def _sweep(self) -> None:
+        freed = 0  # logs packed or dropped since memory was last given back
+        released = time.monotonic()
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                swept = self.logs.sweep()
+                freed += swept.packed + swept.dropped
+                quiet = not self.tasks or time.monotonic() - released >= RELEASE_BUSY_SECONDS
+                if freed and quiet and self.release_memory:
+                    release_memory(f"{freed} run log(s) packed or dropped")
+                    freed, released = 0, time.monotonic()
+            except Exception:
+                log.exception("run log sweep failed")
+
     async def _drain_on_shutdown(self) -> None:
         await self.shutdown_event.wait()
         await self.drain()
@@ -115,6 +149,53 @@ class Liveness:
         for task in self._helpers:
             task.cancel()
         await asyncio.gather(*self._helpers, return_exceptions=True)
+
+
+def release_memory(reason: str = "") -> int:
+    """Collect garbage, then give the heap's free pages back to the OS; returns what the
+    collector found unreachable.
+
+    Startup's objects are frozen (``api.bootstrap.settle_heap``), so the collection walks only
+    what the process allocated since: a few milliseconds once a load has ended.
+    """
+    started, before = time.perf_counter(), _rss_mib()
+    found = gc.collect()
+    trimmed = _trim()
+    log.info(
+        "released memory (%s): %d unreachable objects, trim %s, RSS %.1f -> %.1f MiB in %.0f ms",
+        reason, found, trimmed, before, _rss_mib(), (time.perf_counter() - started) * 1000,
+    )  # fmt: skip
+    return found
+
+
+def _malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)``; None where there is none (macOS, musl, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):  # None (or ValueError) off glibc
+            return None
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, ValueError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: int(trim(0))
+
+
+_TRIM = _malloc_trim()
+
+
+def _trim() -> bool | None:
+    """Whether ``malloc_trim`` returned memory; None without glibc."""
+    return None if _TRIM is None else bool(_TRIM())
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _worker_alive(worker_id: str | None) -> bool:
