@@ -79,3 +79,20 @@ def test_the_runtime_is_in_small_parts() -> None:
         for path in _modules("graphs/runtime")
     }
     assert {name: n for name, n in sizes.items() if n > 300} == {}
+
+
+def test_every_route_declares_what_it_answers() -> None:
+    from fastapi.datastructures import DefaultPlaceholder
+    from fastapi.routing import APIRoute
+
+    from api.app import create_app
+    from api.errors import _routes
+
+    undeclared = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in _routes(create_app().routes)
+        if isinstance(route, APIRoute)
+        and route.response_model is None
+        and isinstance(route.response_class, DefaultPlaceholder)
+    ]
+    assert undeclared == []

@@ -5,46 +5,48 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.deps import AdminUser, CurrentUser, State
 from api.schemas.agents import AgentCreate
 from api.schemas.protocol import AssistantCreate, AssistantPatch, AssistantSearch
+from api.schemas.protocol_out import Assistant, AssistantGraph, GraphSchema
 from api.services import agents as agents_service
 from api.services.threads import assistant_json, graph_of
-from api.wire.protocol import jsonable
+from api.wire.protocol import json_response, jsonable
 
 router = APIRouter(prefix="/assistants", tags=["agent protocol: assistants"])
 
 
-def _json(content: Any) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(content))
-
-
-@router.post("/search")
+@router.post(
+    "/search",
+    response_model=list[Assistant],
+    response_description="The assistants; with `select`, each has only the fields selected",
+)
 async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
         rows = await agents_service.search(conn, body)
     page = [assistant_json(row) for row in rows]
     if body.select:
         page = [{k: a[k] for k in body.select if k in a} for a in page]
-    return _json(page)
+    return json_response(page)
 
 
-@router.post("/count")
+@router.post("/count", response_model=int)
 async def count_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
-        return _json(await agents_service.count_matching(conn, body))
+        return json_response(await agents_service.count_matching(conn, body))
 
 
-@router.get("/{assistant_id}")
+@router.get("/{assistant_id}", response_model=Assistant)
 async def get_assistant(assistant_id: str, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
-        return _json(assistant_json(await agents_service.find_assistant(conn, assistant_id)))
+        return json_response(
+            assistant_json(await agents_service.find_assistant(conn, assistant_id))
+        )
 
 
-@router.get("/{assistant_id}/graph")
+@router.get("/{assistant_id}/graph", response_model=AssistantGraph)
 async def get_assistant_graph(
     assistant_id: str, _: CurrentUser, state: State, xray: bool | int = Query(False)
 ) -> JSONResponse:
@@ -52,10 +54,10 @@ async def get_assistant_graph(
     async with state.pool.connection() as conn:
         agent = await agents_service.find_assistant(conn, assistant_id)
     drawable = graph_of(state, agent).get_graph(xray=xray)
-    return _json(jsonable(drawable.to_json()))
+    return json_response(jsonable(drawable.to_json()))
 
 
-@router.get("/{assistant_id}/schemas")
+@router.get("/{assistant_id}/schemas", response_model=GraphSchema)
 async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State) -> JSONResponse:
     """JSON schemas of the graph's input, output, state, config and context."""
     async with state.pool.connection() as conn:
@@ -70,7 +72,7 @@ async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State)
             return None
 
     output = schema("get_output_jsonschema")
-    return _json(
+    return json_response(
         {
             "graph_id": agent["slug"],
             "input_schema": schema("get_input_jsonschema"),
@@ -82,7 +84,7 @@ async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State)
     )
 
 
-@router.post("")
+@router.post("", response_model=Assistant)
 async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State) -> JSONResponse:
     """A new assistant (admins): a copy of the agent `graph_id` names, with the changes given."""
     async with state.pool.connection() as conn:
@@ -100,10 +102,10 @@ async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State
         if body.config and body.config.configurable:
             fields.update(body.config.configurable.model_dump(exclude_none=True))
         row = await agents_service.create(conn, AgentCreate.model_validate(fields), admin["id"])
-    return _json(assistant_json(row))
+    return json_response(assistant_json(row))
 
 
-@router.patch("/{assistant_id}")
+@router.patch("/{assistant_id}", response_model=Assistant)
 async def patch_assistant(
     assistant_id: str, body: AssistantPatch, _: AdminUser, state: State
 ) -> JSONResponse:
@@ -111,10 +113,10 @@ async def patch_assistant(
     async with state.pool.connection() as conn:
         agent = await agents_service.find_assistant(conn, assistant_id)
         row = await agents_service.update(conn, agent["id"], body.agent_update())
-    return _json(assistant_json(row))
+    return json_response(assistant_json(row))
 
 
-@router.delete("/{assistant_id}", status_code=204)
+@router.delete("/{assistant_id}", status_code=204, response_class=Response)
 async def delete_assistant(assistant_id: str, _: AdminUser, state: State) -> Response:
     """Retire an assistant (admins); its threads stay readable."""
     async with state.pool.connection() as conn:

@@ -13,14 +13,15 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
+from api.schemas.protocol_out import Run
 from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs as service
 from api.services import runs as runs_service
+from api.wire.protocol import json_response
 from api.wire.sse import parse_last_event_id, run_stream
 from graphs.events import Event
 
@@ -55,20 +56,18 @@ def _stream(
     )
 
 
-def _json(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(content), headers=headers)
-
-
-@router.post("/threads/{thread_id}/runs")
+@router.post("/threads/{thread_id}/runs", response_model=Run)
 async def create_run(
     thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
 ) -> JSONResponse:
     """Start a run in the background; join it or stream it later."""
     run, _, _ = await service.start(state, user_id, thread_id, body)
-    return _json(service.run_json(run), headers=_locations(run))
+    return json_response(service.run_json(run), headers=_locations(run))
 
 
-@router.post("/threads/{thread_id}/runs/stream", openapi_extra=_SSE)
+@router.post(
+    "/threads/{thread_id}/runs/stream", response_class=EventSourceResponse, openapi_extra=_SSE
+)
 async def stream_run(
     thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
 ) -> EventSourceResponse:
@@ -77,17 +76,17 @@ async def stream_run(
     return _stream(state, run, events, body, stateless=False)
 
 
-@router.post("/threads/{thread_id}/runs/wait")
+@router.post("/threads/{thread_id}/runs/wait", response_model=dict[str, Any])
 async def wait_run(
     thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
 ) -> JSONResponse:
     """Start a run and answer the thread's values once it ends."""
     run, events, _ = await service.start(state, user_id, thread_id, body)
     headers = {"Location": f"/threads/{thread_id}/runs/{run['id']}/join"}
-    return _json(await service.outcome(state, run, events), headers=headers)
+    return json_response(await service.outcome(state, run, events), headers=headers)
 
 
-@router.post("/runs/stream", openapi_extra=_SSE)
+@router.post("/runs/stream", response_class=EventSourceResponse, openapi_extra=_SSE)
 async def stream_stateless(
     body: RunCreate, user_id: CurrentUserId, state: State
 ) -> EventSourceResponse:
@@ -97,12 +96,12 @@ async def stream_stateless(
     return _stream(state, run, events, body, stateless=True)
 
 
-@router.post("/runs/wait")
+@router.post("/runs/wait", response_model=dict[str, Any])
 async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
     run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)
     try:
-        return _json(await service.outcome(state, run, events))
+        return json_response(await service.outcome(state, run, events))
     finally:
         if body.on_completion == "delete":
             # After the values are read, and even if the client left while waiting; the answer
@@ -111,7 +110,7 @@ async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State) 
             await asyncio.shield(deletion)
 
 
-@router.get("/threads/{thread_id}/runs")
+@router.get("/threads/{thread_id}/runs", response_model=list[Run])
 async def list_runs(
     thread_id: UUID,
     user: CurrentUser,
@@ -130,23 +129,23 @@ async def list_runs(
         offset=offset,
         statuses=service.statuses(status) if status is not None else None,
     )
-    return _json([service.run_json(row) for row in rows])
+    return json_response([service.run_json(row) for row in rows])
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}")
+@router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run)
 async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     run = await runs_service.get_owned(state, user["id"], run_id, chat_id=thread_id)
-    return _json(service.run_json(run))
+    return json_response(service.run_json(run))
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, response_class=Response)
 async def delete_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> Response:
     """Delete a finished run's record (its checkpoints stay in the thread)."""
     await runs_service.delete_ended(state, user["id"], run_id, thread_id)
     return Response(status_code=204)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/join")
+@router.get("/threads/{thread_id}/runs/{run_id}/join", response_model=dict[str, Any])
 async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     """Wait for the run to end; answers the thread's values."""
     run = await runs_service.get_owned(state, user["id"], run_id, chat_id=thread_id)
@@ -154,7 +153,7 @@ async def join_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: Stat
     if events is None:
         # Its events have expired: the run ended long ago, the thread's state is the answer.
         events = _Ended()
-    return _json(await service.outcome(state, run, events))
+    return json_response(await service.outcome(state, run, events))
 
 
 class _Ended:
@@ -169,7 +168,11 @@ class _Ended:
         yield
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream", openapi_extra=_SSE)
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/stream",
+    response_class=EventSourceResponse,
+    openapi_extra=_SSE,
+)
 async def join_stream(
     thread_id: UUID,
     run_id: UUID,
@@ -191,7 +194,12 @@ async def join_stream(
     )
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+@router.post(
+    "/threads/{thread_id}/runs/{run_id}/cancel",
+    response_model=Run,
+    response_description="The stopped run (with `wait`)",
+    responses={202: {"description": "The stop was asked for (without `wait`): no body"}},
+)
 async def cancel_run(
     thread_id: UUID,
     run_id: UUID,
@@ -205,4 +213,4 @@ async def cancel_run(
         state, user["id"], run_id, "interrupted", chat_id=thread_id,
         wait=10 if wait else None, rollback=action == "rollback",
     )  # fmt: skip
-    return _json(service.run_json(run), headers=None) if wait else Response(status_code=202)
+    return json_response(service.run_json(run), headers=None) if wait else Response(status_code=202)

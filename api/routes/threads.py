@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
@@ -17,68 +16,68 @@ from api.schemas.protocol import (
     ThreadPatch,
     ThreadSearch,
 )
+from api.schemas.protocol_out import Thread, ThreadState, ThreadStateUpdateResponse
 from api.services import chats as chats_service
 from api.services import threads as service
+from api.wire.protocol import json_response
 
 router = APIRouter(prefix="/threads", tags=["agent protocol: threads"])
 
 
-def _json(content: Any) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(content))
-
-
-@router.post("")
+@router.post("", response_model=Thread)
 async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
     """A new thread (with `thread_id` to choose its id; `if_exists`: `raise` or `do_nothing`)."""
-    return _json(await service.create(state, user_id, body))
+    return json_response(await service.create(state, user_id, body))
 
 
-@router.post("/search")
+@router.post("/search", response_model=list[Thread])
 async def search_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
     """Your threads (never anyone else's, whatever the filter), newest first by default."""
-    return _json(await service.search(state, user["id"], body))
+    return json_response(await service.search(state, user["id"], body))
 
 
-@router.post("/count")
+@router.post("/count", response_model=int)
 async def count_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
-    return _json(await service.count(state, user["id"], body))
+    return json_response(await service.count(state, user["id"], body))
 
 
-@router.get("/{thread_id}")
+@router.get("/{thread_id}", response_model=Thread)
 async def get_thread(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
-    return _json(await service.thread_json(state, await service.owned(state, user, thread_id)))
+    return json_response(
+        await service.thread_json(state, await service.owned(state, user, thread_id))
+    )
 
 
-@router.patch("/{thread_id}")
+@router.patch("/{thread_id}", response_model=Thread)
 async def patch_thread(
     thread_id: UUID, body: ThreadPatch, user: CurrentUser, state: State
 ) -> JSONResponse:
     """Merge `metadata` into the thread's."""
-    return _json(await service.merge_metadata(state, user, thread_id, body.metadata))
+    return json_response(await service.merge_metadata(state, user, thread_id, body.metadata))
 
 
-@router.delete("/{thread_id}", status_code=204)
+@router.delete("/{thread_id}", status_code=204, response_class=Response)
 async def delete_thread(thread_id: UUID, user: CurrentUser, state: State) -> Response:
     """Delete the thread with its runs and every checkpoint (an active run is stopped first)."""
     await chats_service.delete(state, user["id"], thread_id, not_found=service.THREAD_NOT_FOUND)
     return Response(status_code=204)
 
 
-@router.get("/{thread_id}/state")
+@router.get("/{thread_id}/state", response_model=ThreadState)
 async def get_state(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     """The thread's latest state: values, next nodes, tasks (with interrupts), checkpoint."""
-    return _json(await service.get_state(state, user, thread_id))
+    return json_response(await service.get_state(state, user, thread_id))
 
 
-@router.post("/{thread_id}/state")
+@router.post("/{thread_id}/state", response_model=ThreadStateUpdateResponse)
 async def update_state(
     thread_id: UUID, body: StateUpdate, user: CurrentUser, state: State
 ) -> JSONResponse:
     """Write `values` as if node `as_node` had; answers the new checkpoint."""
-    return _json(await service.update_state(state, user, thread_id, body))
+    return json_response(await service.update_state(state, user, thread_id, body))
 
 
-@router.get("/{thread_id}/state/{checkpoint_id}")
+@router.get("/{thread_id}/state/{checkpoint_id}", response_model=ThreadState)
 async def get_state_at(
     thread_id: UUID,
     checkpoint_id: str,
@@ -86,18 +85,18 @@ async def get_state_at(
     state: State,
 ) -> JSONResponse:
     """The thread's state at one checkpoint."""
-    return _json(await service.get_state(state, user, thread_id, checkpoint_id))
+    return json_response(await service.get_state(state, user, thread_id, checkpoint_id))
 
 
-@router.post("/{thread_id}/state/checkpoint")
+@router.post("/{thread_id}/state/checkpoint", response_model=ThreadState)
 async def get_state_at_body(
     thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State
 ) -> JSONResponse:
     checkpoint_id = body.checkpoint.checkpoint_id if body.checkpoint else None
-    return _json(await service.get_state(state, user, thread_id, checkpoint_id))
+    return json_response(await service.get_state(state, user, thread_id, checkpoint_id))
 
 
-@router.get("/{thread_id}/history")
+@router.get("/{thread_id}/history", response_model=list[ThreadState])
 async def get_history(
     thread_id: UUID,
     user: CurrentUser,
@@ -107,12 +106,12 @@ async def get_history(
 ) -> JSONResponse:
     """Past states, newest first."""
     query = HistoryQuery(limit=limit, before=before)
-    return _json(await service.history(state, user, thread_id, query))
+    return json_response(await service.history(state, user, thread_id, query))
 
 
-@router.post("/{thread_id}/history")
+@router.post("/{thread_id}/history", response_model=list[ThreadState])
 async def post_history(
     thread_id: UUID, body: HistoryQuery, user: CurrentUser, state: State
 ) -> JSONResponse:
     """Past states, newest first (`limit`, `before`, `metadata`, `checkpoint`)."""
-    return _json(await service.history(state, user, thread_id, body))
+    return json_response(await service.history(state, user, thread_id, body))

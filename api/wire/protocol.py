@@ -18,6 +18,8 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from pydantic import BaseModel
 
@@ -144,3 +146,12 @@ class ProtocolWriter:
         self.log.append(
             "error", {"error": error, "message": "The agent could not answer. Try again."}
         )
+
+
+def json_response(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An Agent Protocol answer: ``content`` (rows, datetimes, UUIDs…) as JSON, sent as it is.
+
+    The routes declare a ``response_model`` for the documentation; a ``JSONResponse`` returned
+    directly is not validated against it again.
+    """
+    return JSONResponse(jsonable_encoder(content), headers=headers)
