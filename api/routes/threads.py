@@ -104,7 +104,8 @@ async def get_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     before: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JSONResponse:
-    """Past states, newest first."""
+    """Past states, newest first; a page stops at `SWITCHBOARD_HISTORY_MAX_BYTES` of JSON, so it
+    may hold fewer than `limit` (page on with `before`)."""
     query = HistoryQuery(limit=limit, before=before)
     return json_response(await service.history(state, user, thread_id, query))
 
