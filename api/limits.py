@@ -38,6 +38,13 @@ def _content_length(scope: Scope) -> tuple[bool, int | None]:
     return True, int(value)
 
 
+def _chunked(scope: Scope) -> bool:
+    return any(
+        name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in scope["headers"]
+    )
+
+
 async def _error(send: Send, status: int, detail: str, code: str) -> None:
     body = json.dumps({"detail": detail, "code": code}).encode()
     headers = [
@@ -61,14 +68,20 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = BodyTooLarge(self.max_bytes)
         valid, length = _content_length(scope)
         if not valid:
             await _error(send, 400, "Invalid Content-Length header", "bad_request")
             return
         if length is not None and length > self.max_bytes:
-            await _error(send, 413, too_large.detail, "payload_too_large")
+            await _error(send, 413, BodyTooLarge(self.max_bytes).detail, "payload_too_large")
             return
+        if length is not None or not _chunked(scope):
+            # The server delivers no more than Content-Length, and a request with neither
+            # header has no body: nothing to count, and no wrapper on every send (each token
+            # of a stream) for the requests that are nearly all of them.
+            await self.app(scope, receive, send)
+            return
+        too_large = BodyTooLarge(self.max_bytes)
 
         received = 0
         exceeded = False
