@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, openapi
 from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app)
     # Innermost of ours: CORS (when on) still adds its headers to a 413.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RelativeRedirects)

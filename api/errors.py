@@ -32,10 +32,19 @@ class AppError(Exception):
     code = "bad_request"
     detail = "Bad request"
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ):
         super().__init__(detail or self.detail)
         self.detail = detail or self.detail
         self.headers = headers
+        # A more precise code than the class's, where the status alone is ambiguous: a 404 for
+        # a chat that exists, about the message a cursor names.
+        self.code = code or self.code
 
 
 # What every rejected token is told, whatever was wrong with it (or its user).
@@ -116,29 +125,36 @@ async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, exc.detail, exc.code, exc.headers)
 
 
-def _routes(routes: list[Any]) -> Iterator[Any]:
+def routes_of(routes: list[Any]) -> Iterator[Any]:
     """Every route, through included routers (this app includes its routers without a prefix:
     their routes' paths are the paths served)."""
     for route in routes:
         included = getattr(route, "original_router", None)
         if included is not None:
-            yield from _routes(included.routes)
+            yield from routes_of(included.routes)
         else:
             yield route
 
 
-def _methods_for(request: Request) -> tuple[set[str], bool]:
-    """What ``Allow`` lists for the request's path, and whether a route names the path
-    literally (``/runs/wait``). A literal route wins over one that matches by shape
-    (``/runs/{run_id}``): the path means that route."""
-    literal: set[str] = set()
-    shaped: set[str] = set()
-    for route in _routes(request.app.routes):
+def _literal_segments(path: str) -> int:
+    return sum(1 for segment in path.split("/") if segment and "{" not in segment)
+
+
+def _methods_for(request: Request) -> set[str]:
+    """What ``Allow`` lists for the request's path: the methods of the routes that name it most
+    literally. ``/runs/wait`` is the route ``/runs/wait``, not ``/runs/{run_id}`` with the id
+    ``wait``, although both match it."""
+    best, methods = -1, set[str]()
+    for route in routes_of(request.app.routes):
         regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
         if regex is None or not route_methods or not regex.match(request.url.path):
             continue
-        (shaped if getattr(route, "param_convertors", None) else literal).update(route_methods)
-    return (literal, True) if literal else (shaped, False)
+        literal = _literal_segments(route.path)
+        if literal > best:
+            best, methods = literal, set()
+        if literal == best:
+            methods.update(route_methods)
+    return methods
 
 
 def _method_not_allowed(methods: set[str]) -> JSONResponse:
@@ -152,8 +168,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if any(error.get("loc", ())[:1] == ("path",) for error in exc.errors()):
         # ``GET /runs/wait`` matches ``/runs/{run_id}`` by shape, but names a route of its own
         # (``POST /runs/wait``): that is a method the path does not allow, not a bad id.
-        methods, literal = _methods_for(request)
-        if literal and request.method not in methods:
+        methods = _methods_for(request)
+        if request.method not in methods:
             return _method_not_allowed(methods)
     problems = []
     for error in exc.errors():
@@ -167,7 +183,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         # Starlette's ``Allow`` names the methods of the first route that matched the path
         # only; another route may serve the same path with other methods (GET and POST /agents/).
-        return _method_not_allowed(_methods_for(request)[0])
+        return _method_not_allowed(_methods_for(request))
     code = _STATUS_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
     return _error(exc.status_code, detail, code, getattr(exc, "headers", None))

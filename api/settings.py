@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Active runs beat this often; a run whose beat is stale_seconds old is found orphaned.
     heartbeat_seconds: float = Field(default=5, gt=0)
     stale_seconds: float = Field(default=30, gt=0)
+    # A run still going after this long (from when it starts, not while it queues) is stopped
+    # and ends with an error (`RunTimeout`); 0: no limit.
+    run_timeout_seconds: float = Field(default=0, ge=0)
 
     # Several processes: with Redis, event logs live in Redis Streams and any process can
     # read or stop any run. execute_runs=false makes an API process only queue runs, for

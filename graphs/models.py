@@ -10,16 +10,28 @@ Providers:
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
+from pydantic import SecretStr
 
 from graphs.fake import FAKE_MODELS, FakeChatModel
+
+log = logging.getLogger(__name__)
 
 PROVIDERS = ("openai", "local", "fake")
 LOCAL_MODELS = ("smollm2",)
 _OPENAI_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+# Every name ``parse_model_name`` accepts, as one regular expression that means the same in
+# Python and in JSON Schema (ECMA-262): what the API's schema says of ``model_name``.
+MODEL_NAME_PATTERN = (
+    r"^(openai:[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"
+    r"|local:(" + "|".join(LOCAL_MODELS) + r")"
+    r"|fake:(echo|tools|tokens-[0-9]{1,6}(@[0-9]{1,6})?))$"
+)
 
 
 class UnknownModel(ValueError):
@@ -63,8 +75,15 @@ def make_model(model_name: str) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
         # The key and base URL come from OPENAI_API_KEY / OPENAI_BASE_URL; usage is requested
-        # on streams so every answer records its token counts.
-        return ChatOpenAI(model=ref.model, streaming=True, stream_usage=True, max_retries=1)
+        # on streams so every answer records its token counts. Without a key the client
+        # refuses to be built, and every read of a thread of that agent would fail with it:
+        # built anyway, its runs fail (the provider refuses them) and say so as run errors.
+        key = None if os.environ.get("OPENAI_API_KEY") else SecretStr("OPENAI_API_KEY-is-not-set")
+        if key is not None:
+            log.warning("OPENAI_API_KEY is not set: runs on %s will fail", model_name)
+        return ChatOpenAI(
+            model=ref.model, streaming=True, stream_usage=True, max_retries=1, api_key=key
+        )
     from graphs.local import local_model
 
     return local_model(ref.model)

@@ -131,32 +131,33 @@ async def test_known_models_are_accepted(
 
 
 @pytest.mark.parametrize(
-    ("body", "code"),
+    ("body", "status", "code"),
     [
-        ({"name": ""}, "validation_error"),
-        ({"name": "x" * 101}, "validation_error"),
-        ({"name": "ok", "description": "d" * 1001}, "validation_error"),
-        ({"name": "ok", "model_name": "acme:x"}, "invalid_input"),
-        ({"name": "ok", "model_name": "fake:nope"}, "invalid_input"),
-        ({"name": "ok", "model_name": "gpt-4o"}, "invalid_input"),
-        ({"name": "ok", "model_name": "local:llama70b"}, "invalid_input"),
-        ({"name": "ok", "tools_enabled": ["web_search"]}, "invalid_input"),
-        ({"name": "ok", "tools_enabled": ["calculator", "calculator"]}, "validation_error"),
-        ({"name": "ok", "interest_area_ids": [str(uuid.uuid4())]}, "invalid_input"),
-        ({"name": "ok", "interest_area_ids": ["nope"]}, "validation_error"),
-        ({"name": "ok", "avatar_url": "not a url"}, "validation_error"),
-        ({"name": "ok", "avatar_url": "javascript:alert(1)"}, "validation_error"),
-        ({"name": "ok", "role": "admin"}, "validation_error"),
-        ({"name": 5}, "validation_error"),
-        ({"name": "ok", "tools_enabled": "calculator"}, "validation_error"),
-        ({"name": "nul\x00"}, "validation_error"),
-        ({}, "validation_error"),
+        ({"name": ""}, 422, "validation_error"),
+        ({"name": "x" * 101}, 422, "validation_error"),
+        ({"name": "ok", "description": "d" * 1001}, 422, "validation_error"),
+        ({"name": "ok", "model_name": "acme:x"}, 422, "invalid_input"),
+        ({"name": "ok", "model_name": "fake:nope"}, 422, "invalid_input"),
+        ({"name": "ok", "model_name": "gpt-4o"}, 422, "invalid_input"),
+        ({"name": "ok", "model_name": "local:llama70b"}, 422, "invalid_input"),
+        ({"name": "ok", "tools_enabled": ["web_search"]}, 422, "invalid_input"),
+        ({"name": "ok", "tools_enabled": ["calculator", "calculator"]}, 422, "validation_error"),
+        ({"name": "ok", "interest_area_ids": [str(uuid.uuid4())]}, 404, "interest_area_not_found"),
+        ({"name": "ok", "interest_area_ids": ["nope"]}, 422, "validation_error"),
+        ({"name": "ok", "avatar_url": "not a url"}, 422, "validation_error"),
+        ({"name": "ok", "avatar_url": "javascript:alert(1)"}, 422, "validation_error"),
+        ({"name": "ok", "role": "admin"}, 422, "validation_error"),
+        ({"name": 5}, 422, "validation_error"),
+        ({"name": "ok", "tools_enabled": "calculator"}, 422, "validation_error"),
+        ({"name": "nul\x00"}, 422, "validation_error"),
+        ({}, 422, "validation_error"),
     ],
 )
-async def test_invalid_agents_are_422_and_not_created(
-    client: httpx.AsyncClient, admin: User, body: dict[str, Any], code: str
+async def test_invalid_agents_are_refused_and_not_created(
+    client: httpx.AsyncClient, admin: User, body: dict[str, Any], status: int, code: str
 ) -> None:
-    assert_error(await client.post("/agents/", json=body, headers=admin.headers), 422, code)
+    response = await client.post("/agents/", json=body, headers=admin.headers)
+    assert_error(response, status, code)
     assert (await _list(client, admin))["total"] == 5
 
 

@@ -86,11 +86,11 @@ def test_every_route_declares_what_it_answers() -> None:
     from fastapi.routing import APIRoute
 
     from api.app import create_app
-    from api.errors import _routes
+    from api.errors import routes_of
 
     undeclared = [
         f"{sorted(route.methods)} {route.path}"
-        for route in _routes(create_app().routes)
+        for route in routes_of(create_app().routes)
         if isinstance(route, APIRoute)
         and route.response_model is None
         and isinstance(route.response_class, DefaultPlaceholder)

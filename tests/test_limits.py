@@ -258,10 +258,10 @@ async def test_protocol_message_of_32001_characters_is_422_naming_it_and_32000_r
             ["x" * 32_001], ["body", "input", "messages", 0], "string_too_long", id="string-message"
         ),
         pytest.param(
-            [["user", "x" * 32_001]],
-            ["body", "input", "messages", 0, 1],
+            [{"role": "user", "content": "x" * 32_001}],
+            ["body", "input", "messages", 0, "content"],
             "string_too_long",
-            id="role-content-pair",
+            id="role-content-object",
         ),
         pytest.param(["hi"] * 101, ["body", "input", "messages"], "too_long", id="101-messages"),
     ],

@@ -414,8 +414,8 @@ async def test_message_paging(client: httpx.AsyncClient, user: User, make_agent:
     assert older.json() == {"items": everything[:2], "has_more": False}
     assert_error(
         await client.get(url, params={"before": "nope"}, headers=user.headers),
-        422,
-        "invalid_input",
+        404,
+        "message_not_found",
     )
     assert_error(await client.get(url, params={"limit": 0}, headers=user.headers), 422)
 

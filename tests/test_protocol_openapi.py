@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, TypeAdapter
 
+from api.schemas.events import PROTOCOL_EVENT, sse_content
 from api.schemas.protocol_out import (
     Assistant,
     AssistantGraph,
@@ -61,10 +62,10 @@ async def test_every_protocol_route_documents_its_answer(app: FastAPI) -> None:
     def ok(path: str, method: str) -> dict[str, Any]:
         return paths[path][method]["responses"]
 
-    assert ok("/threads/{thread_id}/runs/stream", "post")["200"]["content"] == {
-        "text/event-stream": {"schema": {"type": "string"}}
-    }
-    assert set(ok("/threads/{thread_id}", "delete")) == {"204", "422"}
+    assert ok("/threads/{thread_id}/runs/stream", "post")["200"]["content"] == sse_content(
+        PROTOCOL_EVENT
+    )
+    assert set(ok("/threads/{thread_id}", "delete")) == {"204", "401", "404", "422", "503"}
     run = {"$ref": "#/components/schemas/Run"}
     assert ok("/threads/{thread_id}/runs/{run_id}/cancel", "post")["200"]["content"] == {
         "application/json": {"schema": run}

@@ -324,7 +324,7 @@ async def test_onboarding_with_an_unknown_interest_stores_nothing(
     ids = [interest_areas["law"], unknown] if known else [unknown]
     before = await stored_state(db, user)
     response = await onboard(client, user, questionnaire(interest_areas, interest_area_ids=ids))
-    body = assert_error(response, 422, "invalid_input")
+    body = assert_error(response, 404, "interest_area_not_found")
     assert body["detail"] == f"Unknown interest area id(s): {unknown}"
 
     assert await stored_state(db, user) == before
@@ -352,7 +352,7 @@ async def test_failed_reonboarding_keeps_the_old_profile(
         organization="Somewhere Else",
         interest_area_ids=[interest_areas["education"], str(uuid.uuid4())],
     )
-    assert_error(await onboard(client, user, retry), 422, "invalid_input")
+    assert_error(await onboard(client, user, retry), 404, "interest_area_not_found")
     assert await stored_state(db, user) == before
     assert await get_profile(client, user) == profile
 
@@ -510,6 +510,28 @@ async def test_interests_with_priorities_replace_the_set(
     assert await get_profile(client, user) == expected
 
 
+async def test_an_interest_given_twice_takes_its_last_priority(
+    client: httpx.AsyncClient,
+    user: User,
+    onboarded: dict[str, Any],
+    interest_areas: dict[str, str],
+    catalog: dict[str, dict[str, Any]],
+) -> None:
+    interests = [
+        {"interest_area_id": interest_areas["law"], "priority": 2},
+        {"interest_area_id": interest_areas["sales"], "priority": 1},
+        {"interest_area_id": interest_areas["law"], "priority": 4},
+    ]
+    response = await put_profile(client, user, {"interests": interests})
+    assert response.status_code == 200, response.text
+    expected = {
+        **onboarded,
+        "interests": [interest(catalog["law"], 4), interest(catalog["sales"], 1)],
+    }
+    assert response.json() == expected
+    assert await get_profile(client, user) == expected
+
+
 async def test_interest_area_ids_replace_the_set_at_priority_3(
     client: httpx.AsyncClient,
     db: psycopg.AsyncConnection[dict[str, Any]],
@@ -562,16 +584,6 @@ async def test_updating_the_profile_before_onboarding(
             },
             "value_error",
             id="interests-and-ids",
-        ),
-        pytest.param(
-            lambda a: {
-                "interests": [
-                    {"interest_area_id": a["law"], "priority": 2},
-                    {"interest_area_id": a["law"], "priority": 4},
-                ]
-            },
-            "value_error",
-            id="duplicate-interest",
         ),
         pytest.param(lambda a: {"professional_role": None}, "value_error", id="null-role"),
         pytest.param(lambda a: {"experience_level": None}, "value_error", id="null-level"),
@@ -629,7 +641,7 @@ async def test_an_unknown_interest_in_an_update_changes_nothing(
     response = await put_profile(
         client, user, {field: value, "organization": "Not Applied Inc", "goals": "Not applied"}
     )
-    body = assert_error(response, 422, "invalid_input")
+    body = assert_error(response, 404, "interest_area_not_found")
     assert body["detail"] == f"Unknown interest area id(s): {unknown}"
     assert await stored_state(db, user) == before
     profile = await get_profile(client, user)

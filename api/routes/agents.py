@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import AdminUser, CurrentUser, Pool
+from api.openapi import errors
 from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
 from api.schemas.common import Page
 from api.services import agents as agents_service
@@ -47,7 +48,9 @@ async def get_agent(agent_id: UUID, _: CurrentUser, pool: Pool) -> dict[str, Any
         return agents_service.agent_out(await agents_service.get(conn, agent_id))
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=AgentOut)
+@router.post(
+    "/", status_code=status.HTTP_201_CREATED, response_model=AgentOut, responses=errors(404, 409)
+)
 async def create_agent(body: AgentCreate, admin: AdminUser, pool: Pool) -> dict[str, Any]:
     """Create an agent (admins only)."""
     async with pool.connection() as conn:

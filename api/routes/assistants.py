@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import AdminUser, CurrentUser, State
+from api.openapi import errors
 from api.schemas.agents import AgentCreate
 from api.schemas.protocol import AssistantCreate, AssistantPatch, AssistantSearch
 from api.schemas.protocol_out import Assistant, AssistantGraph, GraphSchema
@@ -84,7 +85,7 @@ async def get_assistant_schemas(assistant_id: str, _: CurrentUser, state: State)
     )
 
 
-@router.post("", response_model=Assistant)
+@router.post("", response_model=Assistant, responses=errors(404))
 async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State) -> JSONResponse:
     """A new assistant (admins): a copy of the agent `graph_id` names, with the changes given."""
     async with state.pool.connection() as conn:

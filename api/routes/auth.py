@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.deps import Pool, State
+from api.openapi import errors
 from api.schemas.auth import AuthResponse, LoginRequest, RefreshRequest, RegisterRequest
 from api.services import auth as auth_service
 
@@ -69,7 +70,12 @@ async def _login_body(request: Request) -> LoginRequest:
         raise _invalid(exc.errors()) from None
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=AuthResponse)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AuthResponse,
+    responses=errors(409, 429),
+)
 async def register(body: RegisterRequest, request: Request, state: State) -> dict[str, Any]:
     """Create an account and sign it in (a limited number per minute from one address)."""
     return await auth_service.register(
@@ -81,7 +87,12 @@ async def register(body: RegisterRequest, request: Request, state: State) -> dic
     )
 
 
-@router.post("/login", response_model=AuthResponse, openapi_extra=_LOGIN_BODY)
+@router.post(
+    "/login",
+    response_model=AuthResponse,
+    openapi_extra=_LOGIN_BODY,
+    responses=errors(400, 401, 413, 422, 429),
+)
 async def login(request: Request, state: State) -> dict[str, Any]:
     """Sign in with email and password (JSON, or the OAuth2 password form of `/docs`)."""
     body = await _login_body(request)
@@ -90,7 +101,7 @@ async def login(request: Request, state: State) -> dict[str, Any]:
     )
 
 
-@router.post("/refresh", response_model=AuthResponse)
+@router.post("/refresh", response_model=AuthResponse, responses=errors(401, 429))
 async def refresh(body: RefreshRequest, request: Request, state: State) -> dict[str, Any]:
     """Trade a refresh token for a new pair; the old refresh token cannot be used again."""
     return await auth_service.refresh(state, body.refresh_token, client=_client(request))

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CurrentUser, CurrentUserId, Pool, State
+from api.openapi import errors
 from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate
 from api.schemas.common import Page
 from api.services import chats as chats_service
@@ -37,7 +38,9 @@ async def list_chats(
     }
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ChatOut)
+@router.post(
+    "/", status_code=status.HTTP_201_CREATED, response_model=ChatOut, responses=errors(404, 409)
+)
 async def create_chat(body: ChatCreate, user_id: CurrentUserId, pool: Pool) -> dict[str, Any]:
     """Open a chat with an agent."""
     async with pool.connection() as conn:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import CurrentUser, CurrentUserId, State
+from api.openapi import errors
+from api.schemas.events import NATIVE_EVENT, sse_content
 from api.schemas.messages import MessageCreate, MessagePage, RunAnswer
 from api.services import messages as messages_service
 from api.wire.sse import run_stream, wants_event_stream
@@ -23,7 +25,7 @@ _STREAM_DOC = {
         201: {"description": "The run finished; its new messages, in order"},
         200: {
             "description": "With `Accept: text/event-stream`: the run's events as they happen",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": sse_content(NATIVE_EVENT),
         },
     }
 }
@@ -46,6 +48,7 @@ async def list_messages(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
+    responses=errors(409),
 )
 async def send_message(
     chat_id: UUID,

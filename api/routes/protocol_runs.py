@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
+from api.openapi import errors
+from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
 from api.schemas.protocol_out import Run
 from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs as service
@@ -31,7 +33,17 @@ _SSE = {
     "responses": {
         200: {
             "description": "The run's events in the requested stream modes, then `end`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": sse_content(PROTOCOL_EVENT),
+        }
+    }
+}
+# Any run, whichever API started it, can be joined here (a chat is a thread): its events are
+# in the format of the API that started it.
+_JOIN_SSE = {
+    "responses": {
+        200: {
+            "description": "The run's events (replayed, then live), `end` last",
+            "content": sse_content({"anyOf": [PROTOCOL_EVENT, NATIVE_EVENT]}),
         }
     }
 }
@@ -56,7 +68,7 @@ def _stream(
     )
 
 
-@router.post("/threads/{thread_id}/runs", response_model=Run)
+@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(409))
 async def create_run(
     thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
 ) -> JSONResponse:
@@ -66,7 +78,10 @@ async def create_run(
 
 
 @router.post(
-    "/threads/{thread_id}/runs/stream", response_class=EventSourceResponse, openapi_extra=_SSE
+    "/threads/{thread_id}/runs/stream",
+    response_class=EventSourceResponse,
+    openapi_extra=_SSE,
+    responses=errors(409),
 )
 async def stream_run(
     thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
@@ -76,7 +91,7 @@ async def stream_run(
     return _stream(state, run, events, body, stateless=False)
 
 
-@router.post("/threads/{thread_id}/runs/wait", response_model=dict[str, Any])
+@router.post("/threads/{thread_id}/runs/wait", response_model=dict[str, Any], responses=errors(409))
 async def wait_run(
     thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
 ) -> JSONResponse:
@@ -86,7 +101,12 @@ async def wait_run(
     return json_response(await service.outcome(state, run, events), headers=headers)
 
 
-@router.post("/runs/stream", response_class=EventSourceResponse, openapi_extra=_SSE)
+@router.post(
+    "/runs/stream",
+    response_class=EventSourceResponse,
+    openapi_extra=_SSE,
+    responses=errors(404, 409),
+)
 async def stream_stateless(
     body: RunCreate, user_id: CurrentUserId, state: State
 ) -> EventSourceResponse:
@@ -96,7 +116,7 @@ async def stream_stateless(
     return _stream(state, run, events, body, stateless=True)
 
 
-@router.post("/runs/wait", response_model=dict[str, Any])
+@router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409))
 async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
     run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)
@@ -138,7 +158,12 @@ async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State
     return json_response(service.run_json(run))
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/threads/{thread_id}/runs/{run_id}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(409),
+)
 async def delete_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> Response:
     """Delete a finished run's record (its checkpoints stay in the thread)."""
     await runs_service.delete_ended(state, user["id"], run_id, thread_id)
@@ -171,7 +196,7 @@ class _Ended:
 @router.get(
     "/threads/{thread_id}/runs/{run_id}/stream",
     response_class=EventSourceResponse,
-    openapi_extra=_SSE,
+    openapi_extra=_JOIN_SSE,
 )
 async def join_stream(
     thread_id: UUID,

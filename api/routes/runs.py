@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, State
 from api.schemas.common import Page
+from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
 from api.schemas.messages import RunOut
 from api.services import runs as runs_service
 from api.wire.sse import parse_last_event_id, run_stream
@@ -30,8 +31,9 @@ async def get_run(run_id: UUID, user: CurrentUser, state: State) -> Mapping[str,
     response_class=EventSourceResponse,
     responses={
         200: {
-            "description": "The run's events (replayed, then live), `end` last",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "The run's events (replayed, then live), `end` last; a run the "
+            "Agent Protocol started sends its events",
+            "content": sse_content({"anyOf": [NATIVE_EVENT, PROTOCOL_EVENT]}),
         }
     },
 )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, CurrentUserId, State
+from api.openapi import errors
 from api.schemas.protocol import (
     HistoryQuery,
     StateUpdate,
@@ -24,7 +25,7 @@ from api.wire.protocol import json_response
 router = APIRouter(prefix="/threads", tags=["agent protocol: threads"])
 
 
-@router.post("", response_model=Thread)
+@router.post("", response_model=Thread, responses=errors(409))
 async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
     """A new thread (with `thread_id` to choose its id; `if_exists`: `raise` or `do_nothing`)."""
     return json_response(await service.create(state, user_id, body))
@@ -69,7 +70,7 @@ async def get_state(thread_id: UUID, user: CurrentUser, state: State) -> JSONRes
     return json_response(await service.get_state(state, user, thread_id))
 
 
-@router.post("/{thread_id}/state", response_model=ThreadStateUpdateResponse)
+@router.post("/{thread_id}/state", response_model=ThreadStateUpdateResponse, responses=errors(409))
 async def update_state(
     thread_id: UUID, body: StateUpdate, user: CurrentUser, state: State
 ) -> JSONResponse:

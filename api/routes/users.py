@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, Pool
+from api.openapi import errors
 from api.schemas.auth import UserOut
 from api.schemas.onboarding import (
     ExperienceLevelEnum,
@@ -36,7 +37,7 @@ async def me(user: CurrentUser) -> dict[str, Any]:
     return auth_service.user_out(user)
 
 
-@router.post("/onboarding", response_model=OnboardingResponse)
+@router.post("/onboarding", response_model=OnboardingResponse, responses=errors(404))
 async def complete_onboarding(
     body: OnboardingQuestionnaireDTO, user: CurrentUser, pool: Pool
 ) -> dict[str, Any]:
@@ -72,7 +73,7 @@ async def get_professional_profile(user: CurrentUser, pool: Pool) -> dict[str, A
         return await profiles.profile(conn, user)
 
 
-@router.put("/professional-profile", response_model=ProfessionalProfile)
+@router.put("/professional-profile", response_model=ProfessionalProfile, responses=errors(404))
 async def update_professional_profile(
     body: ProfessionalProfileUpdateDTO, user: CurrentUser, pool: Pool
 ) -> dict[str, Any]:

@@ -2,20 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from api.schemas.common import NoNul, RequestModel, text_rules
+from api.schemas.common import (
+    NoNul,
+    NotBlank,
+    NotNull,
+    RequestModel,
+    SchemaOnly,
+    UniqueItems,
+    text_rules,
+)
+from graphs.models import MODEL_NAME_PATTERN
+from tools import TOOLS
 
-AgentName = Annotated[str, text_rules(min_length=1, max_length=100), NoNul]
+AgentName = Annotated[str, text_rules(min_length=1, max_length=100), NotBlank]
 Description = Annotated[str, text_rules(max_length=1000), NoNul]
 SystemPrompt = Annotated[str, text_rules(max_length=20_000, strip=False), NoNul]
-ModelName = Annotated[str, text_rules(min_length=3, max_length=200), NoNul]
-ToolName = Annotated[str, text_rules(min_length=1, max_length=64), NoNul]
-AvatarUrl = Annotated[AnyHttpUrl, Field(max_length=2048)]
+# The schema lists what the validators check later (a model this server can run, a tool it
+# has), so a client can tell a usable value from its description alone.
+ModelName = Annotated[
+    str,
+    text_rules(min_length=3, max_length=200),
+    NotBlank,
+    SchemaOnly(lambda schema: schema.update(pattern=MODEL_NAME_PATTERN)),
+]
+ToolName = Annotated[
+    str,
+    text_rules(min_length=1, max_length=64),
+    NotBlank,
+    SchemaOnly(lambda schema: schema.update(enum=sorted(TOOLS))),
+]
+
+
+def _at_most(length: int) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > length:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": length},
+            )
+        return value
+
+    return check
+
+
+# The length bounds what was sent: the parsed URL may be longer (``http://a`` -> ``http://a/``).
+AvatarUrl = Annotated[
+    AnyHttpUrl,
+    BeforeValidator(_at_most(2048)),
+    SchemaOnly(lambda schema: schema.update(maxLength=2048, description="An http(s) URL")),
+]
 
 
 def unique(values: list | None, what: str) -> list | None:
@@ -32,8 +83,12 @@ class AgentCreate(RequestModel):
     model_name: ModelName | None = Field(
         None, description="`provider:model`; null uses the server's default model (see /info)"
     )
-    tools_enabled: list[ToolName] = Field(default_factory=list, max_length=50)
-    interest_area_ids: list[UUID] = Field(default_factory=list, max_length=50)
+    tools_enabled: Annotated[list[ToolName], UniqueItems] = Field(
+        default_factory=list, max_length=50
+    )
+    interest_area_ids: Annotated[list[UUID], UniqueItems] = Field(
+        default_factory=list, max_length=50
+    )
 
     @field_validator("tools_enabled")
     @classmethod
@@ -49,13 +104,17 @@ class AgentCreate(RequestModel):
 class AgentUpdate(RequestModel):
     """A partial update: only the fields present change. Every update bumps ``version``."""
 
-    name: AgentName | None = None
-    description: Description | None = None
-    system_prompt: SystemPrompt | None = None
+    name: Annotated[AgentName | None, NotNull] = None
+    description: Annotated[Description | None, NotNull] = None
+    system_prompt: Annotated[SystemPrompt | None, NotNull] = None
     avatar_url: AvatarUrl | None = None
     model_name: ModelName | None = None
-    tools_enabled: list[ToolName] | None = Field(None, max_length=50)
-    interest_area_ids: list[UUID] | None = Field(None, max_length=50)
+    tools_enabled: Annotated[list[ToolName] | None, NotNull, UniqueItems] = Field(
+        None, max_length=50
+    )
+    interest_area_ids: Annotated[list[UUID] | None, NotNull, UniqueItems] = Field(
+        None, max_length=50
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AgentUpdate:

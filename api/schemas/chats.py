@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.schemas.common import NoNul, RequestModel, text_rules
+from api.schemas.common import NotBlank, NotNull, RequestModel, text_rules
 
-Title = Annotated[str, text_rules(min_length=1, max_length=200), NoNul]
+Title = Annotated[str, text_rules(min_length=1, max_length=200), NotBlank]
 ChatStatus = Literal["active", "archived"]
 
 
@@ -21,7 +21,7 @@ class ChatCreate(RequestModel):
 
 class ChatUpdate(RequestModel):
     title: Title | None = None
-    status: ChatStatus | None = None
+    status: Annotated[ChatStatus | None, NotNull] = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatUpdate:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    GetJsonSchemaHandler,
+    Strict,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 T = TypeVar("T")
 
@@ -18,10 +27,67 @@ def _no_nul(value: str) -> str:
     return value
 
 
-# A text field is ``Annotated[str, text_rules(...), NoNul]``: trimmed, bounded, NUL-free. It is
-# written out as a module-level alias at each use (``Title = Annotated[str, ...]``): a type
-# checker takes only such an alias as a type, not a call that builds one.
-NoNul = AfterValidator(_no_nul)
+# What the schema says of every text the server stores: no NUL character (JSON Schema regexes
+# are ECMA-262, where ``\x00`` means the same as in Python's).
+NO_NUL = "^[^\\x00]*$"
+# ... and of a text that must not be blank: some character that is neither space nor NUL.
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+
+
+class _Text:
+    """A text field's rule the schema cannot infer from pydantic's constraints: no NUL, and
+    (``not_blank``) not only whitespace."""
+
+    def __init__(self, *, not_blank: bool) -> None:
+        self.pattern = NOT_BLANK if not_blank else NO_NUL
+        self.not_blank = not_blank
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        def check(value: str) -> str:
+            _no_nul(value)
+            if self.not_blank and not value.strip():
+                raise ValueError("must not be blank")
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["pattern"] = self.pattern
+        return json_schema
+
+
+# A text field is ``Annotated[str, text_rules(...), NoNul]`` (or ``NotBlank``): trimmed, bounded,
+# NUL-free. It is written out as a module-level alias at each use (``Title = Annotated[str,
+# ...]``): a type checker takes only such an alias as a type, not a call that builds one.
+NoNul = _Text(not_blank=False)
+NotBlank = _Text(not_blank=True)
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON has one kind of number: 3.0 is the integer 3 (JSON Schema agrees), while true and
+    # "3" are no numbers at all (pydantic's lax mode would take both).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise PydanticCustomError(
+                "int_from_float", "Input should be a valid integer, got a number with a fraction"
+            )
+        return int(value)
+    return value
+
+
+# Integers and booleans of request bodies, as JSON means them. Bounds go on the field
+# (``JsonInt = Field(3, ge=1)``) or before the validator (``Annotated[int, Field(ge=1),
+# JsonInteger]``): inside another ``Annotated`` pydantic writes them into the schema as ``ge``.
+JsonInteger = BeforeValidator(_json_integer)
+JsonInt = Annotated[int, JsonInteger]
+JsonBool = Annotated[bool, Strict()]
 
 
 def _nul_free(value: Any) -> Any:
@@ -40,8 +106,61 @@ def _nul_free(value: Any) -> Any:
     return value
 
 
+# Where a schema holds a JSON value without NUL, this marker, with the depth it may nest to
+# (or ``"any"``). ``openapi.install`` puts references to definitions in its place (pydantic
+# would try to resolve a ``$ref`` it did not make).
+JSON_VALUE_MARKER = "x-switchboard-json-value"
+
+
+def json_value_schema(depth: int | None = None) -> dict[str, Any]:
+    """The schema of a JSON value with no NUL in any string or key, nested at most ``depth``
+    deep (``json_depth``), or as deep as it likes."""
+    return {JSON_VALUE_MARKER: "any" if depth is None else depth}
+
+
+def json_object_schema(values: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": values}
+
+
+class _NulFree:
+    """Free-form JSON bound for a jsonb column: Postgres refuses \\u0000 in any string or key,
+    at any depth, and a refusal that late would come after the request had created something.
+    The schema says so (``max_depth``: and nests at most that deep)."""
+
+    def __init__(self, max_depth: int | None = None) -> None:
+        self.max_depth = max_depth
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(_nul_free, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        inner = None if self.max_depth is None else self.max_depth - 1
+        for variant in json_schema.get("anyOf", [json_schema]):
+            items = variant.get("items")
+            if (
+                variant.get("type") == "object"
+                and variant.get("additionalProperties", True) is True
+            ):
+                variant.update(json_object_schema(json_value_schema(inner)))
+            elif variant.get("type") == "array" and items and items.get("type") == "string":
+                items["pattern"] = NO_NUL
+            elif variant.get("type") == "array":
+                variant["items"] = json_value_schema(inner)
+            elif variant.get("type") == "string":
+                variant["pattern"] = NO_NUL
+            elif not variant:  # Any
+                variant.update(json_value_schema(self.max_depth))
+        return json_schema
+
+
 # For free-form JSON fields (``Annotated[dict[str, Any], NulFree]``).
-NulFree = AfterValidator(_nul_free)
+NulFree = _NulFree()
+
 
 # Metadata (of threads, of runs; filters on it): at most this much JSON, this deeply nested.
 MAX_METADATA_BYTES = 16_384
@@ -97,8 +216,9 @@ def json_limits(*, max_bytes: int, max_depth: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-# For metadata fields (``Annotated[dict[str, Any], NulFree, MetadataLimits]``).
+# For metadata fields (``Annotated[dict[str, Any], MetadataNulFree, MetadataLimits]``).
 MetadataLimits = json_limits(max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH)
+MetadataNulFree = _NulFree(max_depth=MAX_METADATA_DEPTH)
 
 
 def text_rules(*, min_length: int = 0, max_length: int, strip: bool = True) -> StringConstraints:
@@ -119,3 +239,40 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+class SchemaOnly:
+    """Changes only what the schema says of a field, to state a rule its validators enforce."""
+
+    def __init__(self, change: Any) -> None:
+        self.change = change
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        self.change(json_schema)
+        return json_schema
+
+
+def _drop_null(json_schema: dict[str, Any]) -> None:
+    variants = [v for v in json_schema.pop("anyOf", []) if v.get("type") != "null"]
+    if len(variants) == 1:
+        json_schema.update(variants[0])
+    elif variants:
+        json_schema["anyOf"] = variants
+
+
+# A field of a partial update that may be left out but not set to null (a model validator
+# refuses the null; the schema says so by not allowing it).
+NotNull = SchemaOnly(_drop_null)
+
+
+def _unique_items(json_schema: dict[str, Any]) -> None:
+    for variant in json_schema.get("anyOf", [json_schema]):
+        if variant.get("type") == "array":
+            variant["uniqueItems"] = True
+
+
+# A list whose items must not repeat (checked by ``unique`` in a validator).
+UniqueItems = SchemaOnly(_unique_items)

@@ -8,11 +8,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas.common import NoNul, RequestModel, text_rules
+from api.schemas.common import NotBlank, RequestModel, text_rules
 
 MAX_MESSAGE_CHARS = 32_000
 MessageContent = Annotated[
-    str, text_rules(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False), NoNul
+    str, text_rules(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False), NotBlank
 ]
 
 

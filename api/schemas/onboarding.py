@@ -9,7 +9,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.schemas.common import NoNul, RequestModel, text_rules
+from api.schemas.common import (
+    JsonInt,
+    NoNul,
+    NotBlank,
+    NotNull,
+    RequestModel,
+    UniqueItems,
+    text_rules,
+)
 
 
 class ProfessionalRoleEnum(StrEnum):
@@ -52,7 +60,7 @@ class InteractionStyleEnum(StrEnum):
     friendly = "friendly"
 
 
-UseCase = Annotated[str, text_rules(min_length=1, max_length=200), NoNul]
+UseCase = Annotated[str, text_rules(min_length=1, max_length=200), NotBlank]
 Organization = Annotated[str, text_rules(max_length=200), NoNul]
 Goals = Annotated[str, text_rules(max_length=1000), NoNul]
 
@@ -92,7 +100,7 @@ class OnboardingQuestionnaireDTO(RequestModel):
 
 class InterestPriority(RequestModel):
     interest_area_id: UUID
-    priority: Annotated[int, Field(ge=1, le=5)] = 3
+    priority: JsonInt = Field(3, ge=1, le=5)
 
 
 class ProfessionalProfileUpdateDTO(RequestModel):
@@ -102,12 +110,23 @@ class ProfessionalProfileUpdateDTO(RequestModel):
     with explicit priorities; either replaces the whole set.
     """
 
-    professional_role: ProfessionalRoleEnum | None = None
+    model_config = ConfigDict(
+        json_schema_extra={"not": {"required": ["interest_area_ids", "interests"]}}
+    )
+
+    professional_role: Annotated[ProfessionalRoleEnum | None, NotNull] = None
     organization: Organization | None = None
-    experience_level: ExperienceLevelEnum | None = None
-    preferred_interaction_style: InteractionStyleEnum | None = None
-    interest_area_ids: list[UUID] | None = Field(None, min_length=1, max_length=50)
-    interests: list[InterestPriority] | None = Field(None, min_length=1, max_length=50)
+    experience_level: Annotated[ExperienceLevelEnum | None, NotNull] = None
+    preferred_interaction_style: Annotated[InteractionStyleEnum | None, NotNull] = None
+    interest_area_ids: Annotated[list[UUID] | None, NotNull, UniqueItems] = Field(
+        None, min_length=1, max_length=50
+    )
+    interests: Annotated[list[InterestPriority] | None, NotNull] = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="An interest area given more than once takes its last priority",
+    )
     use_cases: list[UseCase] | None = Field(None, max_length=20)
     goals: Goals | None = None
 
@@ -126,9 +145,9 @@ class ProfessionalProfileUpdateDTO(RequestModel):
             if name in fields and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         if self.interests is not None:
-            ids = [i.interest_area_id for i in self.interests]
-            if len(set(ids)) != len(ids):
-                raise ValueError("each interest area may appear only once in interests")
+            # An interest area given twice takes its last priority.
+            last = {i.interest_area_id: i for i in self.interests}
+            self.interests = list(last.values())
         return self
 
 

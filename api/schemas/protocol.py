@@ -16,8 +16,8 @@ from api.schemas.agents import (
     ToolName,
     unique,
 )
-from api.schemas.common import MetadataLimits, NulFree
-from api.schemas.protocol_runs import BoundedMessages
+from api.schemas.common import JsonInt, MetadataLimits, MetadataNulFree, NoNul, NulFree, UniqueItems
+from api.schemas.protocol_runs import BoundedMessages, WithMessages
 
 
 class _Body(BaseModel):
@@ -26,23 +26,27 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-# Strict: ``false`` or ``"5"`` is not a number of items.
-Limit = Field(10, ge=1, le=1000, strict=True)
-Offset = Field(0, ge=0, le=1_000_000, strict=True)
+Limit = Field(10, ge=1, le=1000)
+Offset = Field(0, ge=0, le=1_000_000)
 SortOrder = Literal["asc", "desc"]
 # Metadata as stored (threads) and as filtered on (searches): bounded in size and depth.
-Metadata = Annotated[dict[str, Any], NulFree, MetadataLimits]
+Metadata = Annotated[
+    dict[str, Any],
+    MetadataNulFree,
+    MetadataLimits,
+    Field(description="At most 16 KiB as JSON, nested at most 5 levels deep"),
+]
 
 
 class AssistantSearch(_Body):
     metadata: Metadata | None = None
-    graph_id: str | None = Field(None, max_length=200)
-    name: str | None = Field(None, max_length=200)
-    limit: int = Limit
-    offset: int = Offset
+    graph_id: Annotated[str, NoNul] | None = Field(None, max_length=200)
+    name: Annotated[str, NoNul] | None = Field(None, max_length=200)
+    limit: JsonInt = Limit
+    offset: JsonInt = Offset
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: SortOrder | None = None
-    select: list[str] | None = None
+    select: list[Annotated[str, NoNul]] | None = None
 
 
 # An assistant is an agent: its fields are the agent's, with the agent's rules, so both APIs
@@ -50,7 +54,7 @@ class AssistantSearch(_Body):
 class AssistantConfigurable(_Body):
     system_prompt: SystemPrompt | None = None
     model_name: ModelName | None = None
-    tools_enabled: list[ToolName] | None = Field(None, max_length=50)
+    tools_enabled: Annotated[list[ToolName] | None, UniqueItems] = Field(None, max_length=50)
 
     @field_validator("tools_enabled")
     @classmethod
@@ -65,7 +69,7 @@ class AssistantConfig(_Body):
 class AssistantCreate(_Body):
     """A new assistant: the agent ``graph_id`` names, copied, with the changes given."""
 
-    graph_id: str = Field(min_length=1, max_length=200)
+    graph_id: Annotated[str, NoNul] = Field(min_length=1, max_length=200)
     name: AgentName | None = None
     description: Description | None = None
     config: AssistantConfig | None = None
@@ -101,33 +105,34 @@ class ThreadSearch(_Body):
     metadata: Metadata | None = None
     ids: list[UUID] | None = Field(None, max_length=1000)
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    limit: int = Limit
-    offset: int = Offset
+    limit: JsonInt = Limit
+    offset: JsonInt = Offset
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: SortOrder | None = None
 
 
 class CheckpointRef(_Body):
-    checkpoint_id: str | None = Field(None, max_length=200)
+    checkpoint_id: Annotated[str, NoNul] | None = Field(None, max_length=200)
 
 
 class StateUpdate(_Body):
-    values: Annotated[dict[str, Any] | list[Any] | None, NulFree, BoundedMessages] = None
-    as_node: str | None = Field(None, max_length=200)
-    checkpoint_id: str | None = Field(None, max_length=200)
+    # An object: LangGraph takes a list of updates only with the special ``as_node`` values
+    # of a copy or a reset, which this server does not offer.
+    values: Annotated[dict[str, Any] | None, NulFree, BoundedMessages, WithMessages] = None
+    as_node: Annotated[str, NoNul] | None = Field(None, max_length=200)
+    checkpoint_id: Annotated[str, NoNul] | None = Field(None, max_length=200)
     checkpoint: CheckpointRef | None = None
 
 
 class HistoryQuery(_Body):
-    limit: int = Field(
+    limit: JsonInt = Field(
         10,
         ge=1,
         le=1000,
-        strict=True,
         description="At most this many states; fewer once the page holds the server's "
         "`SWITCHBOARD_HISTORY_MAX_BYTES` of JSON (4 MiB by default; the first state is always "
         "sent). Ask again with `before` set to the last state's checkpoint for the next page",
     )
-    before: str | CheckpointRef | None = None
+    before: Annotated[str, NoNul] | CheckpointRef | None = None
     metadata: Metadata | None = None
     checkpoint: CheckpointRef | None = None

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from langchain_core.messages import convert_to_messages
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict, JsonValue
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from api.schemas.common import MetadataLimits, NulFree
+from api.schemas.common import (
+    NO_NUL,
+    JsonBool,
+    JsonInteger,
+    MetadataLimits,
+    MetadataNulFree,
+    NoNul,
+    NulFree,
+    SchemaOnly,
+    json_object_schema,
+    json_value_schema,
+)
 from api.schemas.messages import MAX_MESSAGE_CHARS
 from api.wire.protocol import STREAM_MODES
 from graphs.runtime.inputs import ProtocolInput
@@ -39,6 +53,43 @@ def _text_length(content: Any) -> int:
     return total
 
 
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _fits_message_schema(message: Any) -> bool:
+    """Whether ``message`` is what ``MESSAGE`` describes (NUL and length are checked apart):
+    the schema and this check say the same, and both are narrower than the coercion."""
+    if isinstance(message, str):
+        return True
+    if not isinstance(message, dict) or "content" not in message:
+        return False
+    if ("role" in message) == ("type" in message):
+        return False
+    if message.get("role", message.get("type")) not in _ROLES:
+        return False
+    content = message["content"]
+    if not (
+        content is None
+        or isinstance(content, str)
+        or (isinstance(content, list) and all(isinstance(b, str | dict) for b in content))
+    ):
+        return False
+    if any(key in message and not _is_text(message[key]) for key in ("id", "name")):
+        return False
+    if "tool_calls" not in message:
+        return True
+    calls = message["tool_calls"]
+    return isinstance(calls, list) and all(
+        isinstance(call, dict)
+        and _is_text(call.get("name"))
+        and isinstance(call.get("args"), dict)
+        and "id" in call
+        and (call["id"] is None or _is_text(call["id"]))
+        for call in calls
+    )
+
+
 def _message_problems(messages: Any, loc: Loc) -> list[InitErrorDetails]:
     """What is wrong with ``messages`` (a list of messages, or one), each at its own place:
     too many of them, or a message with more text than the native API takes."""
@@ -53,6 +104,22 @@ def _message_problems(messages: Any, loc: Loc) -> list[InitErrorDetails]:
             return [InitErrorDetails(type="too_long", loc=loc, input=len(messages), ctx=ctx)]
     problems: list[InitErrorDetails] = []
     for message, place in zip(messages, places, strict=True):
+        try:
+            # What the graph does with it first: a message it cannot read fails here, before
+            # anything is created, instead of inside the run or the state update.
+            readable = _fits_message_schema(message)
+            if readable:
+                convert_to_messages([message])
+        except Exception:
+            readable = False
+        if not readable:
+            error_type = PydanticCustomError(
+                "message_type",
+                "Should be a message: a string, or an object with a content and either a role "
+                "or a type (user, human, assistant, ai, system, developer)",
+            )
+            problems.append(InitErrorDetails(type=error_type, loc=place, input=None))
+            continue
         # A message is a string, a [role, content] pair, or an object with a content.
         if isinstance(message, dict):
             content, where = message.get("content"), (*place, "content")
@@ -98,6 +165,69 @@ def _bounded_messages(value: Any) -> Any:
 # For fields that may carry messages to the graph: run input, state and command updates.
 BoundedMessages = AfterValidator(_bounded_messages)
 
+_ROLES: list[JsonValue] = ["user", "human", "assistant", "ai", "system", "developer"]
+_BLOCK: JsonDict = {
+    **json_object_schema(json_value_schema()),
+    "description": "A content block, e.g. {type: text, text}",
+}
+_CONTENT: JsonDict = {
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_MESSAGE_CHARS, "pattern": NO_NUL},
+        {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string", "pattern": NO_NUL}, _BLOCK]},
+        },
+        {"type": "null"},
+    ]
+}
+# A message as the graph reads it (LangChain's message coercion), in the schema; the validator
+# is that coercion itself (``_message_problems``).
+MESSAGE: JsonDict = {
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_MESSAGE_CHARS, "pattern": NO_NUL},
+        {
+            "type": "object",
+            "properties": {
+                "role": {"enum": _ROLES},
+                "type": {"enum": _ROLES},
+                "content": _CONTENT,
+                "id": {"type": "string", "pattern": NO_NUL},
+                "name": {"type": "string", "pattern": NO_NUL},
+                "tool_calls": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "args", "id"],
+                        "properties": {
+                            "name": {"type": "string", "pattern": NO_NUL},
+                            "args": json_object_schema(json_value_schema()),
+                            "id": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+            "required": ["content"],
+            "oneOf": [{"required": ["role"]}, {"required": ["type"]}],
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": json_value_schema(),
+        },
+    ],
+    "description": "A string (a user message) or an object with a role or a type",
+}
+MESSAGES: JsonDict = {
+    "anyOf": [MESSAGE, {"type": "array", "items": MESSAGE, "maxItems": MAX_INPUT_MESSAGES}]
+}
+
+
+def _with_messages(schema: dict[str, Any]) -> None:
+    # An object that may hold ``messages``: the graph's input or a state update.
+    for variant in schema.get("anyOf", [schema]):
+        if variant.get("type") == "object":
+            variant.setdefault("properties", {})["messages"] = MESSAGES
+
+
+WithMessages = SchemaOnly(_with_messages)
+
 
 class RunCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -112,14 +242,26 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    recursion_limit: int | None = Field(None, ge=1, le=1000)
+    recursion_limit: Annotated[int, Field(ge=1, le=1000), JsonInteger] | None = None
     tags: Annotated[list[str] | None, NulFree] = Field(None, max_length=50)
 
 
 class CheckpointRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    checkpoint_id: str | None = Field(None, max_length=200)
+    checkpoint_id: Annotated[str, NoNul] | None = Field(None, max_length=200)
+
+
+_STREAM_MODE = {"type": "string", "enum": list(STREAM_MODES)}
+
+
+# The one rule across fields: not both ``input`` and ``command`` (a null counts as absent).
+_INPUT_OR_COMMAND: JsonDict = {
+    "not": {
+        "required": ["input", "command"],
+        "properties": {"input": {"not": {"type": "null"}}, "command": {"not": {"type": "null"}}},
+    }
+}
 
 
 class RunCreate(BaseModel):
@@ -129,25 +271,36 @@ class RunCreate(BaseModel):
     after_seconds, langsmith_tracer …) are accepted and ignored, so clients work unchanged.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_INPUT_OR_COMMAND)
 
-    assistant_id: str = Field(min_length=1, max_length=200)
-    input: Annotated[dict[str, Any] | None, NulFree, BoundedMessages] = None
+    assistant_id: Annotated[str, NoNul] = Field(min_length=1, max_length=200)
+    input: Annotated[dict[str, Any] | None, NulFree, BoundedMessages, WithMessages] = None
     command: RunCommand | None = None
     config: RunConfig | None = None
     context: Annotated[dict[str, Any] | None, NulFree] = None
-    metadata: Annotated[dict[str, Any] | None, NulFree, MetadataLimits] = None
-    stream_mode: list[str] = Field(default_factory=lambda: ["values"], max_length=7)
-    stream_subgraphs: bool = False
-    stream_resumable: bool = False
+    metadata: Annotated[dict[str, Any] | None, MetadataNulFree, MetadataLimits] = Field(
+        None, description="At most 16 KiB as JSON, nested at most 5 levels deep"
+    )
+    stream_mode: Annotated[
+        list[str],
+        WithJsonSchema(
+            {
+                "anyOf": [_STREAM_MODE, {"type": "array", "items": _STREAM_MODE, "maxItems": 7}],
+                "default": ["values"],
+                "description": "One stream mode or several (repeats count once)",
+            }
+        ),
+    ] = Field(default_factory=lambda: ["values"], max_length=7)
+    stream_subgraphs: JsonBool = False
+    stream_resumable: JsonBool = False
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["cancel", "continue"] = "continue"
     on_completion: Literal["delete", "keep"] = "delete"
-    checkpoint_id: str | None = Field(None, max_length=200)
+    checkpoint_id: Annotated[str, NoNul] | None = Field(None, max_length=200)
     checkpoint: CheckpointRef | None = None
-    interrupt_before: Literal["*"] | list[str] | None = None
-    interrupt_after: Literal["*"] | list[str] | None = None
+    interrupt_before: Literal["*"] | list[Annotated[str, NoNul]] | None = None
+    interrupt_after: Literal["*"] | list[Annotated[str, NoNul]] | None = None
 
     @field_validator("stream_mode", mode="before")
     @classmethod

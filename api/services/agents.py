@@ -45,7 +45,10 @@ async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
     area_ids = fields.get("interest_area_ids") or []
     missing = await interests_store.missing_ids(conn, area_ids)
     if missing:
-        raise InvalidInput("Unknown interest area id(s): " + ", ".join(map(str, missing)))
+        raise NotFound(
+            "Unknown interest area id(s): " + ", ".join(map(str, missing)),
+            code="interest_area_not_found",
+        )
 
 
 def _columns(dto: AgentCreate | AgentUpdate, fields: set[str]) -> dict[str, Any]:
@@ -139,13 +142,16 @@ def assistant_ref(assistant_id: str) -> UUID | str:
         return assistant_id
 
 
-async def unknown_assistant(conn: Conn, assistant_id: str) -> InvalidInput:
-    """The 422 for a run naming an assistant that is no live agent, listing those that are."""
+async def unknown_assistant(conn: Conn, assistant_id: str) -> NotFound:
+    """The 404 for a run naming an assistant that is no live agent, listing those that are.
+    (The official server answers 422 with this text; a name that fits the schema and names
+    nothing is a missing object here, as everywhere in this API.)"""
     rows = await agents_store.list_page(conn, limit=100, offset=0)
     graphs = ", ".join(row["slug"] for row in rows)
-    return InvalidInput(
+    return NotFound(
         f"Invalid assistant: {assistant_id!r}. Must be either:\n"
-        f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}"
+        f"- A valid assistant UUID, or\n- One of the registered graphs: {graphs}",
+        code="assistant_not_found",
     )
 
 
@@ -157,5 +163,5 @@ async def find_assistant(conn: Conn, assistant_id: str) -> AgentRow:
     else:
         agent = await agents_store.get_by_slug(conn, ref)
     if agent is None:
-        raise NotFound(f"Assistant {assistant_id!r} not found")
+        raise NotFound(f"Assistant {assistant_id!r} not found", code="assistant_not_found")
     return agent

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
+from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.services.chats import get_owned
 from api.state import AppState
 from api.wire.native import is_visible, to_api
@@ -86,7 +86,7 @@ async def page(
     if before is not None:
         end = next((i for i, m in enumerate(messages) if m.id == before), -1)
         if end < 0:
-            raise InvalidInput("`before` names no message of this chat")
+            raise NotFound("`before` names no message of this chat", code="message_not_found")
     start = max(0, end - limit)
     return {
         "items": [to_api(m, str(chat_id)) for m in messages[start:end]],

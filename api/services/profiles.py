@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from api.errors import InvalidInput
+from api.errors import NotFound
 from api.schemas.onboarding import OnboardingQuestionnaireDTO, ProfessionalProfileUpdateDTO
 from storage import interests as interests_store
 from storage import users as users_store
@@ -40,7 +40,10 @@ async def profile(conn: Conn, user: UserRow) -> dict[str, Any]:
 async def _check_areas(conn: Conn, ids: list[UUID]) -> None:
     missing = await interests_store.missing_ids(conn, ids)
     if missing:
-        raise InvalidInput("Unknown interest area id(s): " + ", ".join(str(i) for i in missing))
+        raise NotFound(
+            "Unknown interest area id(s): " + ", ".join(str(i) for i in missing),
+            code="interest_area_not_found",
+        )
 
 
 async def complete_onboarding(

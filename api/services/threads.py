@@ -7,6 +7,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from fastapi.encoders import jsonable_encoder
+from langgraph.errors import InvalidUpdateError
 
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
 from api.schemas.common import json_size
@@ -209,7 +210,16 @@ async def update_state(
         config = await graph.aupdate_state(
             _config(thread_id, checkpoint_id), stamp_messages(body.values), as_node=body.as_node
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except InvalidUpdateError as exc:
+        reason = str(exc)
+        if reason.endswith("does not exist"):
+            detail = f"No node {body.as_node!r} in this thread's graph"
+            raise NotFound(detail, code="node_not_found") from None
+        if reason.startswith("Ambiguous update"):
+            # Which node wrote last makes it so: the thread's state, not the request.
+            raise Conflict("In this thread's state the update needs `as_node`") from None
+        raise InvalidInput("The update does not fit this thread's graph") from None
+    except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
         # LangGraph's own validation (an unknown node or channel): say which, not how.
         raise InvalidInput(
             f"The update does not fit this thread's graph ({type(exc).__name__})"

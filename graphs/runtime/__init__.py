@@ -62,6 +62,7 @@ class Runtime:
         shutdown_grace_seconds: float = 30,
         sweep_seconds: float = 5,
         release_memory: bool = True,
+        run_timeout_seconds: float = 0,
         redis: Redis | None = None,
         execute: bool = True,
     ):
@@ -79,7 +80,7 @@ class Runtime:
             self.logs = RedisEventLogs(redis, self._is_active, retention_seconds)
         else:
             self.logs = EventLogs(retention_seconds)
-        self.executor = Executor(pool, self.threads, self.logs, writers)
+        self.executor = Executor(pool, self.threads, self.logs, writers, run_timeout_seconds)
         self.liveness = Liveness(
             pool, self.logs, self.executor.tasks, self._chat_is_free,
             heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
@@ -232,6 +233,7 @@ async def open_runtime(
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         sweep_seconds=settings.run_log_sweep_seconds,
         release_memory=settings.release_memory,
+        run_timeout_seconds=settings.run_timeout_seconds,
         redis=redis,
         execute=execute,
     )

@@ -43,9 +43,15 @@ class Executor:
     """
 
     def __init__(
-        self, pool: PoolType, threads: Threads, logs: EventLogs, writers: WriterFactory
+        self,
+        pool: PoolType,
+        threads: Threads,
+        logs: EventLogs,
+        writers: WriterFactory,
+        run_timeout_seconds: float = 0,
     ) -> None:
         self.pool = pool
+        self.run_timeout_seconds = run_timeout_seconds
         self.threads = threads
         self.logs = logs
         self.writers = writers
@@ -89,7 +95,12 @@ class Executor:
         try:
             if ctx.run["status"] == "pending" and self.wait_turn is not None:
                 await self.wait_turn(ctx.run_id, ctx.chat_id)
-            await self._stream(ctx)
+            async with asyncio.timeout(self.run_timeout_seconds or None):
+                await self._stream(ctx)
+        except TimeoutError:
+            log.warning("run %s stopped after %s s", ctx.run_id, self.run_timeout_seconds)
+            ctx.status, ctx.error = "error", "RunTimeout"
+            ctx.writer.failed("RunTimeout")
         except asyncio.CancelledError:
             ctx.status = self._stopped.pop(ctx.run_id, "interrupted")  # type: ignore[assignment]
             ctx.error = None if ctx.status == "cancelled" else "Stopped before it finished"

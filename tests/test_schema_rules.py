@@ -1,0 +1,215 @@
+"""What the attack run (tests/test_schemathesis.py) found, each as a reproducer of its own: the
+schema states the rules the server enforces, errors are documented, and what broke no longer
+does."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.app import create_app
+from graphs.models import MODEL_NAME_PATTERN, UnknownModel, parse_model_name
+from tests.conftest import User, assert_error, make_settings, running
+from tests.test_messages import MakeAgent, make_agent, open_chat
+
+__all__ = ["make_agent"]
+
+
+async def _thread_with_a_run(client: httpx.AsyncClient, user: User) -> str:
+    thread = (await client.post("/threads", json={}, headers=user.headers)).json()["thread_id"]
+    done = await client.post(
+        f"/threads/{thread}/runs/wait",
+        json={
+            "assistant_id": "assistant",
+            "input": {"messages": [{"role": "user", "content": "hi"}]},
+        },
+        headers=user.headers,
+    )
+    assert done.status_code == 200, done.text
+    return thread
+
+
+async def _thread_count(client: httpx.AsyncClient, user: User) -> int:
+    return (await client.post("/threads/count", json={}, headers=user.headers)).json()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "openai:gpt-4o", "openai:a", "openai:org/model:v1.2", "openai:-x", "openai:",
+        "fake:echo", "fake:tools", "fake:tokens-5", "fake:tokens-5@10", "fake:tokens-1234567",
+        "fake:tokens-@1", "fake:nope", "local:smollm2", "local:llama", "x", "acme:x", ":x",
+    ],
+)  # fmt: skip
+def test_the_model_name_pattern_accepts_what_the_server_can_run(name: str) -> None:
+    try:
+        parse_model_name(name)
+        runnable = True
+    except UnknownModel:
+        runnable = False
+    assert bool(re.match(MODEL_NAME_PATTERN, name)) is runnable
+
+
+async def test_every_operation_documents_its_errors(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "503" in responses, (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    assert response["content"]["application/json"]["schema"] == error
+            if "{" in path:
+                assert "404" in responses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= set(responses), (method, path)
+            if operation.get("security") or (method == "post" and path == "/chats/"):
+                assert "401" in responses, (method, path)
+    admin_only = document["paths"]["/agents/"]["post"]["responses"]
+    assert {"401", "403", "409"} <= set(admin_only)
+    assert "429" in document["paths"]["/auth/login"]["post"]["responses"]
+
+
+async def test_json_numbers_and_booleans_mean_what_json_means(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    # 5.0 is the integer 5; true and "5" are not numbers; 0 is not a boolean.
+    search = await client.post("/threads/search", json={"limit": 5.0}, headers=user.headers)
+    assert search.status_code == 200, search.text
+    for limit in (True, "5", 5.5):
+        response = await client.post("/threads/search", json={"limit": limit}, headers=user.headers)
+        assert_error(response, 422, "validation_error")
+    refused = await client.post(
+        "/runs/wait",
+        json={"assistant_id": "assistant", "input": {}, "stream_resumable": 0},
+        headers=user.headers,
+    )
+    assert_error(refused, 422, "validation_error")
+    assert await _thread_count(client, user) == 0
+
+
+UNREADABLE = [
+    1,
+    {"role": "user"},
+    {"role": "tool", "content": "x"},
+    {"role": "ai", "content": "", "tool_calls": "AAA"},
+    {"type": "ai", "content": "x", "tool_calls": [{"name": "t", "args": {}}]},
+    ["user", "x"],
+    {"role": "user", "type": "human", "content": "x"},
+    {"role": "user", "content": "x", "name": None},
+]
+
+
+@pytest.mark.parametrize("message", UNREADABLE)
+async def test_a_message_the_graph_cannot_read_is_refused_before_anything_is_made(
+    client: httpx.AsyncClient, user: User, message: Any
+) -> None:
+    body = {"assistant_id": "assistant", "input": {"messages": [message]}}
+    response = await client.post("/runs/wait", json=body, headers=user.headers)
+    problem = assert_error(response, 422, "validation_error")["detail"][0]
+    assert problem["type"] == "message_type"
+    assert problem["loc"] == ["body", "input", "messages", 0]
+    assert await _thread_count(client, user) == 0
+
+
+async def test_state_updates_the_graph_cannot_take_are_4xx_and_change_nothing(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    thread = await _thread_with_a_run(client, user)
+    before = (await client.get(f"/threads/{thread}/state", headers=user.headers)).json()
+    url = f"/threads/{thread}/state"
+    # Once 500s: a message LangChain cannot coerce, and a node that does not exist.
+    bad = await client.post(url, json={"values": {"messages": [1]}}, headers=user.headers)
+    assert_error(bad, 422, "validation_error")
+    nowhere = await client.post(
+        url, json={"values": {"messages": "x"}, "as_node": ""}, headers=user.headers
+    )
+    assert assert_error(nowhere, 404, "node_not_found")["detail"] == (
+        "No node '' in this thread's graph"
+    )
+    listed = await client.post(url, json={"values": [{"messages": "x"}]}, headers=user.headers)
+    assert_error(listed, 422, "validation_error")
+    after = (await client.get(f"/threads/{thread}/state", headers=user.headers)).json()
+    assert after == before
+
+
+async def test_allow_names_the_methods_of_the_route_the_path_means(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    thread = uuid.uuid4()
+    # /threads/{id}/runs/stream also matches /threads/{id}/runs/{run_id} by shape.
+    for path, allowed in (
+        (f"/threads/{thread}/runs/stream", "POST"),
+        (f"/threads/{thread}/state/checkpoint", "POST"),
+        ("/runs/wait", "POST"),
+    ):
+        response = await client.request("OPTIONS", path, headers=user.headers)
+        assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed, path
+
+
+async def test_names_that_name_nothing_are_404s_with_their_own_code(
+    client: httpx.AsyncClient, user: User, seeded_agents: dict[str, Any]
+) -> None:
+    chat = (
+        await client.post(
+            "/chats/", json={"agent_id": seeded_agents["assistant"]["id"]}, headers=user.headers
+        )
+    ).json()
+    cursor = await client.get(
+        f"/chats/{chat['id']}/messages", params={"before": "0"}, headers=user.headers
+    )
+    assert_error(cursor, 404, "message_not_found")
+    unknown = await client.post(
+        "/runs/wait", json={"assistant_id": str(uuid.uuid4()), "input": {}}, headers=user.headers
+    )
+    assert_error(unknown, 404, "assistant_not_found")
+    assert await _thread_count(client, user) == 1  # the chat
+
+
+async def test_an_agent_on_openai_without_a_key_breaks_no_read(
+    client: httpx.AsyncClient,
+    user: User,
+    make_agent: MakeAgent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Building the client without a key used to raise, and every read of the agent's threads
+    # answered 500 (GET /threads/{id}/state, POST /threads/search).
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    agent = await make_agent("openai:gpt-4o-mini")
+    chat_id = await open_chat(client, user, agent["id"])
+    answer = await client.post(
+        f"/chats/{chat_id}/messages", json={"content": "hello"}, headers=user.headers
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "error"
+    state = await client.get(f"/threads/{chat_id}/state", headers=user.headers)
+    assert state.status_code == 200, state.text
+    assert [m["content"] for m in state.json()["values"]["messages"]] == ["hello"]
+    found = await client.post("/threads/search", json={}, headers=user.headers)
+    assert [t["thread_id"] for t in found.json()] == [chat_id]
+
+
+async def test_a_run_past_the_time_limit_ends_with_an_error(
+    database_url: str, app: FastAPI, client: httpx.AsyncClient, make_agent: MakeAgent, user: User
+) -> None:
+    agent = await make_agent("fake:tokens-200@20")  # 4 s of tokens
+    chat_id = await open_chat(client, user, agent["id"])
+    limited = create_app(make_settings(database_url, run_timeout_seconds=0.5))
+    async with running(limited) as other:
+        answer = await other.post(
+            f"/chats/{chat_id}/messages", json={"content": "go"}, headers=user.headers
+        )
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["status"] == "error"
+    run = (await client.get(f"/runs/{body['run_id']}", headers=user.headers)).json()
+    assert (run["status"], run["error"]) == ("error", "RunTimeout")
