@@ -6,6 +6,7 @@ present, no users, chats or tokens (``_clean_database`` restores it before each 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from langchain_core.tools import tool
 
 from api.app import create_app
 from api.bootstrap import upgrade_database
@@ -27,6 +29,7 @@ from graphs import patches
 from graphs.catalog import seed_agents
 from storage.db import EmbeddedPostgres, connection_kwargs, start_embedded
 from tests.servers import stop_postgres
+from tools import TOOLS
 
 TEST_DATABASE = "switchboard_test"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -217,3 +220,19 @@ def data_dir() -> Iterator[Path]:
     finally:
         stop_postgres(path / "pgdata")
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def slow_tool(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """A tool ``slow_lookup`` that takes 30 s; the event is set once a call of it started."""
+    started = asyncio.Event()
+
+    @tool("slow_lookup")
+    async def slow_lookup(query: str) -> str:
+        """Takes a long time."""
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    monkeypatch.setitem(TOOLS, "slow_lookup", slow_lookup)
+    return started

@@ -296,21 +296,6 @@ def reporter_tool(monkeypatch: pytest.MonkeyPatch) -> str:
     return "reporter"
 
 
-@pytest.fixture
-def slow_tool(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    started = asyncio.Event()
-
-    @tool("slow_lookup")
-    async def slow_lookup(query: str) -> str:
-        """Takes a long time."""
-        started.set()
-        await asyncio.sleep(30)
-        return "never"
-
-    monkeypatch.setitem(TOOLS, "slow_lookup", slow_lookup)
-    return started
-
-
 # --- native streams ------------------------------------------------------------------------------
 
 

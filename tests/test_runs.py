@@ -10,15 +10,12 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from fastapi import FastAPI
-from langchain_core.tools import tool
 
 from storage.db import connection_kwargs
 from tests.conftest import PASSWORD, User, assert_error
 from tests.servers import Server, clean_env
 from tests.sse import parse
-from tools import TOOLS
 
 
 async def _agent(client: httpx.AsyncClient, admin: User, model_name: str) -> dict[str, Any]:
@@ -190,18 +187,9 @@ async def test_cancel_during_a_tool_call_leaves_no_dangling_tool_call(
     client: httpx.AsyncClient,
     user: User,
     admin: User,
-    monkeypatch: pytest.MonkeyPatch,
+    slow_tool: asyncio.Event,
 ) -> None:
-    started = asyncio.Event()
-
-    @tool("slow_lookup")
-    async def slow_lookup(query: str) -> str:
-        """Takes a long time."""
-        started.set()
-        await asyncio.sleep(30)
-        return "never"
-
-    monkeypatch.setitem(TOOLS, "slow_lookup", slow_lookup)
+    started = slow_tool
     agent = (
         await client.post(
             "/agents/",

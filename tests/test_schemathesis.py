@@ -1,8 +1,9 @@
 """The attack run, in CI: schemathesis (pinned in pyproject) over every operation of both APIs
-of a started server, once with a user's token and once with an admin's, every check on.
+of a started server, once with a user's token and once with an admin's, every check but the
+response time on.
 
 Each run generates a bounded number of examples per operation (``SWITCHBOARD_ST_EXAMPLES``,
-10 by default: some 7,000 requests a run, a few minutes) from a fixed seed
+10 by default: some 9,300 requests a run, 3 to 6 minutes) from a fixed seed
 (``SWITCHBOARD_ST_SEED``), so CI is repeatable; set other values to attack harder. Any failure
 of any check fails the test with schemathesis' own report: the operation, the check, the
 response and a curl command that reproduces it.
@@ -11,6 +12,7 @@ response and a curl command that reproduces it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,4 +79,7 @@ def test_every_operation_passes_every_check(server: Server, role: str) -> None:
     document = httpx.get(f"{server.url}/openapi.json").json()
     operations = sum(len(methods) for methods in document["paths"].values())
     assert f"Tested: {operations}" in report, report[-5_000:]
-    assert "No issues found" in report, report[-5_000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed\n", report)
+    assert generated is not None, report[-5_000:]
+    assert generated[1] == generated[2], report[-5_000:]
+    assert "Failures:" not in report and "❌" not in report, report[-5_000:]

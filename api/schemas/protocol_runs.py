@@ -53,10 +53,6 @@ def _text_length(content: Any) -> int:
     return total
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str)
-
-
 def _fits_message_schema(message: Any) -> bool:
     """Whether ``message`` is what ``MESSAGE`` describes (NUL and length are checked apart):
     the schema and this check say the same, and both are narrower than the coercion."""
@@ -75,17 +71,17 @@ def _fits_message_schema(message: Any) -> bool:
         or (isinstance(content, list) and all(isinstance(b, str | dict) for b in content))
     ):
         return False
-    if any(key in message and not _is_text(message[key]) for key in ("id", "name")):
+    if any(key in message and not isinstance(message[key], str) for key in ("id", "name")):
         return False
     if "tool_calls" not in message:
         return True
     calls = message["tool_calls"]
     return isinstance(calls, list) and all(
         isinstance(call, dict)
-        and _is_text(call.get("name"))
+        and isinstance(call.get("name"), str)
         and isinstance(call.get("args"), dict)
         and "id" in call
-        and (call["id"] is None or _is_text(call["id"]))
+        and isinstance(call["id"], str | None)
         for call in calls
     )
 

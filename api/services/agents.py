@@ -12,9 +12,9 @@ import psycopg
 from api.errors import Conflict, InvalidInput, NotFound
 from api.schemas.agents import AgentCreate, AgentUpdate
 from api.schemas.protocol import AssistantSearch
+from api.services.profiles import check_areas
 from graphs.models import parse_model_name
 from storage import agents as agents_store
-from storage import interests as interests_store
 from storage.db import Conn
 from storage.rows import AgentRow
 from tools import TOOLS
@@ -42,13 +42,7 @@ async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
     if unknown_tools:
         known = ", ".join(sorted(TOOLS)) or "none"
         raise InvalidInput(f"Unknown tool(s): {', '.join(unknown_tools)}; available: {known}")
-    area_ids = fields.get("interest_area_ids") or []
-    missing = await interests_store.missing_ids(conn, area_ids)
-    if missing:
-        raise NotFound(
-            "Unknown interest area id(s): " + ", ".join(map(str, missing)),
-            code="interest_area_not_found",
-        )
+    await check_areas(conn, fields.get("interest_area_ids") or [])
 
 
 def _columns(dto: AgentCreate | AgentUpdate, fields: set[str]) -> dict[str, Any]:

@@ -37,7 +37,8 @@ async def profile(conn: Conn, user: UserRow) -> dict[str, Any]:
     }
 
 
-async def _check_areas(conn: Conn, ids: list[UUID]) -> None:
+async def check_areas(conn: Conn, ids: list[UUID]) -> None:
+    """404 naming the ids that are no interest area (of an agent, a questionnaire, a profile)."""
     missing = await interests_store.missing_ids(conn, ids)
     if missing:
         raise NotFound(
@@ -52,7 +53,7 @@ async def complete_onboarding(
     """Store the questionnaire: profile columns, interests and the raw answers, atomically."""
     area_ids = list(dict.fromkeys(dto.interest_area_ids))
     async with conn.transaction():
-        await _check_areas(conn, area_ids)
+        await check_areas(conn, area_ids)
         answers = dto.model_dump(mode="json")
         answers["interest_area_ids"] = [str(i) for i in area_ids]
         answers["completed_at"] = datetime.now(UTC).isoformat()
@@ -105,7 +106,7 @@ async def update_profile(
 
     async with conn.transaction():
         if priorities is not None:
-            await _check_areas(conn, list(priorities))
+            await check_areas(conn, list(priorities))
             await users_store.replace_interests(conn, user["id"], priorities)
         await users_store.update_profile(conn, user["id"], columns)
         fresh = await users_store.get(conn, user["id"])

@@ -206,16 +206,15 @@ async def update_state(
         "str | None", body.checkpoint_id or (body.checkpoint and body.checkpoint.checkpoint_id)
     )
     graph = graph_of(state, agent)
+    if body.as_node is not None and body.as_node not in graph.nodes:
+        detail = f"No node {body.as_node!r} in this thread's graph"
+        raise NotFound(detail, code="node_not_found")
     try:
         config = await graph.aupdate_state(
             _config(thread_id, checkpoint_id), stamp_messages(body.values), as_node=body.as_node
         )
     except InvalidUpdateError as exc:
-        reason = str(exc)
-        if reason.endswith("does not exist"):
-            detail = f"No node {body.as_node!r} in this thread's graph"
-            raise NotFound(detail, code="node_not_found") from None
-        if reason.startswith("Ambiguous update"):
+        if str(exc).startswith("Ambiguous update"):
             # Which node wrote last makes it so: the thread's state, not the request.
             raise Conflict("In this thread's state the update needs `as_node`") from None
         raise InvalidInput("The update does not fit this thread's graph") from None
