@@ -7,7 +7,8 @@ The retention of finished runs' logs is ``--retention`` seconds (60, not the def
 whole soak takes minutes); idle points past it are marked. Variants, each on a fresh server:
 ``before`` (no periodic sweep, nothing given back: logs expire only when a run starts or a log
 is read), ``sweep`` (the idle sweep without giving memory back), ``after`` (sweep + gc.collect +
-malloc_trim once freed logs leave the process quiet).
+malloc_trim once freed logs leave the process quiet), and ``after`` with another allocator set
+where the process starts (``+arenas2``, ``+jemalloc``, ``+malloc`` = ``PYTHONMALLOC=malloc``).
 
     python -m bench.soak [--variants before,after] [--clients 30] [--duration 30]
                          [--burst 200] [--burst-model fake:tokens-60@250] [--idle 10,30,55,75]
@@ -35,6 +36,17 @@ VARIANTS = {
     },
     "after+jemalloc": {
         "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
+        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
+    },
+    # Python objects through malloc instead of pymalloc's arenas, so trim/decay can reach them.
+    "after+malloc": {
+        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
+        "PYTHONMALLOC": "malloc",
+    },
+    "after+malloc+jemalloc": {
+        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
+        "PYTHONMALLOC": "malloc",
         "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
         "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
     },
