@@ -27,6 +27,8 @@ OWNED_ROUTES = [
     ("GET", "/chats/{chat}/messages", None),
     ("POST", "/chats/{chat}/messages", {"content": "hi"}),
     ("GET", "/chats/{chat}/runs", None),
+    ("GET", "/chats/{chat}/history", None),
+    ("GET", "/chats/{chat}/state", None),
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/cancel", None),
@@ -134,7 +136,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 54
+    assert len(routes) == 56
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)

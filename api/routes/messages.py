@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import CurrentUser, CurrentUserId, State
 from api.openapi import errors
 from api.schemas.events import NATIVE_EVENT, sse_content
-from api.schemas.messages import MessageCreate, MessagePage, RunAnswer
+from api.schemas.messages import ChatState, HistoryPage, MessageCreate, MessagePage, RunAnswer
 from api.services import messages as messages_service
 from api.wire.sse import run_stream, wants_event_stream
 from graphs.events import read_all
@@ -41,6 +41,34 @@ async def list_messages(
 ) -> dict[str, Any]:
     """The chat's messages, oldest first; page back with `before=<oldest id you have>`."""
     return await messages_service.page(state, user, chat_id, limit=limit, before=before)
+
+
+# Checkpoint ids are LangGraph's (UUIDv6 text); anything longer names nothing.
+CheckpointId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z-]+$")]
+
+
+@router.get("/{chat_id}/history", response_model=HistoryPage, responses=errors(404))
+async def chat_history(
+    chat_id: UUID,
+    user: CurrentUser,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    before: CheckpointId | None = None,
+) -> dict[str, Any]:
+    """The chat's checkpoints (every saved state of its thread), newest first; page back with
+    `before=<the last checkpoint_id you have>`. A `before` that names no checkpoint of the chat
+    is a 404 `checkpoint_not_found`."""
+    return await messages_service.history(state, user, chat_id, limit=limit, before=before)
+
+
+@router.get("/{chat_id}/state", response_model=ChatState, responses=errors(404))
+async def chat_state(
+    chat_id: UUID, user: CurrentUser, state: State, checkpoint_id: CheckpointId | None = None
+) -> dict[str, Any]:
+    """The chat's messages (as `GET /chats/{id}/messages` shows them) and the nodes to run
+    next, at `checkpoint_id` (from the history) or, without it, now. An unknown checkpoint is a
+    404 `checkpoint_not_found`."""
+    return await messages_service.state_at(state, user, chat_id, checkpoint_id)
 
 
 @router.post(

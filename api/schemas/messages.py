@@ -78,3 +78,29 @@ class RunOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+
+
+class CheckpointOut(BaseModel):
+    """One saved state of a chat's thread."""
+
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    created_at: datetime | None
+    step: int | None = Field(description="LangGraph's step counter: -1 for the input, then 0, 1…")
+    source: str | None = Field(description="`input`, `loop`, `update` or `fork`")
+    next: list[str] = Field(description="The nodes that run next from here (empty when done)")
+    message_count: int
+    run_id: UUID | None = Field(description="The run that wrote it (null for a state update)")
+
+
+class HistoryPage(BaseModel):
+    items: list[CheckpointOut] = Field(description="Newest first")
+    has_more: bool = Field(
+        description="Older checkpoints exist: ask again with before=<items[-1].checkpoint_id>"
+    )
+
+
+class ChatState(BaseModel):
+    checkpoint_id: str | None = Field(description="null for a chat that has no message yet")
+    messages: list[MessageOut]
+    next: list[str]

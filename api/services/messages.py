@@ -92,3 +92,62 @@ async def page(
         "items": [to_api(m, str(chat_id)) for m in messages[start:end]],
         "has_more": start > 0,
     }
+
+
+CHECKPOINT_NOT_FOUND = "checkpoint_not_found"
+
+
+def checkpoint_out(snapshot: Any) -> dict[str, Any]:
+    """A thread snapshot as a chat's history shows it."""
+    metadata = snapshot.metadata or {}
+    parent = snapshot.parent_config
+    run_id = metadata.get("run_id")
+    return {
+        "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"],
+        "parent_checkpoint_id": parent["configurable"]["checkpoint_id"] if parent else None,
+        "created_at": snapshot.created_at,
+        "step": metadata.get("step"),
+        "source": metadata.get("source"),
+        "next": list(snapshot.next),
+        "message_count": sum(
+            1 for m in (snapshot.values or {}).get("messages", []) if is_visible(m)
+        ),
+        "run_id": run_id if isinstance(run_id, str) and run_id else None,
+    }
+
+
+async def history(
+    state: AppState, user: UserRow, chat_id: UUID, *, limit: int, before: str | None
+) -> dict[str, Any]:
+    """Up to ``limit`` checkpoints of the chat older than ``before`` (or the newest), newest
+    first."""
+    async with state.pool.connection() as conn:
+        await get_owned(conn, chat_id, user["id"])
+    threads = state.runs.threads
+    if before is not None and await threads.snapshot(chat_id, before) is None:
+        raise NotFound("`before` names no checkpoint of this chat", code=CHECKPOINT_NOT_FOUND)
+    # One more than asked tells whether there is more, without a count of the whole thread.
+    snapshots = await threads.history(chat_id, limit=limit + 1, before=before)
+    return {
+        "items": [checkpoint_out(s) for s in snapshots[:limit]],
+        "has_more": len(snapshots) > limit,
+    }
+
+
+async def state_at(
+    state: AppState, user: UserRow, chat_id: UUID, checkpoint_id: str | None
+) -> dict[str, Any]:
+    """The chat's messages and next nodes at ``checkpoint_id`` (the latest without it)."""
+    async with state.pool.connection() as conn:
+        await get_owned(conn, chat_id, user["id"])
+    snapshot = await state.runs.threads.snapshot(chat_id, checkpoint_id)
+    if snapshot is None:
+        if checkpoint_id is not None:
+            raise NotFound("No such checkpoint in this chat", code=CHECKPOINT_NOT_FOUND)
+        return {"checkpoint_id": None, "messages": [], "next": []}
+    messages = (snapshot.values or {}).get("messages", [])
+    return {
+        "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"],
+        "messages": [to_api(m, str(chat_id)) for m in messages if is_visible(m)],
+        "next": list(snapshot.next),
+    }

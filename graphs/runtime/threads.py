@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +42,30 @@ class Threads:
         """The messages of a chat's thread, oldest first (as of its latest checkpoint)."""
         snapshot = await self._reader.aget_state(thread_config(chat_id))
         return list(snapshot.values.get("messages", []))
+
+    async def snapshot(self, chat_id: UUID | str, checkpoint_id: str | None = None) -> Any:
+        """The thread's state at ``checkpoint_id`` (the latest without it); None when the
+        thread has no such checkpoint (or none at all)."""
+        config = thread_config(chat_id)
+        if checkpoint_id is not None:
+            config["configurable"]["checkpoint_id"] = checkpoint_id
+        snapshot = await self._reader.aget_state(config)
+        # LangGraph answers a missing checkpoint with an empty snapshot that has no creation time.
+        return None if snapshot.created_at is None else snapshot
+
+    async def history(
+        self, chat_id: UUID | str, *, limit: int, before: str | None = None
+    ) -> list[Any]:
+        """Up to ``limit`` snapshots of the thread, newest first, older than ``before``."""
+        before_config = None
+        if before is not None:
+            before_config = thread_config(chat_id)
+            before_config["configurable"]["checkpoint_id"] = before
+        states = self._reader.aget_state_history(
+            thread_config(chat_id), before=before_config, limit=limit
+        )
+        async with aclosing(states):
+            return [snapshot async for snapshot in states]
 
     async def summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
