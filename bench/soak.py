@@ -25,32 +25,23 @@ import httpx
 
 from bench.harness import Deployment, clients, finish, native_turn, rss_mib, table
 
+AFTER = {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true"}
+JEMALLOC = {
+    "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
+}
+# Python objects through malloc instead of pymalloc's arenas, so trim/decay can reach them.
+MALLOC = {"PYTHONMALLOC": "malloc"}
 VARIANTS = {
     "before": {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "0", "SWITCHBOARD_RELEASE_MEMORY": "false"},
     "sweep": {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "false"},
-    "after": {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true"},
+    "after": AFTER,
     # The allocator, set where the process starts (it cannot be changed from inside).
-    "after+arenas2": {
-        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
-        "MALLOC_ARENA_MAX": "2",
-    },
-    "after+jemalloc": {
-        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-        "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
-    },
-    # Python objects through malloc instead of pymalloc's arenas, so trim/decay can reach them.
-    "after+malloc": {
-        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
-        "PYTHONMALLOC": "malloc",
-    },
-    "after+malloc+jemalloc": {
-        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true",
-        "PYTHONMALLOC": "malloc",
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-        "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
-    },
-}  # fmt: skip
+    "after+arenas2": {**AFTER, "MALLOC_ARENA_MAX": "2"},
+    "after+jemalloc": {**AFTER, **JEMALLOC},
+    "after+malloc": {**AFTER, **MALLOC},
+    "after+malloc+jemalloc": {**AFTER, **MALLOC, **JEMALLOC},
+}
 
 
 async def load(url: str, headers: dict, agent_id: str, n: int, duration: float) -> dict:

@@ -46,11 +46,13 @@ async def test_history_is_every_checkpoint_newest_first_and_pages_back(
     everything = await get(client, user, f"/chats/{chat_id}/history", limit=200)
     items = everything["items"]
     assert everything["has_more"] is False
-    # Newest first, each the child of the next; the first checkpoint has no parent.
+    # Newest first, each the child of the next, one step after it; the first is the input of
+    # the first run (step -1), with no parent.
     for newer, older in itertools.pairwise(items):
         assert newer["parent_checkpoint_id"] == older["checkpoint_id"]
-        assert newer["created_at"] > older["created_at"]
-    assert items[-1]["parent_checkpoint_id"] is None
+        assert newer["step"] == older["step"] + 1
+    assert (items[-1]["parent_checkpoint_id"], items[-1]["step"]) == (None, -1)
+    assert all(item["created_at"] is not None for item in items)
     # The newest is the end of the conversation: 3 turns of (question, call, result, answer).
     assert (items[0]["message_count"], items[0]["next"]) == (12, [])
     counts = [item["message_count"] for item in items]
@@ -58,10 +60,9 @@ async def test_history_is_every_checkpoint_newest_first_and_pages_back(
     # Every checkpoint was written by one of the three runs, the newest by the last one.
     assert {item["run_id"] for item in items} == set(runs)
     assert items[0]["run_id"] == runs[-1]
-    # Each run starts from its input (step -1 after the first run's, counting on).
+    # Each run starts with one checkpoint of its input, in the order the runs ran.
     inputs = [item for item in items if item["source"] == "input"]
     assert [item["run_id"] for item in inputs] == runs[::-1]
-    assert all(isinstance(item["step"], int) for item in items)
 
     # The default page is 20; pages of 5 with `before` walk the same list, once each.
     default = await get(client, user, f"/chats/{chat_id}/history")

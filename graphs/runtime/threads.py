@@ -40,8 +40,8 @@ class Threads:
 
     async def messages(self, chat_id: UUID | str) -> list[BaseMessage]:
         """The messages of a chat's thread, oldest first (as of its latest checkpoint)."""
-        snapshot = await self._reader.aget_state(thread_config(chat_id))
-        return list(snapshot.values.get("messages", []))
+        snapshot = await self.snapshot(chat_id)
+        return list(snapshot.values.get("messages", [])) if snapshot is not None else []
 
     async def snapshot(self, chat_id: UUID | str, checkpoint_id: str | None = None) -> Any:
         """The thread's state at ``checkpoint_id`` (the latest without it); None when the
