@@ -18,6 +18,7 @@ from api.routes import (
     auth,
     catalog,
     chats,
+    conversations,
     messages,
     meta,
     protocol_runs,
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
     for module in (
-        messages, chats, protocol_runs, threads, runs,
+        messages, conversations, chats, protocol_runs, threads, runs,
         meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)

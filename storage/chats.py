@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any, cast
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
+
 from storage.db import Conn
 from storage.rows import ChatRow
 
 CHAT_COLUMNS = """
     id, user_id, agent_id, title, status, created_at, updated_at, last_message_at, message_count,
-    metadata, thread_status
+    metadata, thread_status, forked_from
 """
 
 INSERT_CHAT = f"""
@@ -65,6 +67,29 @@ async def insert(conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None
     row = await cur.fetchone()
     assert row is not None
     return cast(ChatRow, row)
+
+
+# A copy of a chat (a fork, or an Agent Protocol thread copy): same owner, agent, title and
+# metadata; its thread's checkpoints are copied separately (``Checkpointer.acopy_thread``).
+INSERT_COPY = f"""
+INSERT INTO chats (user_id, agent_id, title, metadata, forked_from)
+SELECT user_id, agent_id, title, metadata, %(forked_from)s FROM chats
+WHERE id = %(id)s AND user_id = %(user_id)s
+RETURNING {CHAT_COLUMNS}
+"""
+
+
+async def insert_copy(
+    conn: Conn, chat_id: UUID, user_id: UUID, *, forked_from: dict[str, Any] | None
+) -> ChatRow | None:
+    """A new chat like the user's chat ``chat_id``; ``None`` if that is not theirs."""
+    params = {
+        "id": chat_id,
+        "user_id": user_id,
+        "forked_from": Jsonb(forked_from) if forked_from is not None else None,
+    }
+    cur = await conn.execute(INSERT_COPY, params)
+    return cast(ChatRow | None, await cur.fetchone())
 
 
 # A thread created by a run with ``if_not_exists: "create"``: its id is the client's.

@@ -24,7 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -125,13 +125,68 @@ class CachingSerializer(JsonPlusSerializer):
         return value
 
 
+# A thread (``%(thread)s``), or every thread when it is null: a fork's copied checkpoints
+# carry the run ids of the original's runs, and are not the original's to remove.
 DELETE_WRITES_FOR_RUNS = """
 DELETE FROM checkpoint_writes w USING checkpoints c
-WHERE c.metadata->>'run_id' = ANY(%s)
+WHERE c.metadata->>'run_id' = ANY(%(ids)s)
+  AND (%(thread)s::text IS NULL OR c.thread_id = %(thread)s::text)
   AND w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns
   AND w.checkpoint_id = c.checkpoint_id
 """
-DELETE_CHECKPOINTS_FOR_RUNS = "DELETE FROM checkpoints WHERE metadata->>'run_id' = ANY(%s)"
+DELETE_CHECKPOINTS_FOR_RUNS = """
+DELETE FROM checkpoints WHERE metadata->>'run_id' = ANY(%(ids)s)
+  AND (%(thread)s::text IS NULL OR thread_id = %(thread)s::text)
+"""
+
+# Copying a thread (``acopy_thread``). ``%(ids)s`` null: every checkpoint (all namespaces);
+# otherwise those root checkpoints only. Ids stay the same: they are unique within a thread,
+# and a fork's history then names the checkpoints of its original. (LangGraph keeps the
+# thread id out of checkpoint metadata, so metadata is copied as it is.)
+# A root checkpoint and its ancestors, newest first.
+CHAIN = """
+WITH RECURSIVE chain AS (
+    SELECT checkpoint_id, parent_checkpoint_id, 0 AS depth FROM checkpoints
+    WHERE thread_id = %(source)s AND checkpoint_ns = '' AND checkpoint_id = %(upto)s
+  UNION ALL
+    SELECT c.checkpoint_id, c.parent_checkpoint_id, chain.depth + 1
+    FROM checkpoints c JOIN chain ON c.thread_id = %(source)s AND c.checkpoint_ns = ''
+                                 AND c.checkpoint_id = chain.parent_checkpoint_id
+)
+SELECT checkpoint_id FROM chain ORDER BY depth
+"""
+_COPIED = """
+  WHERE thread_id = %(source)s
+    AND (%(ids)s::text[] IS NULL OR (checkpoint_ns = '' AND checkpoint_id = ANY(%(ids)s::text[])))
+"""
+COPY_CHECKPOINTS = f"""
+INSERT INTO checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata)
+SELECT %(target)s, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata
+FROM checkpoints {_COPIED}
+"""
+# The channel values the copied checkpoints reference (a fork leaves later ones behind).
+COPY_BLOBS = f"""
+INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+SELECT %(target)s, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
+FROM checkpoint_blobs b
+WHERE b.thread_id = %(source)s
+  AND (%(ids)s::text[] IS NULL OR (b.checkpoint_ns = '' AND (b.channel, b.version) IN (
+      SELECT v.key, v.value
+      FROM checkpoints c, jsonb_each_text(c.checkpoint -> 'channel_versions') v
+      {_COPIED.replace("thread_id", "c.thread_id").replace("checkpoint_", "c.checkpoint_")})))
+"""
+# Writes belong to the step after their checkpoint: a fork copies those of the checkpoints
+# before its last, so it continues from that last one as if nothing had run from it yet.
+COPY_WRITES = """
+INSERT INTO checkpoint_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT %(target)s, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob
+FROM checkpoint_writes
+WHERE thread_id = %(source)s
+  AND (%(ids)s::text[] IS NULL OR (checkpoint_ns = '' AND checkpoint_id = ANY(%(ids)s::text[])
+                                   AND checkpoint_id <> %(upto)s))
+"""
 
 
 class Checkpointer(AsyncPostgresSaver):
@@ -214,8 +269,43 @@ class Checkpointer(AsyncPostgresSaver):
         self._forget(str(thread_id))
         await super().adelete_thread(thread_id)
 
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        ids = [str(r) for r in run_ids]
+    async def adelete_for_runs(
+        self, run_ids: Sequence[str], *, thread_id: str | None = None
+    ) -> None:
+        """Every checkpoint (and its writes) the runs wrote; in ``thread_id`` only, if given."""
+        params = {"ids": [str(r) for r in run_ids], "thread": thread_id}
+        if thread_id is not None:
+            self._forget(thread_id)
         async with self._cursor(pipeline=True) as cur:
-            await cur.execute(DELETE_WRITES_FOR_RUNS, (ids,))
-            await cur.execute(DELETE_CHECKPOINTS_FOR_RUNS, (ids,))
+            await cur.execute(DELETE_WRITES_FOR_RUNS, params)
+            await cur.execute(DELETE_CHECKPOINTS_FOR_RUNS, params)
+
+    async def achain(self, thread_id: str, checkpoint_id: str) -> list[str]:
+        """The ids of a root checkpoint and its ancestors, newest first (empty: no such
+        checkpoint). A thread with branches holds other checkpoints beside these."""
+        async with self._cursor() as cur:
+            await cur.execute(CHAIN, {"source": thread_id, "upto": checkpoint_id})
+            return [row["checkpoint_id"] for row in await cur.fetchall()]
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, channel value and write of a thread into an empty one."""
+        await self._copy(source_thread_id, target_thread_id, None, None)
+
+    async def afork_thread(self, source: str, target: str, upto: str) -> bool:
+        """Copy into the empty thread ``target`` the root checkpoint ``upto`` of ``source``
+        and its ancestors, with what they need to be read (every ancestor, as delta channels
+        are rebuilt from them). ``False`` when ``upto`` is no checkpoint of ``source``."""
+        ids = await self.achain(source, upto)
+        if not ids:
+            return False
+        await self._copy(source, target, ids, upto)
+        return True
+
+    async def _copy(
+        self, source: str, target: str, ids: list[str] | None, upto: str | None
+    ) -> None:
+        params = {"source": source, "target": target, "ids": ids, "upto": upto}
+        pool = cast(AsyncConnectionPool, self.conn)
+        async with pool.connection() as conn, conn.transaction():
+            for statement in (COPY_CHECKPOINTS, COPY_BLOBS, COPY_WRITES):
+                await conn.execute(statement, params)

@@ -90,6 +90,8 @@ class ChatRow(TypedDict):
     message_count: int
     metadata: dict[str, Any]
     thread_status: ThreadStatus
+    # {chat_id, checkpoint_id, message_id?} of the chat this one was forked from.
+    forked_from: dict[str, Any] | None
 
 
 class ThreadRow(ChatRow):

@@ -29,6 +29,11 @@ OWNED_ROUTES = [
     ("GET", "/chats/{chat}/runs", None),
     ("GET", "/chats/{chat}/history", None),
     ("GET", "/chats/{chat}/state", None),
+    ("POST", "/chats/{chat}/fork", {}),
+    ("POST", "/chats/{chat}/fork", {"edit": {"message_id": "{message}", "content": "hi"}}),
+    ("POST", "/chats/{chat}/messages/{message}/regenerate", None),
+    ("PUT", "/chats/{chat}/messages/{message}/feedback", {"score": 1}),
+    ("DELETE", "/chats/{chat}/messages/{message}/feedback", None),
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/cancel", None),
@@ -49,11 +54,13 @@ OWNED_ROUTES = [
     ("POST", "/threads/{chat}/state", {"values": {"messages": []}}),
     ("GET", "/threads/{chat}/history", None),
     ("POST", "/threads/{chat}/history", {"limit": 2}),
+    ("POST", "/threads/{chat}/copy", None),
 ]
 ADMIN_ROUTES = [
     ("POST", "/agents/", {"name": "Intruder"}),
     ("PUT", "/agents/{agent}", {"name": "Renamed"}),
     ("DELETE", "/agents/{agent}", None),
+    ("GET", "/agents/{agent}/feedback-summary", None),
     ("POST", "/assistants", {"graph_id": "assistant", "name": "Intruder"}),
     ("PATCH", "/assistants/{agent}", {"name": "Renamed"}),
     ("DELETE", "/assistants/{agent}", None),
@@ -69,6 +76,13 @@ PUBLIC_ROUTES = {
 }
 
 
+def fill(body: Any, ids: dict[str, str]) -> Any:
+    """``body`` with the ids of ``{name}`` placeholders in its strings."""
+    if isinstance(body, dict):
+        return {key: fill(value, ids) for key, value in body.items()}
+    return body.format(**ids) if isinstance(body, str) else body
+
+
 async def _owned_objects(client: httpx.AsyncClient, owner: User) -> dict[str, str]:
     agents = (await client.get("/agents/", headers=owner.headers)).json()["items"]
     chat = (
@@ -77,7 +91,12 @@ async def _owned_objects(client: httpx.AsyncClient, owner: User) -> dict[str, st
     answer = await client.post(
         f"/chats/{chat['id']}/messages", json={"content": "private"}, headers=owner.headers
     )
-    return {"chat": chat["id"], "run": answer.json()["run_id"], "agent": agents[0]["id"]}
+    return {
+        "chat": chat["id"],
+        "run": answer.json()["run_id"],
+        "agent": agents[0]["id"],
+        "message": answer.json()["messages"][0]["id"],
+    }
 
 
 async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str]) -> Any:
@@ -95,11 +114,12 @@ async def test_another_users_objects_are_404_and_untouched(
     missing = {k: str(uuid.uuid4()) for k in ids}
     for method, template, body in OWNED_ROUTES:
         theirs = await client.request(
-            method, template.format(**ids), json=body, headers=other_user.headers
+            method, template.format(**ids), json=fill(body, ids), headers=other_user.headers
         )
         nothing = await client.request(
-            method, template.format(**missing), json=body, headers=other_user.headers
-        )
+            method, template.format(**missing), json=fill(body, missing),
+            headers=other_user.headers,
+        )  # fmt: skip
         assert_error(theirs, 404, "not_found")
         # Indistinguishable from an id that does not exist.
         assert theirs.json() == nothing.json(), (method, template)
@@ -136,12 +156,13 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 56
+    assert len(routes) == 62
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
         url = url.replace("{run_id}", fake_id).replace("{thread_id}", fake_id)
         url = url.replace("{assistant_id}", fake_id).replace("{checkpoint_id}", fake_id)
+        url = url.replace("{message_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")

@@ -30,9 +30,10 @@ async def test_create_a_chat(
     chat = await _create(client, user, agent_id, title="  Launch plan  ")
     assert set(chat) == {
         "id", "agent_id", "title", "status", "created_at", "updated_at", "last_message_at",
-        "message_count",
+        "message_count", "forked_from",
     }  # fmt: skip
     assert (chat["agent_id"], chat["title"], chat["status"]) == (agent_id, "Launch plan", "active")
+    assert chat["forked_from"] is None
     assert (chat["message_count"], chat["last_message_at"]) == (0, None)
     assert chat["created_at"] == chat["updated_at"]
     untitled = await _create(client, user, agent_id)

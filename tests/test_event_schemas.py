@@ -528,7 +528,7 @@ MESSAGE = {
     "sender": "agent",
     "content": "hi",
     "metadata": {"model": "fake:echo", "usage": None, "latency_ms": 1.5,
-                 "finish_reason": "stop", "tool_calls": []},
+                 "finish_reason": "stop", "tool_calls": [], "feedback": None},
     "created_at": "2026-01-02T03:04:05.678901+00:00",
 }  # fmt: skip
 GOOD_NATIVE = [

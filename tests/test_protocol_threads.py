@@ -180,6 +180,41 @@ async def test_create_search_count_patch_and_delete(live: Live, http: httpx.Asyn
     assert native.json()["detail"].startswith("This thread has no agent yet")
 
 
+async def test_copy_has_the_same_checkpoints_and_goes_its_own_way(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    headers = live.user()
+    client = live.client(headers)
+    thread = await client.threads.create(metadata={"set": "eval-1"})
+    thread_id = thread["thread_id"]
+    await client.runs.wait(thread_id, "t5", input=hi("one"))
+    await client.runs.wait(thread_id, "t5", input=hi("two"))
+    history = await client.threads.get_history(thread_id, limit=100)
+
+    copy = await client.threads.copy(thread_id)
+    copy_id = copy["thread_id"]
+    assert copy_id != thread_id
+    assert copy["metadata"] == (await client.threads.get(thread_id))["metadata"]
+    assert copy["values"] == history[0]["values"]
+    copied = await client.threads.get_history(copy_id, limit=100)
+    # The same checkpoints, by id, in the new thread.
+    assert [h["checkpoint"]["checkpoint_id"] for h in copied] == [
+        h["checkpoint"]["checkpoint_id"] for h in history
+    ]
+    assert [h["values"] for h in copied] == [h["values"] for h in history]
+    assert {h["checkpoint"]["thread_id"] for h in copied} == {copy_id}
+    # The caller owns the copy: it is in their search, and in the native API as a chat.
+    assert copy_id in [t["thread_id"] for t in await client.threads.search(limit=100)]
+    chat = (await http.get(f"/chats/{copy_id}", headers=headers)).json()
+    assert chat["message_count"] == 4
+
+    await client.runs.wait(copy_id, "t5", input=hi("three"))
+    assert len((await client.threads.get_state(copy_id))["values"]["messages"]) == 6
+    assert await client.threads.get_history(thread_id, limit=100) == history
+    with pytest.raises(NotFoundError):
+        await client.threads.copy(str(uuid.uuid4()))
+
+
 async def test_threads_are_private(live: Live, http: httpx.AsyncClient) -> None:
     owner_headers, stranger_headers = live.user(), live.user()
     owner, stranger = live.client(owner_headers), live.client(stranger_headers)
@@ -198,6 +233,7 @@ async def test_threads_are_private(live: Live, http: httpx.AsyncClient) -> None:
         ("POST", f"/threads/{thread_id}/state", {"values": {"messages": []}}),
         ("GET", f"/threads/{thread_id}/history", None),
         ("POST", f"/threads/{thread_id}/history", {"limit": 5}),
+        ("POST", f"/threads/{thread_id}/copy", None),
     ]
     for method, path, body in calls:
         response = await http.request(method, path, json=body, headers=stranger_headers)

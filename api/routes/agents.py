@@ -11,7 +11,9 @@ from api.deps import AdminUser, CurrentUser, Pool
 from api.openapi import errors
 from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
 from api.schemas.common import Page
+from api.schemas.feedback import FeedbackSummary
 from api.services import agents as agents_service
+from api.services import feedback as feedback_service
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -74,3 +76,10 @@ async def delete_agent(agent_id: UUID, _: AdminUser, pool: Pool) -> Response:
     async with pool.connection() as conn:
         await agents_service.retire(conn, agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{agent_id}/feedback-summary", response_model=FeedbackSummary)
+async def feedback_summary(agent_id: UUID, _: AdminUser, pool: Pool) -> dict[str, Any]:
+    """Votes on the agent's answers per agent version, newest first (admins only)."""
+    async with pool.connection() as conn:
+        return await feedback_service.summary(conn, agent_id)

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Mapping
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import CurrentUser, CurrentUserId, State
 from api.openapi import errors
+from api.schemas.chats import ForkOut
 from api.schemas.events import NATIVE_EVENT, sse_content
-from api.schemas.messages import ChatState, HistoryPage, MessageCreate, MessagePage, RunAnswer
+from api.schemas.messages import (
+    ChatState,
+    ForkCreate,
+    HistoryPage,
+    MessageCreate,
+    MessagePage,
+    Regenerate,
+    RunAnswer,
+)
+from api.services import chats as chats_service
+from api.services import forks as forks_service
 from api.services import messages as messages_service
+from api.state import AppState
 from api.wire.sse import run_stream, wants_event_stream
-from graphs.events import read_all
+from graphs.events import EventSource, read_all
 
 router = APIRouter(prefix="/chats", tags=["messages"])
 
@@ -94,9 +107,25 @@ async def send_message(
     run, run_log = await messages_service.send(
         state, user_id, chat_id, body.content, body.multitask_strategy
     )
+    return await _respond(state, run, run_log, accept=accept, on_disconnect=body.on_disconnect)
+
+
+async def _respond(
+    state: AppState,
+    run: Mapping[str, Any],
+    run_log: EventSource,
+    *,
+    accept: str | None,
+    on_disconnect: str,
+    chat: dict[str, Any] | None = None,
+) -> Response:
+    """A started run's answer: its events as SSE, or (waited for) its messages as JSON; with
+    ``chat`` (a fork), the new chat's body holds the answer as ``run``."""
     locations = {"Location": f"/runs/{run['id']}/stream", "Content-Location": f"/runs/{run['id']}"}
+    if chat is not None:
+        locations["Location"] = f"/chats/{chat['id']}"
     cancel = None
-    if body.on_disconnect == "cancel":
+    if on_disconnect == "cancel":
         cancel = functools.partial(state.runs.request_stop, run["id"])
     if wants_event_stream(accept):
         return run_stream(
@@ -113,6 +142,71 @@ async def send_message(
             cancel()
         raise
     answer = RunAnswer.model_validate(messages_service.answer(run, events))
-    return JSONResponse(
-        answer.model_dump(mode="json"), status_code=status.HTTP_201_CREATED, headers=locations
+    content: dict[str, Any] = answer.model_dump(mode="json")
+    if chat is not None:
+        content = ForkOut.model_validate({**chat, "run": content}).model_dump(mode="json")
+    return JSONResponse(content, status_code=status.HTTP_201_CREATED, headers=locations)
+
+
+@router.post(
+    "/{chat_id}/messages/{message_id}/regenerate",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunAnswer,
+    openapi_extra=_STREAM_DOC,
+    responses=errors(409, 422),
+)
+async def regenerate(
+    chat_id: UUID,
+    message_id: Annotated[str, Path(min_length=1, max_length=200)],
+    user_id: CurrentUserId,
+    state: State,
+    body: Regenerate | None = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Answer the chat's last user message again. The thread branches just before it: the chat
+    shows the new answer, and the one it replaces stays in `GET /chats/{id}/history`. Another
+    message is a 422 (`not_a_user_message`, `not_the_last_user_message`)."""
+    run, run_log = await forks_service.regenerate(state, user_id, chat_id, message_id)
+    on_disconnect = body.on_disconnect if body is not None else "continue"
+    return await _respond(state, run, run_log, accept=accept, on_disconnect=on_disconnect)
+
+
+@router.post(
+    "/{chat_id}/fork",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ForkOut,
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "With an `edit` and `Accept: text/event-stream`: the answer's "
+                "run events as they happen (the new chat is the `Location` header)",
+                "content": sse_content(NATIVE_EVENT),
+            }
+        }
+    },
+    responses=errors(404, 409, 422),
+)
+async def fork_chat(
+    chat_id: UUID,
+    body: ForkCreate,
+    user_id: CurrentUserId,
+    state: State,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A new chat (yours, with the same agent) whose history is this one's up to
+    `checkpoint_id` (the latest without it); the original is not changed. With `edit`, the
+    history stops just before that user message and the new chat answers its new text at
+    once, as `POST /chats/{id}/messages` would (`run` in the body, or SSE)."""
+    edit = (body.edit.message_id, body.edit.content) if body.edit is not None else None
+    chat, run = await forks_service.fork(
+        state, user_id, chat_id, checkpoint_id=body.checkpoint_id, edit=edit
+    )
+    chat_body = chats_service.chat_out(chat)
+    if run is None:
+        out = ForkOut.model_validate({**chat_body, "run": None}).model_dump(mode="json")
+        return JSONResponse(
+            out, status_code=status.HTTP_201_CREATED, headers={"Location": f"/chats/{chat['id']}"}
+        )
+    return await _respond(
+        state, run[0], run[1], accept=accept, on_disconnect=body.on_disconnect, chat=chat_body
     )

@@ -64,6 +64,12 @@ async def delete_thread(thread_id: UUID, user: CurrentUser, state: State) -> Res
     return Response(status_code=204)
 
 
+@router.post("/{thread_id}/copy", response_model=Thread)
+async def copy_thread(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
+    """A new thread of yours with this one's metadata, state and every checkpoint."""
+    return json_response(await service.copy(state, user, thread_id))
+
+
 @router.get("/{thread_id}/state", response_model=ThreadState)
 async def get_state(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
     """The thread's latest state: values, next nodes, tasks (with interrupts), checkpoint."""

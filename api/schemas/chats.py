@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from api.schemas.common import NotBlank, NotNull, RequestModel, text_rules
+from api.schemas.messages import RunAnswer
 
 Title = Annotated[str, text_rules(min_length=1, max_length=200), NotBlank]
 ChatStatus = Literal["active", "archived"]
@@ -30,6 +31,17 @@ class ChatUpdate(RequestModel):
         return self
 
 
+class ForkedFrom(BaseModel):
+    chat_id: UUID = Field(description="The chat this one was forked from")
+    checkpoint_id: str | None = Field(
+        description="Its checkpoint where this chat's history ends (null: forked before its "
+        "first message)"
+    )
+    message_id: str | None = Field(
+        None, description="With an edit: the user message whose text this chat replaced"
+    )
+
+
 class ChatOut(BaseModel):
     id: UUID
     agent_id: UUID | None = Field(
@@ -41,3 +53,10 @@ class ChatOut(BaseModel):
     updated_at: datetime
     last_message_at: datetime | None
     message_count: int
+    forked_from: ForkedFrom | None = Field(None, description="Set on a fork")
+
+
+class ForkOut(ChatOut):
+    run: RunAnswer | None = Field(
+        None, description="With an edit: the answer to the edited message (JSON requests)"
+    )

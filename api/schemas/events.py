@@ -102,7 +102,21 @@ _AGENT_METADATA = _object(
                 {"id": NON_EMPTY, "name": NON_EMPTY, "args": {"type": "object"}},
             ),
         },
-    }
+        # The owner's vote, or null (filled in on reads of a chat: messages, state, exports).
+        "feedback": {
+            "anyOf": [
+                {"type": "null"},
+                _object(
+                    {
+                        "score": {"enum": [-1, 0, 1]},
+                        "comment": {"type": ["string", "null"], "maxLength": 2000},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                    }
+                ),
+            ]
+        },
+    },
 )
 _TOOL_METADATA = _object(
     {"tool_call_id": NON_EMPTY, "name": NON_EMPTY, "is_error": {"type": "boolean"}}

@@ -38,6 +38,33 @@ class MessageCreate(RequestModel):
         return value
 
 
+# Message ids are the server's (UUIDs) or an Agent Protocol client's; anything longer names
+# nothing.
+MessageId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+CheckpointIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z-]+$")]
+
+
+class MessageEdit(RequestModel):
+    message_id: MessageId = Field(description="A user message of the chat")
+    content: MessageContent = Field(description="Its new text")
+
+
+class ForkCreate(RequestModel):
+    checkpoint_id: CheckpointIdText | None = Field(
+        None,
+        description="Where the fork's history ends (from `GET /chats/{id}/history`); "
+        "the latest without it",
+    )
+    edit: MessageEdit | None = Field(
+        None, description="Fork just before this user message and answer its new text"
+    )
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+
+
+class Regenerate(RequestModel):
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+
+
 class MessageOut(BaseModel):
     id: str
     chat_id: UUID

@@ -18,7 +18,7 @@ from storage.types import ChatStatus
 def chat_out(row: ChatRow) -> dict[str, Any]:
     keys: Final = (
         "id", "agent_id", "title", "status", "created_at", "updated_at", "last_message_at",
-        "message_count",
+        "message_count", "forked_from",
     )  # fmt: skip
     return {k: row[k] for k in keys}
 

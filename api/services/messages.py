@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
+from api.services import feedback as feedback_service
 from api.services.chats import get_owned
 from api.state import AppState
 from api.wire.native import is_visible, to_api
 from graphs.events import Event, EventSource
 from storage import turns as turns_store
-from storage.rows import RunRow, UserRow
+from storage.rows import AgentRow, ChatRow, RunRow, UserRow
 from storage.types import MultitaskStrategy
 
 
@@ -27,14 +29,11 @@ def profile(user: UserRow, interests: list[str]) -> dict[str, Any] | None:
     }
 
 
-async def send(
-    state: AppState,
-    user_id: UUID,
-    chat_id: UUID,
-    content: str,
-    strategy: MultitaskStrategy = "reject",
-) -> tuple[RunRow, EventSource]:
-    """Check the chat can take a message, then start the run that answers it."""
+async def ready(
+    state: AppState, user_id: UUID, chat_id: UUID, *, archived_ok: bool = False
+) -> tuple[UserRow, ChatRow, AgentRow, dict[str, Any] | None]:
+    """The user, chat, agent and profile of a message to the chat, once it is known the chat
+    can take one (``archived_ok``: an archived chat may, as the original of a fork)."""
     async with state.pool.connection() as conn:
         turn = await turns_store.for_message(conn, user_id, chat_id)
     if turn is None:
@@ -42,7 +41,7 @@ async def send(
     chat, agent = turn.chat, turn.agent
     if chat is None:
         raise NotFound("Chat not found")
-    if chat["status"] == "archived":
+    if chat["status"] == "archived" and not archived_ok:
         raise Conflict("This chat is archived; unarchive it to send messages")
     if agent is None:
         raise Conflict(
@@ -51,18 +50,26 @@ async def send(
         )
     if agent["deleted_at"] is not None:
         raise Conflict("This chat's agent has been retired; start a chat with another agent")
+    return turn.user, chat, agent, profile(turn.user, turn.interests)
+
+
+async def send(
+    state: AppState,
+    user_id: UUID,
+    chat_id: UUID,
+    content: str,
+    strategy: MultitaskStrategy = "reject",
+) -> tuple[RunRow, EventSource]:
+    """Check the chat can take a message, then start the run that answers it."""
+    _, chat, agent, personal = await ready(state, user_id, chat_id)
     # ChatBusy and ShuttingDown are answered by api/errors.py.
     return await state.runs.start(
-        chat=chat,
-        agent=agent,
-        user_id=user_id,
-        content=content,
-        profile=profile(turn.user, turn.interests),
+        chat=chat, agent=agent, user_id=user_id, content=content, profile=personal,
         strategy=strategy,
-    )
+    )  # fmt: skip
 
 
-def answer(run: RunRow, events: list[Event]) -> dict[str, Any]:
+def answer(run: Mapping[str, Any], events: list[Event]) -> dict[str, Any]:
     """The JSON answer of a finished run, from its events."""
     end = events[-1].data
     errors = [e.data for e in events if e.event == "error"]
@@ -88,10 +95,10 @@ async def page(
         if end < 0:
             raise NotFound("`before` names no message of this chat", code="message_not_found")
     start = max(0, end - limit)
-    return {
-        "items": [to_api(m, str(chat_id)) for m in messages[start:end]],
-        "has_more": start > 0,
-    }
+    items = [to_api(m, str(chat_id)) for m in messages[start:end]]
+    async with state.pool.connection() as conn:
+        await feedback_service.attach(conn, chat_id, items)
+    return {"items": items, "has_more": start > 0}
 
 
 CHECKPOINT_NOT_FOUND = "checkpoint_not_found"
@@ -146,8 +153,11 @@ async def state_at(
             raise NotFound("No such checkpoint in this chat", code=CHECKPOINT_NOT_FOUND)
         return {"checkpoint_id": None, "messages": [], "next": []}
     messages = (snapshot.values or {}).get("messages", [])
+    items = [to_api(m, str(chat_id)) for m in messages if is_visible(m)]
+    async with state.pool.connection() as conn:
+        await feedback_service.attach(conn, chat_id, items)
     return {
         "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"],
-        "messages": [to_api(m, str(chat_id)) for m in messages if is_visible(m)],
+        "messages": items,
         "next": list(snapshot.next),
     }

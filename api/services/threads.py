@@ -16,6 +16,7 @@ from api.state import AppState
 from api.wire.protocol import jsonable
 from graphs.runtime.inputs import stamp_messages
 from storage import agents as agents_store
+from storage import chats as chats_store
 from storage import threads as threads_store
 from storage import users as users_store
 from storage.rows import AgentRow, ThreadRow, UserRow
@@ -331,3 +332,22 @@ async def merge_metadata(
         if await threads_store.merge_metadata(conn, user["id"], thread_id, metadata) is None:
             raise NotFound(THREAD_NOT_FOUND)
     return await thread_json(state, await owned(state, user, thread_id))
+
+
+async def copy(state: AppState, user: UserRow, thread_id: UUID) -> dict[str, Any]:
+    """A new thread of the caller's with the same agent, metadata and every checkpoint (ids
+    included) of their thread ``thread_id``."""
+    async with state.pool.connection() as conn:
+        row = await chats_store.insert_copy(conn, thread_id, user["id"], forked_from=None)
+    if row is None:
+        raise NotFound(THREAD_NOT_FOUND)
+    threads = state.runs.threads
+    try:
+        await threads.copy(thread_id, row["id"])
+        await threads.refresh_summary(row["id"])
+    except BaseException:
+        async with state.pool.connection() as conn:
+            await chats_store.delete_owned(conn, row["id"], user["id"])
+        await threads.delete(row["id"])
+        raise
+    return await thread_json(state, await owned(state, user, row["id"]))

@@ -42,6 +42,8 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
             {"id": call["id"], "name": call["name"], "args": call["args"]}
             for call in message.tool_calls
         ]
+        # The owner's vote, filled in on reads of the chat (a new answer has none).
+        metadata["feedback"] = None
     elif isinstance(message, ToolMessage):
         metadata["tool_call_id"] = message.tool_call_id
         metadata["name"] = message.name

@@ -154,15 +154,22 @@ class Runtime:
         content: str,
         profile: dict[str, Any] | None,
         strategy: MultitaskStrategy = "reject",
+        checkpoint_id: str | None = None,
+        message_id: str | None = None,
     ) -> tuple[RunRow, EventSource]:
         """Record a run answering ``content`` and start it in the background (or queue it).
+
+        With ``checkpoint_id`` the run starts from that checkpoint of the chat's thread (a new
+        branch; the old one stays in its history), its message keeping ``message_id``.
 
         ``strategy`` says what happens when the chat already has an active run: ``reject``
         raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
         running one (its checkpoints stay); ``rollback`` stops it and removes its checkpoints.
         Raises ``ShuttingDown`` once the server is draining.
         """
-        run_input = NativeInput(content=content, profile=profile)
+        run_input = NativeInput(
+            content=content, profile=profile, checkpoint_id=checkpoint_id, message_id=message_id
+        )
         return await self.scheduler.start(chat, agent, user_id, run_input, strategy)
 
     async def start_protocol(

@@ -152,9 +152,13 @@ class Executor:
         if isinstance(ctx.input, NativeInput):
             human = HumanMessage(
                 content=ctx.input.content,
-                id=str(uuid.uuid4()),
+                id=ctx.input.message_id or str(uuid.uuid4()),
                 response_metadata={"created_at": datetime.now(UTC).isoformat()},
             )
+            if ctx.input.checkpoint_id:
+                # A branch: what the thread holds afterwards is counted by reading it.
+                configurable["checkpoint_id"] = ctx.input.checkpoint_id
+                ctx.tally.exact = False
             # Thread order: answers to a stopped run's tool calls, then the new message.
             messages: list[BaseMessage] = [*await self._closing_messages(ctx), human]
             ctx.tally.added += len(messages)
@@ -241,13 +245,19 @@ class Executor:
         long, so it is only read when the last run was stopped or the thread waits
         (``needs_closing``; asked here when not known yet).
         """
-        needs_closing = ctx.needs_closing
-        if needs_closing is None:
-            async with self.pool.connection() as conn:
-                needs_closing = await chats_store.needs_closing(conn, ctx.chat_id)
-        if not needs_closing:
-            return []
-        messages = await self.threads.messages(ctx.chat_id)
+        start = ctx.input.checkpoint_id if isinstance(ctx.input, NativeInput) else None
+        if start is not None:
+            # A branch starts from an older state, which the chat's last run says nothing of.
+            snapshot = await self.threads.snapshot(ctx.chat_id, start)
+            messages: list[BaseMessage] = snapshot.values.get("messages", []) if snapshot else []
+        else:
+            needs_closing = ctx.needs_closing
+            if needs_closing is None:
+                async with self.pool.connection() as conn:
+                    needs_closing = await chats_store.needs_closing(conn, ctx.chat_id)
+            if not needs_closing:
+                return []
+            messages = await self.threads.messages(ctx.chat_id)
         last_ai = next(
             (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], AIMessage)),
             None,

@@ -25,6 +25,11 @@ class _Input(BaseModel):
 class NativeInput(_Input):
     kind: Literal["native"] = "native"
     content: str
+    # Set when a message is answered again (an edit in a fork, a regenerate): the checkpoint
+    # the run starts from instead of the thread's latest (a branch of the thread), and the id
+    # the message keeps.
+    checkpoint_id: str | None = None
+    message_id: str | None = None
 
 
 class ProtocolInput(_Input):

@@ -144,10 +144,10 @@ class Scheduler:
         if wait or rollback:
             await self.wait_ended(run_id, seconds=wait or 10)
         if rollback:
-            await self.threads.forget_run(run_id)
             async with self.pool.connection() as conn:
                 run = await runs_store.get(conn, run_id)
             if run is not None:
+                await self.threads.forget_run(run_id, run["chat_id"])
                 await self.threads.refresh_summary(run["chat_id"])
         return True
 

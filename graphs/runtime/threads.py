@@ -67,6 +67,37 @@ class Threads:
         async with aclosing(states):
             return [snapshot async for snapshot in states]
 
+    async def chain(self, chat_id: UUID | str, checkpoint_id: str) -> list[str]:
+        """A checkpoint of the thread and its ancestors (the branch it is on), newest first."""
+        return await self.checkpointer.achain(str(chat_id), checkpoint_id)
+
+    async def added_at(
+        self, chat_id: UUID | str, tip: Any, message_id: str
+    ) -> tuple[list[str], int, Any]:
+        """Where message ``message_id`` entered the branch that ends at snapshot ``tip``
+        (which holds it): the branch's checkpoint ids newest first, the index ``i`` of the
+        newest one without the message (so ``chain[i - 1]`` added it; ``len(chain)`` when
+        even the oldest holds it), and the snapshot at ``i`` (None past the end).
+
+        Messages only accumulate along a branch, so "holds the message" is true from the tip
+        back to where it was added and false before: a binary search reads O(log n) states
+        instead of every one."""
+        chain = await self.chain(chat_id, tip.config["configurable"]["checkpoint_id"])
+        low, high = 1, len(chain)
+        without: dict[int, Any] = {}
+        while low < high:
+            middle = (low + high) // 2
+            snapshot = await self.snapshot(chat_id, chain[middle])
+            held = (snapshot.values or {}).get("messages", []) if snapshot else []
+            if any(m.id == message_id for m in held):
+                low = middle + 1
+            else:
+                without[middle] = snapshot
+                high = middle
+        if low >= len(chain):
+            return chain, low, None
+        return chain, low, without.get(low) or await self.snapshot(chat_id, chain[low])
+
     async def summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
         snapshot = await self._reader.aget_state(thread_config(chat_id))
@@ -90,6 +121,16 @@ class Threads:
         """Every checkpoint of the thread."""
         await self.checkpointer.adelete_thread(str(chat_id))
 
-    async def forget_run(self, run_id: UUID) -> None:
-        """Every checkpoint one run wrote, as if it never ran (``rollback``)."""
-        await self.checkpointer.adelete_for_runs([str(run_id)])
+    async def forget_run(self, run_id: UUID, chat_id: UUID | str) -> None:
+        """Every checkpoint one run wrote in its chat, as if it never ran (``rollback``)."""
+        await self.checkpointer.adelete_for_runs([str(run_id)], thread_id=str(chat_id))
+
+    async def copy(
+        self, source: UUID | str, target: UUID | str, *, upto: str | None = None
+    ) -> bool:
+        """Copy a chat's thread into a new chat's: all of it, or with ``upto`` the branch that
+        ends at that checkpoint; ``False`` when ``upto`` is no checkpoint of ``source``."""
+        if upto is None:
+            await self.checkpointer.acopy_thread(str(source), str(target))
+            return True
+        return await self.checkpointer.afork_thread(str(source), str(target), upto)
