@@ -1,6 +1,6 @@
-"""What people do with a conversation besides talking: feedback on answers, export and
-import. Included before ``/chats/{chat_id}``, whose UUID would otherwise claim
-``/chats/export``."""
+"""What people do with a finished conversation besides talking: feedback on its answers.
+Included before the ``/chats`` router, so routes with a fixed segment where ``/chats/{chat_id}``
+has its UUID (an export of every chat, chats shared with me: issue 13) can join it."""
 
 from __future__ import annotations
 
