@@ -36,6 +36,16 @@ async def send(client: httpx.AsyncClient, user: User, chat_id: str, content: str
     return response.json()
 
 
+async def echo_chat(
+    client: httpx.AsyncClient, user: User, make_agent: MakeAgent, *contents: str
+) -> str:
+    """A chat with a ``fake:echo`` agent, each of ``contents`` sent and answered."""
+    chat_id = await open_chat(client, user, (await make_agent("fake:echo"))["id"])
+    for content in contents:
+        await send(client, user, chat_id, content)
+    return chat_id
+
+
 def texts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(m["sender"], m["content"]) for m in messages]
 
@@ -137,10 +147,7 @@ async def test_a_fork_with_an_edit_answers_the_new_text_and_leaves_the_original(
 async def test_an_edit_of_the_first_message_streams_into_an_empty_fork(
     client: httpx.AsyncClient, user: User, make_agent: MakeAgent
 ) -> None:
-    agent = await make_agent("fake:echo")
-    chat_id = await open_chat(client, user, agent["id"])
-    await send(client, user, chat_id, "hello there")
-    await send(client, user, chat_id, "and again")
+    chat_id = await echo_chat(client, user, make_agent, "hello there", "and again")
     original = await snapshot_of(client, user, chat_id)
     first = original[1]["items"][0]
 
@@ -173,10 +180,7 @@ async def test_an_edit_of_the_first_message_streams_into_an_empty_fork(
 async def test_regenerate_answers_again_and_keeps_the_old_answer_in_history(
     client: httpx.AsyncClient, user: User, make_agent: MakeAgent
 ) -> None:
-    agent = await make_agent("fake:echo")
-    chat_id = await open_chat(client, user, agent["id"])
-    await send(client, user, chat_id, "one")
-    await send(client, user, chat_id, "two")
+    chat_id = await echo_chat(client, user, make_agent, "one", "two")
     before = (await get(client, user, f"/chats/{chat_id}/messages"))["items"]
     question, old_answer = before[2], before[3]
 

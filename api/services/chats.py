@@ -63,6 +63,42 @@ async def delete(
     await state.runs.threads.delete(chat_id)
 
 
+async def copy(
+    state: AppState,
+    user_id: UUID,
+    chat_id: UUID,
+    *,
+    upto: str | None = None,
+    history: bool = True,
+    forked_from: dict[str, Any] | None = None,
+    not_found: str = "Chat not found",
+) -> ChatRow:
+    """A new chat of the user's like their chat ``chat_id`` (agent, title, metadata) holding its
+    thread's history: all of it, or the branch that ends at checkpoint ``upto``; none without
+    ``history``. The one way a chat is copied, for forks and the Agent Protocol's copy."""
+    async with state.pool.connection() as conn:
+        row = await chats_store.insert_copy(conn, chat_id, user_id, forked_from=forked_from)
+    if row is None:
+        raise NotFound(not_found)
+    if not history:
+        return row
+    try:
+        await state.runs.threads.copy(chat_id, row["id"], upto=upto)
+        await state.runs.threads.refresh_summary(row["id"])
+        async with state.pool.connection() as conn:
+            return await get_owned(conn, row["id"], user_id)
+    except BaseException:
+        await discard(state, user_id, row["id"])
+        raise
+
+
+async def discard(state: AppState, user_id: UUID, chat_id: UUID) -> None:
+    """Remove a chat no run has touched yet (half a copy is none) with its thread."""
+    async with state.pool.connection() as conn:
+        await chats_store.delete_owned(conn, chat_id, user_id)
+    await state.runs.threads.delete(chat_id)
+
+
 async def page(
     conn: Conn,
     user_id: UUID,

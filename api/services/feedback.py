@@ -39,7 +39,7 @@ async def attach(conn: Conn, chat_id: UUID, items: list[dict[str, Any]]) -> list
 
 async def _version(state: AppState, chat_id: UUID, tip: Any, message_id: str) -> int | None:
     """The version of the agent whose run wrote the message (None if no run did)."""
-    chain, index, _ = await state.runs.threads.added_at(chat_id, tip, message_id)
+    chain, index = await state.runs.threads.added_at(chat_id, tip, message_id)
     added = await state.runs.threads.snapshot(chat_id, chain[index - 1])
     run_id = (added.metadata or {}).get("run_id") if added is not None else None
     if not isinstance(run_id, str):

@@ -11,12 +11,12 @@ from uuid import UUID
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from api.errors import InvalidInput, NotFound
+from api.services import chats as chats_service
 from api.services.chats import get_owned
 from api.services.messages import CHECKPOINT_NOT_FOUND, ready
 from api.state import AppState
 from graphs.events import EventSource
 from graphs.runtime.threads import Threads
-from storage import chats as chats_store
 from storage.rows import ChatRow, RunRow
 
 NOT_A_USER_MESSAGE = "not_a_user_message"
@@ -36,10 +36,11 @@ async def start_point(threads: Threads, chat_id: UUID, tip: Any, message_id: str
     """The checkpoint just before ``message_id`` entered the branch that ends at ``tip``: the
     end of the turn before it (or, for the first message, the input checkpoint that added it,
     which has no parent)."""
-    chain, index, before = await threads.added_at(chat_id, tip, message_id)
-    if before is None:
+    chain, index = await threads.added_at(chat_id, tip, message_id)
+    if index >= len(chain):
         # Only possible if the oldest checkpoint already held it (state written by hand).
         raise InvalidInput("This message has no earlier state to branch from", code="no_branch")
+    before = await threads.snapshot(chat_id, chain[index])
     # A run's input checkpoint has the message waiting in its input channel: the turn before
     # is its parent, where the thread was idle.
     if (before.metadata or {}).get("source") == "input" and index + 1 < len(chain):
@@ -102,26 +103,18 @@ async def fork(
             # The first message: nothing came before it, so the fork starts empty.
             upto = None
         forked_from = {"chat_id": str(chat_id), "checkpoint_id": upto, "message_id": message_id}
-    async with state.pool.connection() as conn:
-        copy = await chats_store.insert_copy(conn, chat_id, user_id, forked_from=forked_from)
-    if copy is None:
-        raise NotFound("Chat not found")
+    copy = await chats_service.copy(
+        state, user_id, chat_id, upto=upto, history=upto is not None, forked_from=forked_from
+    )
+    if edit is None:
+        return copy, None
     try:
-        if upto is not None:
-            await threads.copy(chat_id, copy["id"], upto=upto)
-            await threads.refresh_summary(copy["id"])
-            async with state.pool.connection() as conn:
-                copy = await get_owned(conn, copy["id"], user_id)
-        if edit is None:
-            return copy, None
         run = await state.runs.start(
             chat=copy, agent=agent, user_id=user_id, content=edit[1], profile=personal,
             checkpoint_id=upto,
         )  # fmt: skip
     except BaseException:
-        # Half a fork is none: the new chat goes with whatever was copied into it.
-        async with state.pool.connection() as conn:
-            await chats_store.delete_owned(conn, copy["id"], user_id)
-        await threads.delete(copy["id"])
+        # A fork whose answer cannot start is not made.
+        await chats_service.discard(state, user_id, copy["id"])
         raise
     return copy, run

@@ -12,11 +12,11 @@ from langgraph.errors import InvalidUpdateError
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
 from api.schemas.common import json_size
 from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
+from api.services import chats as chats_service
 from api.state import AppState
 from api.wire.protocol import jsonable
 from graphs.runtime.inputs import stamp_messages
 from storage import agents as agents_store
-from storage import chats as chats_store
 from storage import threads as threads_store
 from storage import users as users_store
 from storage.rows import AgentRow, ThreadRow, UserRow
@@ -337,17 +337,5 @@ async def merge_metadata(
 async def copy(state: AppState, user: UserRow, thread_id: UUID) -> dict[str, Any]:
     """A new thread of the caller's with the same agent, metadata and every checkpoint (ids
     included) of their thread ``thread_id``."""
-    async with state.pool.connection() as conn:
-        row = await chats_store.insert_copy(conn, thread_id, user["id"], forked_from=None)
-    if row is None:
-        raise NotFound(THREAD_NOT_FOUND)
-    threads = state.runs.threads
-    try:
-        await threads.copy(thread_id, row["id"])
-        await threads.refresh_summary(row["id"])
-    except BaseException:
-        async with state.pool.connection() as conn:
-            await chats_store.delete_owned(conn, row["id"], user["id"])
-        await threads.delete(row["id"])
-        raise
+    row = await chats_service.copy(state, user["id"], thread_id, not_found=THREAD_NOT_FOUND)
     return await thread_json(state, await owned(state, user, row["id"]))

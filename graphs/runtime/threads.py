@@ -73,18 +73,17 @@ class Threads:
 
     async def added_at(
         self, chat_id: UUID | str, tip: Any, message_id: str
-    ) -> tuple[list[str], int, Any]:
+    ) -> tuple[list[str], int]:
         """Where message ``message_id`` entered the branch that ends at snapshot ``tip``
-        (which holds it): the branch's checkpoint ids newest first, the index ``i`` of the
-        newest one without the message (so ``chain[i - 1]`` added it; ``len(chain)`` when
-        even the oldest holds it), and the snapshot at ``i`` (None past the end).
+        (which holds it): the branch's checkpoint ids newest first, and the index ``i`` of the
+        newest one without the message, so ``chain[i - 1]`` added it (``len(chain)`` when even
+        the oldest holds it).
 
         Messages only accumulate along a branch, so "holds the message" is true from the tip
         back to where it was added and false before: a binary search reads O(log n) states
         instead of every one."""
         chain = await self.chain(chat_id, tip.config["configurable"]["checkpoint_id"])
         low, high = 1, len(chain)
-        without: dict[int, Any] = {}
         while low < high:
             middle = (low + high) // 2
             snapshot = await self.snapshot(chat_id, chain[middle])
@@ -92,11 +91,8 @@ class Threads:
             if any(m.id == message_id for m in held):
                 low = middle + 1
             else:
-                without[middle] = snapshot
                 high = middle
-        if low >= len(chain):
-            return chain, low, None
-        return chain, low, without.get(low) or await self.snapshot(chat_id, chain[low])
+        return chain, low
 
     async def summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
