@@ -9,10 +9,17 @@ import uuid
 from typing import Any
 
 import httpx
+import hypothesis
+import jsonschema_rs
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
+from schemathesis.generation.jsonschema.builder import build
 
 from api.app import create_app
+from api.schemas.protocol import StateUpdate
+from api.schemas.protocol_runs import RunCreate
+from api.settings import Settings
 from graphs.models import MODEL_NAME_PATTERN, UnknownModel, parse_model_name
 from tests.conftest import User, assert_error, make_settings, running
 from tests.test_messages import MakeAgent, make_agent, open_chat
@@ -106,6 +113,15 @@ UNREADABLE = [
     ["user", "x"],
     {"role": "user", "type": "human", "content": "x"},
     {"role": "user", "content": "x", "name": None},
+    # Keys LangChain hands on as they are: a tool call's become arguments of ``tool_call()``.
+    {"type": "ai", "content": "{", "tool_calls": [{"name": "", "args": {}, "id": None, "¶": []}]},
+    {
+        "type": "ai",
+        "content": "",
+        "tool_calls": [{"name": "t", "args": {}, "id": "", "function": 5}],
+    },
+    {"type": "ai", "content": "x", "additional_kwargs": 5},
+    {"type": "ai", "content": "x", "response_metadata": 5},
 ]
 
 
@@ -114,11 +130,46 @@ async def test_a_message_the_graph_cannot_read_is_refused_before_anything_is_mad
     client: httpx.AsyncClient, user: User, message: Any
 ) -> None:
     body = {"assistant_id": "assistant", "input": {"messages": [message]}}
+    # The published schema refuses it too (a schema that admits it is what ST202 reports).
+    document = (await client.get("/openapi.json")).json()
+    operation = document["paths"]["/runs/wait"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    validator = jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]})
+    assert not validator.is_valid(body)
     response = await client.post("/runs/wait", json=body, headers=user.headers)
     problem = assert_error(response, 422, "validation_error")["detail"][0]
     assert problem["type"] == "message_type"
     assert problem["loc"] == ["body", "input", "messages", 0]
     assert await _thread_count(client, user) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [("/threads/{thread_id}/runs/stream", RunCreate), ("/threads/{thread_id}/state", StateUpdate)],
+)
+def test_every_body_the_schema_admits_passes_validation(
+    settings: Settings, path: str, model: type[BaseModel]
+) -> None:
+    # The messages' schema is written by hand beside the check that mirrors it (LangChain's
+    # coercion is the real rule): draw bodies from the published schema, the way the attack
+    # run does, and each must validate. Found: extra keys in a tool call (ST202).
+    document = create_app(settings).openapi()
+    body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    schema = {**body["schema"], "components": document["components"]}
+    bodies = build(schema, draft=jsonschema_rs.Draft202012, formats={})
+
+    @hypothesis.settings(
+        max_examples=400,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(bodies)
+    def admitted(value: Any) -> None:
+        model.model_validate(value)
+
+    admitted()
 
 
 async def test_state_updates_the_graph_cannot_take_are_4xx_and_change_nothing(

@@ -73,15 +73,21 @@ def _fits_message_schema(message: Any) -> bool:
         return False
     if any(key in message and not isinstance(message[key], str) for key in ("id", "name")):
         return False
+    # LangChain passes these two to the message as they are: anything but an object fails there.
+    if any(key in message and not isinstance(message[key], dict) for key in _OBJECT_KEYS):
+        return False
     if "tool_calls" not in message:
         return True
     calls = message["tool_calls"]
     return isinstance(calls, list) and all(
         isinstance(call, dict)
+        # Each key of a tool call becomes an argument of LangChain's ``tool_call()``: no others.
+        and call.keys() <= _TOOL_CALL_KEYS
         and isinstance(call.get("name"), str)
         and isinstance(call.get("args"), dict)
         and "id" in call
         and isinstance(call["id"], str | None)
+        and call.get("type", "tool_call") == "tool_call"
         for call in calls
     )
 
@@ -162,6 +168,8 @@ def _bounded_messages(value: Any) -> Any:
 BoundedMessages = AfterValidator(_bounded_messages)
 
 _ROLES: list[JsonValue] = ["user", "human", "assistant", "ai", "system", "developer"]
+_OBJECT_KEYS = ("additional_kwargs", "response_metadata")
+_TOOL_CALL_KEYS = {"name", "args", "id", "type"}
 _BLOCK: JsonDict = {
     **json_object_schema(json_value_schema()),
     "description": "A content block, e.g. {type: text, text}",
@@ -189,6 +197,7 @@ MESSAGE: JsonDict = {
                 "content": _CONTENT,
                 "id": {"type": "string", "pattern": NO_NUL},
                 "name": {"type": "string", "pattern": NO_NUL},
+                **{key: json_object_schema(json_value_schema()) for key in _OBJECT_KEYS},
                 "tool_calls": {
                     "type": "array",
                     "items": {
@@ -198,7 +207,9 @@ MESSAGE: JsonDict = {
                             "name": {"type": "string", "pattern": NO_NUL},
                             "args": json_object_schema(json_value_schema()),
                             "id": {"type": ["string", "null"]},
+                            "type": {"const": "tool_call"},
                         },
+                        "additionalProperties": False,
                     },
                 },
             },
