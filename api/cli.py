@@ -126,8 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _python_objects_in_malloc(argv: list[str] | None) -> None:
+    """Restart this process (same pid, same arguments) with ``PYTHONMALLOC=malloc`` unless the
+    environment already chose an allocator.
+
+    CPython's own allocator keeps a 1 MiB arena while one object in it lives, and neither
+    ``gc`` nor ``malloc_trim`` reaches inside: after a load, the server stayed ~1.5x its
+    pre-load RSS. With Python's objects in malloc's heap, the trim the server does once a load
+    has ended gives the pages back (bench/BENCHMARKS.md, "Soak"). It must be set before the
+    interpreter starts, hence the exec; ``PYTHONMALLOC=pymalloc`` keeps CPython's default.
+    """
+    if "PYTHONMALLOC" in os.environ or not sys.platform.startswith("linux"):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    arguments = sys.argv[1:] if argv is None else argv
+    command = [sys.executable, "-m", "api.cli", *arguments]
+    os.execve(sys.executable, command, {**os.environ, "PYTHONMALLOC": "malloc"})  # noqa: S606
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.handler in (_serve, _worker):
+        _python_objects_in_malloc(argv)
     try:
         settings = Settings()
     except ValueError as exc:

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # to the OS (glibc malloc_trim). Read by graphs/runtime/liveness.py.
     run_log_sweep_seconds: float = Field(default=5, ge=0)
     release_memory: bool = True
+    # Cached checkpoints (a thread's last values, decoded message blobs) not used for this long
+    # are forgotten by the same sweep, so a load's memory comes back once it ends; unset: half
+    # the log retention, so both are gone within it.
+    cache_idle_seconds: float | None = Field(default=None, ge=0)
     # On SIGTERM, active runs get this long to finish before they are marked interrupted.
     shutdown_grace_seconds: float = Field(default=30, ge=0)
     # Active runs beat this often; a run whose beat is stale_seconds old is found orphaned.
@@ -111,6 +115,12 @@ class Settings(BaseSettings):
         if self.default_model:
             return self.default_model
         return "openai:gpt-4o-mini" if self.openai_api_key else "fake:echo"
+
+    @property
+    def effective_cache_idle_seconds(self) -> float:
+        if self.cache_idle_seconds is not None:
+            return self.cache_idle_seconds
+        return self.run_log_retention_seconds / 2
 
     @property
     def database_kind(self) -> str:

@@ -4,11 +4,13 @@
 seconds), then after each ``--idle`` interval of doing nothing.
 
 The retention of finished runs' logs is ``--retention`` seconds (60, not the default 600, so the
-whole soak takes minutes); idle points past it are marked. Variants, each on a fresh server:
-``before`` (no periodic sweep, nothing given back: logs expire only when a run starts or a log
-is read), ``sweep`` (the idle sweep without giving memory back), ``after`` (sweep + gc.collect +
-malloc_trim once freed logs leave the process quiet), and ``after`` with another allocator set
-where the process starts (``+arenas2``, ``+jemalloc``, ``+malloc`` = ``PYTHONMALLOC=malloc``).
+whole soak takes minutes; the caches forget idle threads after half of it, as by default); idle
+points past it are marked. Variants, each on a fresh server: ``before`` (no periodic sweep,
+nothing given back, caches that never forget, CPython's pymalloc: the server of 2026-12-02),
+``after`` (the defaults: the sweep expires logs and forgets idle cache entries, then
+gc.collect + malloc_trim once the process is quiet; Python's objects in malloc's heap), and
+``after`` with one thing changed: ``+pymalloc``, ``+keep-caches``, ``+arenas2``
+(``MALLOC_ARENA_MAX=2``), ``+jemalloc``.
 
     python -m bench.soak [--variants before,after] [--clients 30] [--duration 30]
                          [--burst 200] [--burst-model fake:tokens-60@250] [--idle 10,30,55,75]
@@ -30,18 +32,25 @@ JEMALLOC = {
     "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
     "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
 }
-# Python objects through malloc instead of pymalloc's arenas, so trim/decay can reach them.
-MALLOC = {"PYTHONMALLOC": "malloc"}
+# CPython's own allocator instead of the malloc that ``switchboard serve`` sets.
+PYMALLOC = {"PYTHONMALLOC": "pymalloc"}
+# Caches that never forget an idle thread (the day before they did).
+KEEP_CACHES = {"SWITCHBOARD_CACHE_IDLE_SECONDS": "1000000"}
 VARIANTS = {
-    "before": {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "0", "SWITCHBOARD_RELEASE_MEMORY": "false"},
-    "sweep": {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "false"},
+    # Logs expire only when a run starts or a log is read, nothing is given back, pymalloc.
+    "before": {
+        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "0", "SWITCHBOARD_RELEASE_MEMORY": "false",
+        **PYMALLOC, **KEEP_CACHES,
+    },
+    # The defaults.
     "after": AFTER,
+    "after+pymalloc": {**AFTER, **PYMALLOC},
+    "after+keep-caches": {**AFTER, **KEEP_CACHES},
+    "after+pymalloc+keep-caches": {**AFTER, **PYMALLOC, **KEEP_CACHES},
     # The allocator, set where the process starts (it cannot be changed from inside).
     "after+arenas2": {**AFTER, "MALLOC_ARENA_MAX": "2"},
     "after+jemalloc": {**AFTER, **JEMALLOC},
-    "after+malloc": {**AFTER, **MALLOC},
-    "after+malloc+jemalloc": {**AFTER, **MALLOC, **JEMALLOC},
-}
+}  # fmt: skip
 
 
 async def load(url: str, headers: dict, agent_id: str, n: int, duration: float) -> dict:

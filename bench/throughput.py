@@ -60,15 +60,21 @@ async def level(urls: list[str], headers: dict, agent_id: str, n: int, duration:
     }
 
 
-def run(duration: float = 20, levels: tuple[int, ...] = (1, 5, 20, 50), topology: str = "single"):
+def run(
+    duration: float = 20,
+    levels: tuple[int, ...] = (1, 5, 20, 50),
+    topology: str = "single",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "workload": "throughput",
         "topology": topology,
+        "server_env": env or {},
         "duration_s": duration,
         "machine": machine(),
         "levels": [],
     }
-    with Deployment(**TOPOLOGIES[topology]) as deployment:
+    with Deployment(**TOPOLOGIES[topology], extra_env=env or {}) as deployment:
         headers, agents = deployment.setup({"bench": "fake:tokens-50"})
         agent_id = agents["bench"]["id"]
         asyncio.run(level(deployment.urls, headers, agent_id, 2, 2))  # warm up
@@ -95,9 +101,9 @@ def report(result: dict[str, Any]) -> str:
         ])  # fmt: skip
     header = ["clients", "runs/s", "errors", "p50 ms", "p90 ms", "server cpu%", "server MiB",
               "pg cpu%"]  # fmt: skip
-    return table(
-        f"throughput ({result['topology']}), {result['duration_s']} s per level", header, rows
-    )
+    env = " ".join(f"{k}={v}" for k, v in result.get("server_env", {}).items())
+    title = f"throughput ({result['topology']}{', ' + env if env else ''})"
+    return table(f"{title}, {result['duration_s']} s per level", header, rows)
 
 
 if __name__ == "__main__":
@@ -105,7 +111,12 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--levels", default="1,5,20,50")
     parser.add_argument("--topology", choices=sorted(TOPOLOGIES), default="single")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE",
+        help="set in the servers' environment (repeatable), e.g. PYTHONMALLOC=malloc",
+    )  # fmt: skip
     args = parser.parse_args()
     levels = tuple(int(x) for x in args.levels.split(","))
-    outcome = run(args.duration, levels, args.topology)
+    env = dict(item.split("=", 1) for item in args.env)
+    outcome = run(args.duration, levels, args.topology, env)
     finish(f"throughput-{args.topology}", outcome, report)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -70,6 +71,51 @@ def _messages_only(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(m, BaseMessage) for m in value)
 
 
+class _Decoded:
+    """Decoded blobs by key, least recently used first, within ``CACHE_BYTES``.
+
+    One object, so that the serializer's clones (LangGraph copies it per allowlist) share the
+    entries *and* their byte count."""
+
+    def __init__(self) -> None:
+        # key -> (value, encoded size, last used on the monotonic clock)
+        self.entries: OrderedDict[tuple[Any, ...], tuple[Any, int, float]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Any | None:
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is None:
+                return None
+            self.entries[key] = (hit[0], hit[1], time.monotonic())
+            self.entries.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple[Any, ...], value: Any, size: int) -> None:
+        with self.lock:
+            if key in self.entries:
+                return
+            self.entries[key] = (value, size, time.monotonic())
+            self.bytes += size
+            while self.bytes > CACHE_BYTES and self.entries:
+                _, (_, dropped, _) = self.entries.popitem(last=False)
+                self.bytes -= dropped
+
+    def forget_unused(self, since: float) -> int:
+        """Drop what was last used before ``since`` (monotonic); how many entries went."""
+        forgotten = 0
+        with self.lock:
+            while self.entries:
+                key, (_, size, used) = next(iter(self.entries.items()))
+                if used >= since:
+                    break
+                del self.entries[key]
+                self.bytes -= size
+                forgotten += 1
+        return forgotten
+
+
 class CachingSerializer(JsonPlusSerializer):
     """``JsonPlusSerializer`` that remembers which messages a blob holds.
 
@@ -83,30 +129,18 @@ class CachingSerializer(JsonPlusSerializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._decoded: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
-        self._cached_bytes = 0
-        self._lock = threading.Lock()
+        self.decoded = _Decoded()
 
     def _key(self, type_: str, blob: bytes) -> tuple[Any, ...]:
-        # Clones made for other allowlists share the dict: whose decoder it was is in the key.
+        # Clones made for other allowlists share the cache: whose decoder it was is in the key.
         # SHA-1 names content, not secrets, here; it is twice as fast as BLAKE2 on a snapshot.
         digest = hashlib.sha1(blob, usedforsecurity=False).digest()
         return (id(self._unpack_ext_hook), type_, len(blob), digest)
 
-    def _remember(self, key: tuple[Any, ...], value: Any, size: int) -> None:
-        with self._lock:
-            if key in self._decoded:
-                return
-            self._decoded[key] = (value, size)
-            self._cached_bytes += size
-            while self._cached_bytes > CACHE_BYTES and self._decoded:
-                _, (_, dropped) = self._decoded.popitem(last=False)
-                self._cached_bytes -= dropped
-
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         type_, blob = super().dumps_typed(obj)
         if len(blob) >= CACHE_MIN_BYTES and _messages_only(obj):
-            self._remember(self._key(type_, blob), obj, len(blob))
+            self.decoded.put(self._key(type_, blob), obj, len(blob))
         return type_, blob
 
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
@@ -114,14 +148,12 @@ class CachingSerializer(JsonPlusSerializer):
         if not isinstance(blob, bytes) or len(blob) < CACHE_MIN_BYTES:
             return super().loads_typed(data)
         key = self._key(type_, blob)
-        with self._lock:
-            hit = self._decoded.get(key)
-            if hit is not None:
-                self._decoded.move_to_end(key)
-                return hit[0]
+        hit = self.decoded.get(key)
+        if hit is not None:
+            return hit
         value = super().loads_typed(data)
         if _messages_only(value):
-            self._remember(key, value, len(blob))
+            self.decoded.put(key, value, len(blob))
         return value
 
 
@@ -211,8 +243,9 @@ class Checkpointer(AsyncPostgresSaver):
 
     def __init__(self, conn: Any, serde: JsonPlusSerializer | None = None) -> None:
         super().__init__(conn, serde=serde or CachingSerializer())
-        # thread id -> (checkpoint id, channel values there); one entry per thread, oldest first.
-        self._warm: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        # thread id -> (checkpoint id, channel values there, last used on the monotonic clock);
+        # one entry per thread, least recently used first.
+        self._warm: OrderedDict[str, tuple[str, dict[str, Any], float]] = OrderedDict()
         self._warm_items = 0
 
     def remember(self, config: dict[str, Any], values: dict[str, Any]) -> None:
@@ -222,7 +255,7 @@ class Checkpointer(AsyncPostgresSaver):
         if not thread_id or not checkpoint_id or configurable.get("checkpoint_ns"):
             return
         self._forget(str(thread_id))
-        self._warm[str(thread_id)] = (checkpoint_id, dict(values))
+        self._warm[str(thread_id)] = (checkpoint_id, dict(values), time.monotonic())
         self._warm_items += _items(values)
         while self._warm and (len(self._warm) > WARM_THREADS or self._warm_items > WARM_ITEMS):
             self._forget(next(iter(self._warm)))
@@ -231,6 +264,22 @@ class Checkpointer(AsyncPostgresSaver):
         dropped = self._warm.pop(thread_id, None)
         if dropped is not None:
             self._warm_items -= _items(dropped[1])
+
+    def forget_unused(self, idle_seconds: float) -> int:
+        """Forget the warm values and decoded blobs no run or read has used for
+        ``idle_seconds``: after a load they are what pins the heap the load grew (bench/
+        BENCHMARKS.md, "Soak"). Returns how many entries went."""
+        since = time.monotonic() - idle_seconds
+        forgotten = 0
+        while self._warm:
+            thread_id, (_, _, used) = next(iter(self._warm.items()))
+            if used >= since:
+                break
+            self._forget(thread_id)
+            forgotten += 1
+        if isinstance(self.serde, CachingSerializer):
+            forgotten += self.serde.decoded.forget_unused(since)
+        return forgotten
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -243,6 +292,7 @@ class Checkpointer(AsyncPostgresSaver):
             and warm[0] == get_checkpoint_id(config)
             and all(channel in warm[1] for channel in channels)
         ):
+            self._warm[str(configurable["thread_id"])] = (*warm[:2], time.monotonic())
             self._warm.move_to_end(str(configurable["thread_id"]))
             # The values themselves as the seed, nothing to replay on top.
             return {channel: {"seed": warm[1][channel], "writes": []} for channel in channels}

@@ -91,18 +91,59 @@ async def test_the_cache_keeps_only_messages_and_stays_within_its_budget(
     monkeypatch.setattr(checkpoints, "CACHE_BYTES", 5_000)
     serde = CachingSerializer()
     big_dict = serde.dumps_typed({"x": "y" * 1_000})
-    assert serde._decoded == {}
+    assert serde.decoded.entries == {}
     assert serde.loads_typed(big_dict) == {"x": "y" * 1_000}
-    assert serde._decoded == {}  # not messages: decoded as usual, every time
+    assert serde.decoded.entries == {}  # not messages: decoded as usual, every time
 
     blobs = [serde.dumps_typed([HumanMessage("w" * 1_000, id=str(i))]) for i in range(10)]
-    assert 0 < serde._cached_bytes <= 5_000
+    assert 0 < serde.decoded.bytes <= 5_000
     newest = serde.loads_typed(blobs[-1])
     assert newest[0].id == "9"
     assert serde.loads_typed(blobs[-1]) is newest
     oldest = serde.loads_typed(blobs[0])  # evicted long ago: decoded again, correctly
     assert oldest[0].id == "0" and oldest[0].text == "w" * 1_000
-    assert serde._cached_bytes <= 5_000
+    assert serde.decoded.bytes <= 5_000
+
+
+async def test_what_no_run_or_read_used_for_a_while_is_forgotten(
+    pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a load, the sweep forgets idle threads' cached values and decoded blobs (they pin
+    the heap the load grew); a thread in use keeps its own."""
+    now = [1_000.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: now[0])
+    saver = Checkpointer(pool)
+    serde = saver.serde
+    assert isinstance(serde, CachingSerializer)
+    graph = build_graph(SPEC, saver)
+
+    async def used(turns: int) -> dict[str, Any]:
+        config = await _thread(graph, turns)
+        state = await graph.aget_state(config)  # what a run leaves warm (graphs/runtime)
+        saver.remember(dict(state.config), state.values)
+        return config
+
+    idle = await used(3)
+    idle_entries = len(serde.decoded.entries)
+    assert idle_entries > 0
+    now[0] += 100
+    busy = await used(3)
+    busy_entries = len(serde.decoded.entries) - idle_entries
+    assert busy_entries > 0
+    now[0] += 10
+
+    assert saver.forget_unused(50) == 1 + idle_entries
+    assert list(saver._warm) == [busy["configurable"]["thread_id"]]
+    assert len(serde.decoded.entries) == busy_entries
+    assert all(used == 1_100.0 for _, _, used in serde.decoded.entries.values())
+    assert saver.forget_unused(50) == 0
+    # Forgotten is not lost: the idle thread is rebuilt from Postgres.
+    messages = (await graph.aget_state(idle)).values["messages"]
+    assert [m.text for m in messages] == _expected(3)
+    now[0] += 100
+    cached = len(serde.decoded.entries)
+    assert saver.forget_unused(50) == cached + 1
+    assert saver._warm == {} and serde.decoded.entries == {} and serde.decoded.bytes == 0
 
 
 class _RecordingExecutor(ThreadPoolExecutor):

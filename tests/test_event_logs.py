@@ -187,7 +187,32 @@ async def test_liveness_sweeps_idle_logs_and_gives_memory_back(
     finally:
         sweeper.cancel()
     assert all(run_id not in logs._logs for run_id in closed)
-    assert releases and releases[0].endswith("run log(s) packed or dropped")
+    assert releases and releases[0].endswith("run log(s) or cache entries let go")
+
+
+async def test_caches_forgetting_idle_threads_is_enough_to_give_memory_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from graphs.runtime import liveness
+
+    releases: list[str] = []
+    monkeypatch.setattr(liveness, "release_memory", releases.append)
+    forgotten = [0, 0, 7]  # what successive sweeps' forget_unused returns; then nothing
+    beats = liveness.Liveness(
+        None, EventLogs(retention_seconds=60), {}, _nothing, heartbeat_seconds=60,
+        stale_seconds=60, shutdown_grace_seconds=0, sweep_seconds=0.01, release_memory=True,
+        forget_unused=lambda: forgotten.pop(0) if forgotten else 0,
+    )  # fmt: skip
+    sweeper = asyncio.create_task(beats._sweep())
+    try:
+        for _ in range(200):
+            if releases and not forgotten:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # later sweeps freed nothing: no more releases
+    finally:
+        sweeper.cancel()
+    assert releases == ["7 run log(s) or cache entries let go"]
 
 
 async def test_release_memory_collects_and_never_fails() -> None:

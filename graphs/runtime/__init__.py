@@ -62,6 +62,7 @@ class Runtime:
         shutdown_grace_seconds: float = 30,
         sweep_seconds: float = 5,
         release_memory: bool = True,
+        cache_idle_seconds: float = 300,
         run_timeout_seconds: float = 0,
         redis: Redis | None = None,
         execute: bool = True,
@@ -86,6 +87,7 @@ class Runtime:
             heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
             shutdown_grace_seconds=shutdown_grace_seconds,
             sweep_seconds=sweep_seconds, release_memory=release_memory,
+            forget_unused=lambda: checkpointer.forget_unused(cache_idle_seconds),
         )  # fmt: skip
         if redis is not None:
             self.bus = ControlBus(redis, self._on_control)
@@ -240,6 +242,7 @@ async def open_runtime(
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         sweep_seconds=settings.run_log_sweep_seconds,
         release_memory=settings.release_memory,
+        cache_idle_seconds=settings.effective_cache_idle_seconds,
         run_timeout_seconds=settings.run_timeout_seconds,
         redis=redis,
         execute=execute,

@@ -6,11 +6,13 @@ marked ``interrupted`` (at once when the process was on this host and its pid is
 readers wait for. On shutdown the process takes no new runs, gives active ones the grace
 period, then interrupts the rest.
 
-Every ``sweep_seconds`` finished runs' logs are expired, busy or idle. Once a sweep has freed
-some and no run is active (or at most every ``RELEASE_BUSY_SECONDS`` while busy), the process
-collects garbage and asks glibc to hand free pages back to the OS (``malloc_trim``). Measured
-in bench/BENCHMARKS.md ("Soak"): that gives back little; what stays after a load is allocator
-fragmentation, which the allocator the process starts with decides.
+Every ``sweep_seconds`` finished runs' logs are expired and the caches forget what has not
+been used for a while (``forget_unused``), busy or idle. Once a sweep has freed something and
+no run is active (or at most every ``RELEASE_BUSY_SECONDS`` while busy), the process collects
+garbage and asks glibc to hand free pages back to the OS (``malloc_trim``). Measured in
+bench/BENCHMARKS.md ("Soak"): the trim reaches Python's objects only when they live in malloc's
+heap (``PYTHONMALLOC=malloc``, which ``switchboard serve`` sets), and a load's heap comes back
+only once the long-lived objects it left among its short-lived ones (cached checkpoints) go.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Liveness:
         shutdown_grace_seconds: float,
         sweep_seconds: float = 5.0,
         release_memory: bool = True,
+        forget_unused: Callable[[], int] = lambda: 0,
     ) -> None:
         self.pool = pool
         self.logs = logs
@@ -63,6 +66,7 @@ class Liveness:
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.sweep_seconds = sweep_seconds
         self.release_memory = release_memory
+        self.forget_unused = forget_unused
         self.host = socket.gethostname()
         self.worker_id = f"{self.host}:{os.getpid()}"
         # Set by the SSE layer when the server starts shutting down (SIGTERM), or the worker.
@@ -108,16 +112,17 @@ class Liveness:
                 log.exception("run heartbeat failed")
 
     async def _sweep(self) -> None:
-        freed = 0  # logs packed or dropped since memory was last given back
+        freed = 0  # logs packed or dropped, cache entries forgotten, since memory was given back
         released = time.monotonic()
         while True:
             await asyncio.sleep(self.sweep_seconds)
             try:
                 swept = self.logs.sweep()
-                freed += swept.packed + swept.dropped
+                forgotten = self.forget_unused()
+                freed += swept.packed + swept.dropped + forgotten
                 quiet = not self.tasks or time.monotonic() - released >= RELEASE_BUSY_SECONDS
                 if freed and quiet and self.release_memory:
-                    release_memory(f"{freed} run log(s) packed or dropped")
+                    release_memory(f"{freed} run log(s) or cache entries let go")
                     freed, released = 0, time.monotonic()
             except Exception:
                 log.exception("run log sweep failed")
