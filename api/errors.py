@@ -145,9 +145,12 @@ def _methods_for(request: Request) -> set[str]:
     literally. ``/runs/wait`` is the route ``/runs/wait``, not ``/runs/{run_id}`` with the id
     ``wait``, although both match it."""
     best, methods = -1, set[str]()
+    # The path as routed: ``request.url`` goes through urlsplit, which drops tabs and line
+    # breaks (``/runs/%0D`` would be ``/runs/``, which no route names).
+    path = request.scope["path"]
     for route in routes_of(request.app.routes):
         regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is None or not route_methods or not regex.match(request.url.path):
+        if regex is None or not route_methods or not regex.match(path):
             continue
         literal = _literal_segments(route.path)
         if literal > best:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,17 @@ def test_every_route_declares_what_it_answers() -> None:
         and isinstance(route.response_class, DefaultPlaceholder)
     ]
     assert undeclared == []
+
+
+def test_every_package_is_listed_for_installation() -> None:
+    # pyproject lists the packages by hand (their names are generic); one left out is missing
+    # from a non-editable install, which then fails at its first import of it.
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("api", "graphs", "storage", "tools")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert listed == found
