@@ -36,8 +36,10 @@ SEED = os.environ.get("SWITCHBOARD_ST_SEED", "20261203")
 def server() -> Iterator[Server]:
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-schemathesis-", dir="/tmp"))
     # An admin may create an agent on `fake:tokens-999999@999999`, which the schema allows:
-    # `/runs/wait` on it would outlast any client, so runs stop after 5 s (a run error).
-    started = Server(data_dir, admin_env(data_dir, SWITCHBOARD_RUN_TIMEOUT_SECONDS="5"))
+    # `/runs/wait` on it would outlast any client, so runs stop after 2 s (a run error). A
+    # `/runs/wait` behind runs enqueued on the same thread waits for them too: at 5 s each, a
+    # few of them outlasted the 30 s client timeout on a busy machine.
+    started = Server(data_dir, admin_env(data_dir, SWITCHBOARD_RUN_TIMEOUT_SECONDS="2"))
     try:
         yield started
     finally:
