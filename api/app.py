@@ -22,12 +22,14 @@ from api.routes import (
     messages,
     meta,
     protocol_runs,
+    replays,
     runs,
     threads,
     users,
 )
 from api.routes.meta import server_version
 from api.security import TokenCodec
+from api.services.replay_driver import ReplayDriver
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
 from api.wire import writer_for
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
+            driver = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -72,10 +75,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     embedded=embedded,
                 )
                 await bootstrap_admin(settings, pool)
+                driver = app.state.switchboard.replays = ReplayDriver(app.state.switchboard)
+                await driver.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
             finally:
+                if driver is not None:
+                    await driver.aclose()
                 await runtime.aclose()
                 await pool.close()
         finally:
@@ -106,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
     for module in (
-        messages, conversations, chats, protocol_runs, threads, runs,
+        messages, conversations, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from api.security import TokenCodec
 from api.settings import Settings
 from graphs.runtime import Runtime
 from storage.db import EmbeddedPostgres, PoolType
+
+if TYPE_CHECKING:
+    from api.services.replay_driver import ReplayDriver
 
 
 @dataclass
@@ -17,3 +21,5 @@ class AppState:
     tokens: TokenCodec
     runs: Runtime
     embedded: EmbeddedPostgres | None = None
+    # Set once the state exists (it drives replays with it).
+    replays: ReplayDriver = field(init=False)

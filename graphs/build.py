@@ -215,15 +215,17 @@ def thread_reader(checkpointer: Any) -> Any:
 
 
 class GraphCache:
-    """Compiled graphs per (agent id, version): an agent update takes effect on the next run."""
+    """Compiled graphs per (agent id, version, model): an agent update takes effect on the next
+    run, and a run on another model than its agent's (a replay's override) gets a graph of its
+    own, cached like any other."""
 
     def __init__(self, checkpointer: Any, max_size: int = 128):
         self.checkpointer = checkpointer
         self.max_size = max_size
-        self._graphs: OrderedDict[tuple[Any, int], Any] = OrderedDict()
+        self._graphs: OrderedDict[tuple[Any, int, str], Any] = OrderedDict()
 
     def get(self, spec: AgentSpec) -> Any:
-        key = (spec.id, spec.version)
+        key = (spec.id, spec.version, spec.model_name)
         graph = self._graphs.get(key)
         if graph is None:
             graph = build_graph(spec, self.checkpointer)

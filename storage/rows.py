@@ -14,7 +14,14 @@ from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 from uuid import UUID
 
-from storage.types import ChatStatus, MultitaskStrategy, RunStatus, ThreadStatus, UserRole
+from storage.types import (
+    ChatStatus,
+    MultitaskStrategy,
+    ReplayStatus,
+    RunStatus,
+    ThreadStatus,
+    UserRole,
+)
 
 
 class UserRow(TypedDict):
@@ -141,6 +148,54 @@ class InterruptedRunRow(TypedDict):
 
     id: UUID
     chat_id: UUID
+
+
+class ReplayRow(TypedDict):
+    """``replays``: ``REPLAY_COLUMNS``."""
+
+    id: UUID
+    user_id: UUID
+    source_chat_id: UUID
+    # ``None`` once the replay's chat was deleted (the report stays).
+    target_chat_id: UUID | None
+    agent_id: UUID
+    # The model the runs use instead of the agent's; ``None``: the agent's own.
+    model_name: str | None
+    status: ReplayStatus
+    total: int
+    done: int
+    error: str | None
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    resumes: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class ReplayTurnRow(TypedDict):
+    """``replay_turns``: ``TURN_COLUMNS``. ``original`` and ``answer`` are one side of the
+    comparison each (``api.services.comparison.answer_of``)."""
+
+    replay_id: UUID
+    position: int
+    message_id: str
+    content: str
+    original: dict[str, Any]
+    # The status of the turn's run (``pending`` until one is started).
+    status: RunStatus
+    run_id: UUID | None
+    answer: dict[str, Any] | None
+    similarity: float | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class AdoptedReplayRow(TypedDict):
+    """A replay ``replays.adopt`` took over from a process that is gone."""
+
+    id: UUID
+    resumes: int
 
 
 class RefreshTokenRow(TypedDict):

@@ -9,6 +9,10 @@ RunStatus = Literal["pending", "running", "success", "error", "cancelled", "inte
 ACTIVE: Final[tuple[RunStatus, RunStatus]] = ("pending", "running")
 # What stopping a run ends it with: asked for (cancel) or pushed aside (interrupt, shutdown).
 StopStatus = Literal["cancelled", "interrupted"]
+# A replay: waiting for its first run, sending its turns, or ended (``interrupted``: its process
+# kept dying, so it was not resumed again). Its turns take the statuses of their runs.
+ReplayStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+REPLAY_ACTIVE: Final[tuple[ReplayStatus, ReplayStatus]] = ("pending", "running")
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 ChatStatus = Literal["active", "archived"]
 # A thread between runs; "busy" is derived from its active runs, never stored.

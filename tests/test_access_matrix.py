@@ -5,6 +5,7 @@ Table-driven so that a route added later without its check shows up here as a fa
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -37,6 +38,11 @@ OWNED_ROUTES = [
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/cancel", None),
+    ("POST", "/chats/{chat}/replays", {"model_name": "fake:echo"}),
+    ("POST", "/chats/{chat}/replays", {"agent_id": "{agent}"}),
+    ("GET", "/chats/{chat}/replays", None),
+    ("GET", "/replays/{replay}", None),
+    ("POST", "/replays/{replay}/cancel", None),
     # The Agent Protocol: a thread is a chat.
     ("POST", "/threads/{chat}/runs", PROTOCOL_RUN),
     ("POST", "/threads/{chat}/runs/stream", PROTOCOL_RUN),
@@ -91,11 +97,21 @@ async def _owned_objects(client: httpx.AsyncClient, owner: User) -> dict[str, st
     answer = await client.post(
         f"/chats/{chat['id']}/messages", json={"content": "private"}, headers=owner.headers
     )
+    replay = (
+        await client.post(
+            f"/chats/{chat['id']}/replays", json={"model_name": "fake:echo"}, headers=owner.headers
+        )
+    ).json()
+    # Ended, so that what it does in the background is done before anyone else looks.
+    while replay["status"] in ("pending", "running"):
+        await asyncio.sleep(0.05)
+        replay = (await client.get(f"/replays/{replay['id']}", headers=owner.headers)).json()
     return {
         "chat": chat["id"],
         "run": answer.json()["run_id"],
         "agent": agents[0]["id"],
         "message": answer.json()["messages"][0]["id"],
+        "replay": replay["id"],
     }
 
 
@@ -103,7 +119,9 @@ async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str])
     chat = (await client.get(f"/chats/{ids['chat']}", headers=owner.headers)).json()
     messages = (await client.get(f"/chats/{ids['chat']}/messages", headers=owner.headers)).json()
     runs = (await client.get(f"/chats/{ids['chat']}/runs", headers=owner.headers)).json()
-    return chat, messages, runs
+    replays = (await client.get(f"/chats/{ids['chat']}/replays", headers=owner.headers)).json()
+    replay = (await client.get(f"/replays/{ids['replay']}", headers=owner.headers)).json()
+    return chat, messages, runs, replays, replay
 
 
 async def test_another_users_objects_are_404_and_untouched(
@@ -156,13 +174,13 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 62
+    assert len(routes) == 66
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
         url = url.replace("{run_id}", fake_id).replace("{thread_id}", fake_id)
         url = url.replace("{assistant_id}", fake_id).replace("{checkpoint_id}", fake_id)
-        url = url.replace("{message_id}", fake_id)
+        url = url.replace("{message_id}", fake_id).replace("{replay_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")
@@ -180,6 +198,10 @@ async def test_every_protected_route_needs_a_valid_token(
         ("GET", "/runs/not-a-uuid"),
         ("GET", "/runs/not-a-uuid/stream"),
         ("POST", "/runs/not-a-uuid/cancel"),
+        ("POST", "/chats/not-a-uuid/replays"),
+        ("GET", "/chats/not-a-uuid/replays"),
+        ("GET", "/replays/not-a-uuid"),
+        ("POST", "/replays/not-a-uuid/cancel"),
         ("GET", "/agents/not-a-uuid"),
         ("PUT", "/agents/not-a-uuid"),
         ("DELETE", "/agents/not-a-uuid"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -378,3 +379,32 @@ def test_an_agent_protocol_run_is_executed_by_the_worker(cluster: Cluster) -> No
     assert [e[1] for e in events] == ["metadata", "updates", "end"]
     assert events[1][2]["model"]["messages"][0]["content"] == "You said: via the queue"
     assert cluster.worker_of(events[0][2]["run_id"]) == cluster.worker.worker_id
+
+
+def test_a_replay_posted_to_an_api_that_only_queues_runs_on_the_worker_with_its_model(
+    cluster: Cluster,
+) -> None:
+    headers = cluster.user()
+    chat_id = cluster.chat(headers, "fake:echo")
+    for content in ("one", "two"):
+        response = cluster.a.post(
+            f"/chats/{chat_id}/messages", json={"content": content}, headers=headers
+        )
+        assert response.json()["status"] == "success", response.text
+    created = cluster.a.post(
+        f"/chats/{chat_id}/replays", json={"model_name": "fake:tokens-3"}, headers=headers
+    )
+    assert created.status_code == 202, created.text
+    replay_id = created.json()["id"]
+    for _ in range(600):
+        done = cluster.b.get(f"/replays/{replay_id}", headers=headers).json()
+        if done["status"] not in ("pending", "running"):
+            break
+        time.sleep(0.05)
+    assert (done["status"], done["progress"]) == ("done", {"done": 2, "total": 2})
+    # The override travels in the run's input, so the worker that claims it honours it.
+    assert [t["new"]["content"] for t in done["turns"]] == ["tok0 tok1 tok2"] * 2
+    for turn in done["turns"]:
+        run = cluster.b.get(f"/runs/{turn['run_id']}", headers=headers).json()
+        assert (run["status"], run["model_name"]) == ("success", "fake:tokens-3")
+        assert cluster.worker_of(turn["run_id"]) == cluster.worker.worker_id

@@ -133,6 +133,11 @@ class Runtime:
         return self.liveness.worker_id
 
     @property
+    def accepting(self) -> bool:
+        """Whether this process still takes new runs (false once it drains for shutdown)."""
+        return self.liveness.accepting
+
+    @property
     def shutdown(self) -> tuple[anyio.Event, float]:
         """The event set when the process starts shutting down, and the runs' grace period."""
         return self.liveness.shutdown_event, self.liveness.shutdown_grace_seconds
@@ -158,11 +163,14 @@ class Runtime:
         strategy: MultitaskStrategy = "reject",
         checkpoint_id: str | None = None,
         message_id: str | None = None,
+        model_name: str | None = None,
     ) -> tuple[RunRow, EventSource]:
         """Record a run answering ``content`` and start it in the background (or queue it).
 
         With ``checkpoint_id`` the run starts from that checkpoint of the chat's thread (a new
-        branch; the old one stays in its history), its message keeping ``message_id``.
+        branch; the old one stays in its history). ``message_id`` is the id the message keeps
+        (or takes). ``model_name`` runs the agent on that model instead of its own, for this run
+        only; the run records it as its model.
 
         ``strategy`` says what happens when the chat already has an active run: ``reject``
         raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
@@ -170,8 +178,9 @@ class Runtime:
         Raises ``ShuttingDown`` once the server is draining.
         """
         run_input = NativeInput(
-            content=content, profile=profile, checkpoint_id=checkpoint_id, message_id=message_id
-        )
+            content=content, profile=profile, checkpoint_id=checkpoint_id, message_id=message_id,
+            model_name=model_name,
+        )  # fmt: skip
         return await self.scheduler.start(chat, agent, user_id, run_input, strategy)
 
     async def start_protocol(

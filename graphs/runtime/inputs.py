@@ -27,9 +27,13 @@ class NativeInput(_Input):
     content: str
     # Set when a message is answered again (an edit in a fork, a regenerate): the checkpoint
     # the run starts from instead of the thread's latest (a branch of the thread), and the id
-    # the message keeps.
+    # the message keeps. A replay sets the id on every message it sends (the original's), so
+    # a turn cut short by a restart is found in the thread and answered again, not resent.
     checkpoint_id: str | None = None
     message_id: str | None = None
+    # Another model for this run only (a replay "with model X"): the agent's prompt and tools,
+    # this model. Checked by the API (``graphs.models.parse_model_name``) before it is stored.
+    model_name: str | None = None
 
 
 class ProtocolInput(_Input):
@@ -60,6 +64,11 @@ class _Tagged(BaseModel):
 
 RunInput = NativeInput | ProtocolInput
 _adapter = TypeAdapter(_Tagged)
+
+
+def model_override(run_input: RunInput) -> str | None:
+    """The model the run uses instead of its agent's, if any (only native runs have one)."""
+    return run_input.model_name if isinstance(run_input, NativeInput) else None
 
 
 class InvalidRunInput(ValueError):

@@ -20,7 +20,13 @@ from psycopg.types.json import Jsonb
 
 from graphs.events import EventLogs, EventSource, read_all
 from graphs.runtime.execution import Executor
-from graphs.runtime.inputs import InvalidRunInput, NativeInput, ProtocolInput, parse_input
+from graphs.runtime.inputs import (
+    InvalidRunInput,
+    NativeInput,
+    ProtocolInput,
+    model_override,
+    parse_input,
+)
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.threads import Threads
 from graphs.runtime.types import ChatBusy, ShuttingDown
@@ -75,7 +81,7 @@ class Scheduler:
     ) -> tuple[RunRow, EventSource]:
         if not self.liveness.accepting:
             raise ShuttingDown()
-        spec = self.threads.spec(agent)
+        spec = self.threads.spec(agent, model_override(run_input))
         if strategy in ("interrupt", "rollback"):
             async with self.pool.connection() as conn:
                 running = await runs_store.running_run_id(conn, chat["id"])
@@ -266,7 +272,7 @@ class Scheduler:
         context = AgentContext(
             user_id=str(run["user_id"]), chat_id=str(chat["id"]), profile=run_input.profile
         )
-        spec = self.threads.spec(agent)
+        spec = self.threads.spec(agent, model_override(run_input))
         self.executor.launch(self.executor.context(run, spec, run_input, context))
 
 

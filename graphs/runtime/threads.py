@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -30,9 +31,11 @@ class Threads:
         self.graphs = GraphCache(checkpointer)
         self._reader = thread_reader(checkpointer)
 
-    def spec(self, agent: AgentRow) -> AgentSpec:
-        """The definition an ``agents`` row describes, the server's default model filled in."""
-        return AgentSpec.from_row(agent, self.default_model)
+    def spec(self, agent: AgentRow, model_name: str | None = None) -> AgentSpec:
+        """The definition an ``agents`` row describes, the server's default model filled in;
+        with ``model_name``, the same agent on that model (a run's override)."""
+        spec = AgentSpec.from_row(agent, self.default_model)
+        return replace(spec, model_name=model_name) if model_name else spec
 
     def graph(self, agent: AgentRow) -> Any:
         """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
