@@ -19,6 +19,7 @@ from api.routes import (
     catalog,
     chats,
     conversations,
+    exports,
     messages,
     meta,
     protocol_runs,
@@ -99,7 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     openapi.install(app)
     # Innermost of ours: CORS (when on) still adds its headers to a 413.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        routes={("POST", exports.IMPORT_PATH): settings.import_max_bytes},
+    )
     app.add_middleware(RelativeRedirects)
     if settings.cors_origins:
         app.add_middleware(
@@ -113,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
     for module in (
-        messages, conversations, chats, protocol_runs, threads, runs, replays,
+        messages, conversations, exports, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)

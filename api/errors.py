@@ -86,6 +86,12 @@ class InvalidInput(AppError):
     detail = "Invalid input"
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+    detail = "Unsupported media type"
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = "rate_limited"

@@ -5,6 +5,10 @@ without one (chunked) is counted as it arrives, and answered 413 as soon as it p
 nothing reads it further, and nothing of it is buffered here. Either way the answer is our JSON
 error, ``{"detail": …, "code": "payload_too_large"}``, and the app's own answer (if it made one
 for the body it could not read) is dropped.
+
+A route may have a limit of its own (``POST /chats/import`` takes a whole exported evaluation
+set, larger than any other body): matched on the request's method and exact path, before the
+app routes it.
 """
 
 from __future__ import annotations
@@ -58,22 +62,27 @@ async def _error(send: Send, status: int, detail: str, code: str) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies of more than ``max_bytes`` (413) and bad ``Content-Length`` (400)."""
+    """Refuse request bodies of more than ``max_bytes`` (413) and bad ``Content-Length`` (400);
+    ``routes`` maps a ``(method, path)`` to that route's own limit instead."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, routes: dict[tuple[str, str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.routes.get((scope["method"], scope["path"]), self.max_bytes)
         valid, length = _content_length(scope)
         if not valid:
             await _error(send, 400, "Invalid Content-Length header", "bad_request")
             return
-        if length is not None and length > self.max_bytes:
-            await _error(send, 413, BodyTooLarge(self.max_bytes).detail, "payload_too_large")
+        if length is not None and length > max_bytes:
+            await _error(send, 413, BodyTooLarge(max_bytes).detail, "payload_too_large")
             return
         if length is not None or not _chunked(scope):
             # The server delivers no more than Content-Length, and a request with neither
@@ -81,7 +90,7 @@ class BodyLimit:
             # of a stream) for the requests that are nearly all of them.
             await self.app(scope, receive, send)
             return
-        too_large = BodyTooLarge(self.max_bytes)
+        too_large = BodyTooLarge(max_bytes)
 
         received = 0
         exceeded = False
@@ -94,7 +103,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     exceeded = True
                     raise too_large
             return message

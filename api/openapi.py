@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonSchemaMode
 
 from api.deps import get_admin_user, get_current_user_id
 from api.errors import routes_of
@@ -56,6 +57,7 @@ _DESCRIPTIONS: dict[int, str] = {
     404: "No such object, or it belongs to another user (`not_found`)",
     409: "Conflicts with the current state, e.g. a run is active on the chat",
     413: "The body is over the request body limit (`payload_too_large`)",
+    415: "The body's `Content-Type` is not one the route takes (`unsupported_media_type`)",
     422: "Well-formed but invalid input: `validation_error` lists the problems, "
     "`invalid_input` says what it names that cannot be used",
     429: "Too many requests from this client (`rate_limited`); retry after `Retry-After`",
@@ -67,6 +69,28 @@ _DESCRIPTIONS: dict[int, str] = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route for error statuses only its code knows about."""
     return {status: _error_response(status) for status in statuses}
+
+
+# Models a route names in ``openapi_extra`` (a body it reads itself, the records of a JSON
+# Lines answer): the document defines them beside the models FastAPI found.
+_NAMED: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {}
+
+
+def schema_ref(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:
+    """A reference to ``model``'s schema (as input, or with ``"serialization"`` as output),
+    defined in the document's components."""
+    _NAMED[model.__name__] = (model, mode)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _define_named(schemas: dict[str, Any]) -> None:
+    for name, (model, mode) in _NAMED.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+        for defined, definition in {**schema.pop("$defs", {}), name: schema}.items():
+            # A model FastAPI defined already (``ChatOut``) keeps its definition; a name two
+            # models share would make one route's references lie.
+            kept = schemas.setdefault(defined, definition)
+            assert kept.get("title") == definition.get("title"), defined
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -146,6 +170,7 @@ def _document(document: dict[str, Any], app: FastAPI) -> None:
     error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas["ErrorBody"] = error_schema
+    _define_named(schemas)
     _resolve_json_values(document["components"], schemas)
     for route in routes_of(app.routes):
         if not isinstance(route, APIRoute) or not route.include_in_schema:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Size limits: every request body (api/limits.py; 413 past it), and the JSON one page of
     # thread history may hold (GET/POST /threads/{id}/history stop adding states past it).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # The one route whose body may be larger: POST /chats/import (an exported evaluation set).
+    import_max_bytes: int = Field(default=10 * 1_048_576, ge=1024)
     history_max_bytes: int = Field(default=4 * 1_048_576, ge=1024)
     # Server-side prepared statements; off for PgBouncer in transaction mode before 1.21.
     prepared_statements: bool = True

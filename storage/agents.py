@@ -22,6 +22,12 @@ AGENT_COLUMNS = """
 SELECT_LIVE = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND deleted_at IS NULL"
 SELECT_ANY = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s"
 SELECT_LIVE_BY_SLUG = f"SELECT {AGENT_COLUMNS} FROM agents WHERE slug = %s AND deleted_at IS NULL"
+# The agent an imported chat names: the one with its id, else the one with its slug (another
+# server's agents have other ids, the same slugs); retired ones too, so the caller can say so.
+SELECT_BY_ID_OR_SLUG = f"""
+SELECT {AGENT_COLUMNS} FROM agents WHERE id = %(id)s OR slug = %(slug)s
+ORDER BY id = %(id)s DESC NULLS LAST LIMIT 1
+"""
 COUNT_LIVE = "SELECT count(*) AS n FROM agents WHERE deleted_at IS NULL"
 LIST_BY_NAME = f"""
 SELECT {AGENT_COLUMNS} FROM agents WHERE deleted_at IS NULL
@@ -96,6 +102,12 @@ async def get(conn: Conn, agent_id: UUID, *, include_deleted: bool = False) -> A
 
 async def get_by_slug(conn: Conn, slug: str) -> AgentRow | None:
     cur = await conn.execute(SELECT_LIVE_BY_SLUG, (slug,))
+    return cast(AgentRow | None, await cur.fetchone())
+
+
+async def by_id_or_slug(conn: Conn, agent_id: UUID | None, slug: str | None) -> AgentRow | None:
+    """The agent with id ``agent_id``, or else with slug ``slug`` (retired or not)."""
+    cur = await conn.execute(SELECT_BY_ID_OR_SLUG, {"id": agent_id, "slug": slug})
     return cast(AgentRow | None, await cur.fetchone())
 
 

@@ -6,6 +6,7 @@ A chat's id is also its LangGraph thread id. The summary columns (``last_message
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from storage.db import Conn
 from storage.rows import ChatRow
+from storage.types import ChatStatus, ThreadStatus
 
 CHAT_COLUMNS = """
     id, user_id, agent_id, title, status, created_at, updated_at, last_message_at, message_count,
@@ -204,3 +206,65 @@ async def needs_closing(conn: Conn, chat_id: UUID | str) -> bool:
     cur = await conn.execute(SELECT_NEEDS_CLOSING, {"chat_id": chat_id})
     row = await cur.fetchone()
     return bool(row and row["needs"])
+
+
+# The user's chats oldest first, the page after (created_at, id) = (%(after_created)s,
+# %(after_id)s): keyset paging, so an export of many chats never holds more than one page, and
+# chats created while it runs do not shift the pages.
+EXPORT_PAGE = f"""
+SELECT {CHAT_COLUMNS} FROM chats
+WHERE user_id = %(user_id)s AND (created_at, id) > (%(after_created)s, %(after_id)s)
+ORDER BY created_at, id
+LIMIT %(limit)s
+"""
+# Before every chat: where the first page starts.
+EXPORT_START = (datetime(1, 1, 1, tzinfo=UTC), UUID(int=0))
+
+
+async def export_page(
+    conn: Conn, user_id: UUID, after: tuple[datetime, UUID], limit: int
+) -> list[ChatRow]:
+    """Up to ``limit`` of the user's chats after ``after`` (``EXPORT_START``, or the
+    ``(created_at, id)`` of the last chat of the previous page), oldest first."""
+    params = {
+        "user_id": user_id, "after_created": after[0], "after_id": after[1], "limit": limit,
+    }  # fmt: skip
+    cur = await conn.execute(EXPORT_PAGE, params)
+    return cast(list[ChatRow], await cur.fetchall())
+
+
+# An imported chat, with its summary columns as its imported thread has them, in one statement
+# that also checks the user exists and the agent (when there is one) is live.
+INSERT_IMPORTED = f"""
+INSERT INTO chats (id, user_id, agent_id, title, status, message_count, last_message_at,
+                   thread_status)
+SELECT %(id)s, u.id, %(agent_id)s, %(title)s, %(status)s, %(message_count)s,
+       %(last_message_at)s, %(thread_status)s
+FROM users u
+WHERE u.id = %(user_id)s
+  AND (%(agent_id)s::uuid IS NULL
+       OR EXISTS (SELECT 1 FROM agents a WHERE a.id = %(agent_id)s AND a.deleted_at IS NULL))
+RETURNING {CHAT_COLUMNS}
+"""
+
+
+async def insert_imported(
+    conn: Conn,
+    *,
+    chat_id: UUID,
+    user_id: UUID,
+    agent_id: UUID | None,
+    title: str | None,
+    status: ChatStatus,
+    message_count: int,
+    last_message_at: datetime | None,
+    thread_status: ThreadStatus,
+) -> ChatRow | None:
+    """The imported chat; ``None`` when the user is gone or the agent was retired."""
+    params = {
+        "id": chat_id, "user_id": user_id, "agent_id": agent_id, "title": title,
+        "status": status, "message_count": message_count, "last_message_at": last_message_at,
+        "thread_status": thread_status,
+    }  # fmt: skip
+    cur = await conn.execute(INSERT_IMPORTED, params)
+    return cast(ChatRow | None, await cur.fetchone())

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from storage.db import Conn
+from storage.rows import ImportedFeedback
 
 FEEDBACK_COLUMNS = "message_id, score, comment, created_at, updated_at"
 
@@ -17,6 +18,14 @@ VALUES (%(chat_id)s, %(message_id)s, %(user_id)s, %(agent_id)s, %(agent_version)
 ON CONFLICT (chat_id, message_id) DO UPDATE
 SET score = excluded.score, comment = excluded.comment, updated_at = now()
 RETURNING {FEEDBACK_COLUMNS}
+"""
+# Votes carried over by an import, with the times they were given on the server they left.
+INSERT_IMPORTED = """
+INSERT INTO message_feedback
+    (chat_id, message_id, user_id, agent_id, agent_version, score, comment, created_at,
+     updated_at)
+VALUES (%(chat_id)s, %(message_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(score)s,
+        %(comment)s, %(created_at)s, %(updated_at)s)
 """
 DELETE = "DELETE FROM message_feedback WHERE chat_id = %s AND message_id = %s"
 SELECT_FOR = f"""
@@ -52,6 +61,13 @@ async def put(
     row = await cur.fetchone()
     assert row is not None
     return row
+
+
+async def insert_imported(conn: Conn, rows: list[ImportedFeedback]) -> None:
+    """Votes of imported chats, as given (one statement per vote, in the caller's transaction)."""
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(INSERT_IMPORTED, rows)
 
 
 async def delete(conn: Conn, chat_id: UUID, message_id: str) -> bool:

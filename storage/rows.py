@@ -109,6 +109,20 @@ class ThreadRow(ChatRow):
     protocol_status: ThreadStatus | Literal["busy"]
 
 
+class ImportedFeedback(TypedDict):
+    """A vote an import recreates (``feedback.insert_imported``): a ``message_feedback`` row."""
+
+    chat_id: UUID
+    message_id: str
+    user_id: UUID
+    agent_id: UUID | None
+    agent_version: int | None
+    score: int
+    comment: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 class RunRow(TypedDict):
     """``runs``: ``RUN_COLUMNS``."""
 

@@ -35,6 +35,8 @@ OWNED_ROUTES = [
     ("POST", "/chats/{chat}/messages/{message}/regenerate", None),
     ("PUT", "/chats/{chat}/messages/{message}/feedback", {"score": 1}),
     ("DELETE", "/chats/{chat}/messages/{message}/feedback", None),
+    ("GET", "/chats/{chat}/export", None),
+    ("GET", "/chats/{chat}/export?format=json", None),
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/cancel", None),
@@ -174,7 +176,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 66
+    assert len(routes) == 69
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)

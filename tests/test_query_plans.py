@@ -1,5 +1,6 @@
-"""Every periodic query, and every query a chat turn makes on the runs table, can use an index:
-their cost must not grow with the number of finished runs in the database.
+"""Every periodic query, every query a chat turn makes on the runs table, and the pages of an
+export of all chats can use an index: their cost must not grow with the number of finished runs
+(or of chats) in the database.
 
 ``enable_seqscan = off`` makes the planner take an index whenever one can serve the query (on
 tables this small it would otherwise always scan), so a sequential scan left in a plan means
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -32,6 +34,16 @@ QUERIES: dict[str, tuple[str, Any]] = {
     "active_ids_for_chat": (runs.SELECT_ACTIVE_IDS_FOR_CHAT, (ANY_ID,)),
     "running_for_chat": (runs.SELECT_RUNNING_FOR_CHAT, (ANY_ID,)),
     "needs_closing": (chats.SELECT_NEEDS_CLOSING, {"chat_id": ANY_ID}),
+    # A page of GET /chats/export, after the first: it starts where the last one ended.
+    "export_page": (
+        chats.EXPORT_PAGE,
+        {
+            "user_id": ANY_ID,
+            "after_created": datetime(2026, 1, 1, tzinfo=UTC),
+            "after_id": ANY_ID,
+            "limit": 50,
+        },
+    ),
     "run_owned": (runs.SELECT_OWNED, (ANY_ID, ANY_ID)),
     "runs_of_chat": (
         runs.LIST_FOR_CHAT,

@@ -220,6 +220,12 @@ def json_limits(*, max_bytes: int, max_depth: int) -> AfterValidator:
 MetadataLimits = json_limits(max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH)
 MetadataNulFree = _NulFree(max_depth=MAX_METADATA_DEPTH)
 
+# Tool call arguments an import writes into a thread: nested at most this deep (the checkpoint's
+# msgpack encoding refuses values nested a few hundred deep; real arguments are shallow).
+MAX_TOOL_ARGS_DEPTH = 10
+ToolArgsLimits = json_limits(max_bytes=2**62, max_depth=MAX_TOOL_ARGS_DEPTH)
+ToolArgsNulFree = _NulFree(max_depth=MAX_TOOL_ARGS_DEPTH)
+
 
 def text_rules(*, min_length: int = 0, max_length: int, strip: bool = True) -> StringConstraints:
     """The bounds of a text field: trimmed unless ``strip=False``, ``min_length..max_length``."""

@@ -111,6 +111,17 @@ class Threads:
                 thread_status="interrupted" if paused else "idle",
             )  # fmt: skip
 
+    async def write(self, chat_id: UUID | str, messages: list[BaseMessage]) -> None:
+        """Put ``messages`` into the empty thread of a new chat (an import), in one checkpoint.
+
+        Written as the model node's output, the way a run leaves a finished turn: nothing is
+        left to run (unless the last message asks for tools, which the next run's new input
+        drops). Every agent's graph has the same channels, so the reader writes for any agent,
+        and no model has to be built for it."""
+        await self._reader.aupdate_state(
+            thread_config(chat_id), {"messages": messages}, as_node="model"
+        )
+
     def remember(self, checkpoint: dict[str, Any]) -> None:
         """Keep the thread's values at a checkpoint a run wrote: the next run of the chat
         starts from them instead of rebuilding the conversation from Postgres."""
