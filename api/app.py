@@ -23,11 +23,12 @@ from api.routes import (
     meta,
     protocol_runs,
     runs,
+    sharing,
     threads,
     users,
 )
 from api.routes.meta import server_version
-from api.security import TokenCodec
+from api.security import ACCESS_LOG_REDACTION, TokenCodec
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
 from api.wire import writer_for
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before anything reads a checkpoint: strict decoding is one of the changes.
         patches.install()
+        # After uvicorn has configured its loggers: no access log line holds a share token.
+        logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)
         try:
             if settings.run_migrations:
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
     for module in (
-        messages, conversations, chats, protocol_runs, threads, runs,
+        messages, conversations, sharing, chats, protocol_runs, threads, runs,
         meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)
