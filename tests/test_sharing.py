@@ -137,7 +137,7 @@ async def test_chats_shared_with_me_page_most_recently_active_first(
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({"email": "SELF"}, 422, "cannot_share_with_self"),
+        ({"email": "SELF"}, 409, "cannot_share_with_self"),
         ({"email": "nobody-here@example.org"}, 404, "user_not_found"),
         ({"email": "OTHER", "role": "editor"}, 422, "validation_error"),
         ({"email": "OTHER", "role": "owner"}, 422, "validation_error"),

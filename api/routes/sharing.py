@@ -53,7 +53,7 @@ async def shared_with_me(
     response_model=ShareOut,
     responses={
         200: {"model": ShareOut, "description": "Already shared with them: nothing changed"},
-        **errors(429),
+        **errors(409, 429),
     },
 )
 async def share_chat(
@@ -61,7 +61,7 @@ async def share_chat(
 ) -> JSONResponse:
     """Share your chat read-only with a registered user, by email: 201, or 200 if it already
     was (nothing changes). An email without an account is a 404 `user_not_found`, your own a
-    422 `cannot_share_with_self`; at most `SWITCHBOARD_SHARES_PER_MINUTE` a minute (429)."""
+    409 `cannot_share_with_self`; at most `SWITCHBOARD_SHARES_PER_MINUTE` a minute (429)."""
     share, created = await sharing_service.share(state, user_id, chat_id, body.email, body.role)
     return JSONResponse(
         ShareOut.model_validate(share).model_dump(mode="json"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 from uuid import UUID
 
-from api.errors import InvalidInput, NotFound, TooManyRequests
+from api.errors import Conflict, NotFound, TooManyRequests
 from api.security import hash_share_token, new_share_token
 from api.services.chats import chat_out, get_owned
 from api.services.messages import snapshot_messages
@@ -66,7 +66,8 @@ async def share(
         if user is None:
             raise NotFound("No account has this email", code=USER_NOT_FOUND)
         if user["id"] == owner_id:
-            raise InvalidInput(
+            # Well-formed, and a share to anyone else: it conflicts with who owns the chat.
+            raise Conflict(
                 "This is your own chat; share it with someone else", code=CANNOT_SHARE_WITH_SELF
             )
         row = await shares_store.upsert(
