@@ -25,11 +25,12 @@ from api.routes import (
     protocol_runs,
     replays,
     runs,
+    sharing,
     threads,
     users,
 )
 from api.routes.meta import server_version
-from api.security import TokenCodec
+from api.security import ACCESS_LOG_REDACTION, TokenCodec
 from api.services.replay_driver import ReplayDriver
 from api.settings import DEFAULT_JWT_SECRET, Settings
 from api.state import AppState
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before anything reads a checkpoint: strict decoding is one of the changes.
         patches.install()
+        # After uvicorn has configured its loggers: no access log line holds a share token.
+        logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)
         try:
             if settings.run_migrations:
@@ -118,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
     for module in (
-        messages, conversations, exports, chats, protocol_runs, threads, runs, replays,
+        messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.security import redact_path
 from graphs.models import UnknownModel
 from graphs.runtime.types import ChatBusy, ShuttingDown
 
@@ -201,7 +202,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     # Input that passed validation but that Postgres cannot store (a NUL byte, an out-of-range
     # number): the transaction was rolled back, so nothing changed.
-    log.info("rejected input Postgres cannot store on %s %s", request.method, request.url.path)
+    log.info(
+        "rejected input Postgres cannot store on %s %s",
+        request.method,
+        redact_path(request.url.path),
+    )
     return _error(422, "Input contains a value that cannot be stored", "invalid_input")
 
 
@@ -215,7 +220,10 @@ DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycop
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Nothing of the driver's message reaches the client; the pool replaces dead connections.
     log.warning(
-        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+        "database unavailable on %s %s: %s",
+        request.method,
+        redact_path(request.url.path),
+        type(exc).__name__,
     )
     return _error(
         503,
@@ -239,7 +247,7 @@ async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
     return _error(500, "Internal server error", "internal_error")
 
 

@@ -1,9 +1,11 @@
-"""Password hashing (argon2id), access JWTs and opaque refresh tokens."""
+"""Password hashing (argon2id), access JWTs, opaque refresh and share-link tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -100,3 +102,41 @@ def new_refresh_token() -> tuple[str, bytes]:
 def hash_refresh_token(token: str) -> bytes:
     # A fast hash is right here: the token has 256 bits of entropy, unlike a password.
     return hashlib.sha256(token.encode()).digest()
+
+
+def new_share_token() -> tuple[str, bytes]:
+    """A fresh share-link token (shown once, to the owner) and the hash under which it is
+    stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_share_token(token)
+
+
+def hash_share_token(token: str) -> bytes:
+    # As for refresh tokens: 256 random bits need no slow hash, and a database leak must not
+    # hand out working links.
+    return hashlib.sha256(token.encode()).digest()
+
+
+# A share link's token is the path itself (``GET /shared/{token}``), so every log line that
+# names a path would record a working link.
+_SHARED_PATH = re.compile(r"/shared/[^/?#\s]+")
+REDACTED_SHARED_PATH = "/shared/<redacted>"
+
+
+def redact_path(path: str) -> str:
+    """``path`` safe to log: a share link's token replaced."""
+    return _SHARED_PATH.sub(REDACTED_SHARED_PATH, path)
+
+
+class RedactSharedPaths(logging.Filter):
+    """Rewrites the path of uvicorn's access log lines (``'%s - "%s %s HTTP/%s" %d'``, the
+    path third) so no share-link token reaches a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+ACCESS_LOG_REDACTION = RedactSharedPaths()

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = Field(default=20, ge=1)
     register_per_minute: int = Field(default=10, ge=1)
     refresh_per_minute: int = Field(default=60, ge=1)
+    # Shares one user may ask for per minute (POST /chats/{id}/shares): each tells whether an
+    # email has an account, so this bounds how fast a signed-in user can learn that.
+    shares_per_minute: int = Field(default=30, ge=1)
 
     # Bootstrap admin, created (or promoted) at start when both are set.
     admin_email: str | None = None

@@ -19,6 +19,7 @@ from storage.types import (
     MultitaskStrategy,
     ReplayStatus,
     RunStatus,
+    ShareRole,
     ThreadStatus,
     UserRole,
 )
@@ -121,6 +122,52 @@ class ImportedFeedback(TypedDict):
     comment: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class ReadableChatRow(ChatRow):
+    """A chat as ``shares.get_readable`` reads it for someone who may read it: whether they
+    own it or it is shared with them, and its owner's name."""
+
+    access: Literal["owner", "viewer"]
+    owner_name: str
+
+
+class SharedChatRow(ChatRow):
+    """A chat shared with the caller (``shares.shared_with``)."""
+
+    owner_name: str
+    role: ShareRole
+    shared_at: datetime
+
+
+class ShareRow(TypedDict):
+    """``chat_shares`` with the email of the user it is shared with (``shares.list_for_chat``,
+    ``shares.upsert``)."""
+
+    user_id: UUID
+    email: str
+    role: ShareRole
+    created_at: datetime
+    # Only in the row ``shares.upsert`` returns: whether the share is new.
+    created: NotRequired[bool]
+
+
+class ShareLinkRow(TypedDict):
+    """``chat_share_links`` without its token hash (``shares.LINK_COLUMNS``)."""
+
+    chat_id: UUID
+    # The thread's checkpoint the link shows; ``None``: the chat had no messages yet.
+    checkpoint_id: str | None
+    created_at: datetime
+
+
+class OpenedLinkRow(ShareLinkRow):
+    """A link found by its token (``shares.open_link``), with what its page shows besides the
+    messages."""
+
+    title: str | None
+    # ``None``: a thread no run has bound to an agent yet.
+    agent_name: str | None
 
 
 class RunRow(TypedDict):

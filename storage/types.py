@@ -18,3 +18,5 @@ ChatStatus = Literal["active", "archived"]
 # A thread between runs; "busy" is derived from its active runs, never stored.
 ThreadStatus = Literal["idle", "interrupted", "error"]
 UserRole = Literal["user", "admin"]
+# What a chat's share grants; only reading, for now (``chat_shares.role``).
+ShareRole = Literal["viewer"]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import User, assert_error
+from tests.conftest import RegisterFn, User, assert_error
 
 PROTOCOL_RUN = {
     "assistant_id": "assistant",
@@ -37,6 +37,13 @@ OWNED_ROUTES = [
     ("DELETE", "/chats/{chat}/messages/{message}/feedback", None),
     ("GET", "/chats/{chat}/export", None),
     ("GET", "/chats/{chat}/export?format=json", None),
+    # Sharing is managed by the owner alone.
+    ("GET", "/chats/{chat}/shares", None),
+    ("POST", "/chats/{chat}/shares", {"email": "someone@example.org"}),
+    ("DELETE", "/chats/{chat}/shares/{viewer}", None),
+    ("GET", "/chats/{chat}/share-link", None),
+    ("POST", "/chats/{chat}/share-link", None),
+    ("DELETE", "/chats/{chat}/share-link", None),
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/cancel", None),
@@ -64,6 +71,14 @@ OWNED_ROUTES = [
     ("POST", "/threads/{chat}/history", {"limit": 2}),
     ("POST", "/threads/{chat}/copy", None),
 ]
+# What a user the chat is shared with may do: read it, as its owner does. Every other route
+# of OWNED_ROUTES is a 404 for them, exactly as for a stranger.
+VIEWER_READS = {
+    ("GET", "/chats/{chat}"),
+    ("GET", "/chats/{chat}/messages"),
+    ("GET", "/chats/{chat}/history"),
+    ("GET", "/chats/{chat}/state"),
+}
 ADMIN_ROUTES = [
     ("POST", "/agents/", {"name": "Intruder"}),
     ("PUT", "/agents/{agent}", {"name": "Renamed"}),
@@ -81,6 +96,7 @@ PUBLIC_ROUTES = {
     ("GET", "/interest-areas"),
     ("GET", "/healthz"),
     ("GET", "/info"),
+    ("GET", "/shared/{token}"),
 }
 
 
@@ -91,7 +107,11 @@ def fill(body: Any, ids: dict[str, str]) -> Any:
     return body.format(**ids) if isinstance(body, str) else body
 
 
-async def _owned_objects(client: httpx.AsyncClient, owner: User) -> dict[str, str]:
+async def _owned_objects(
+    client: httpx.AsyncClient, owner: User, viewer: User | None = None
+) -> dict[str, str]:
+    """A chat of ``owner``'s with one answer; with ``viewer``, shared with them and with a
+    share link."""
     agents = (await client.get("/agents/", headers=owner.headers)).json()["items"]
     chat = (
         await client.post("/chats/", json={"agent_id": agents[0]["id"]}, headers=owner.headers)
@@ -108,13 +128,22 @@ async def _owned_objects(client: httpx.AsyncClient, owner: User) -> dict[str, st
     while replay["status"] in ("pending", "running"):
         await asyncio.sleep(0.05)
         replay = (await client.get(f"/replays/{replay['id']}", headers=owner.headers)).json()
-    return {
+    ids = {
         "chat": chat["id"],
         "run": answer.json()["run_id"],
         "agent": agents[0]["id"],
         "message": answer.json()["messages"][0]["id"],
         "replay": replay["id"],
     }
+    if viewer is not None:
+        shared = await client.post(
+            f"/chats/{chat['id']}/shares", json={"email": viewer.email}, headers=owner.headers
+        )
+        assert shared.status_code == 201, shared.text
+        link = await client.post(f"/chats/{chat['id']}/share-link", headers=owner.headers)
+        assert link.status_code == 201, link.text
+        ids["viewer"] = viewer.id
+    return ids
 
 
 async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str]) -> Any:
@@ -123,26 +152,34 @@ async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str])
     runs = (await client.get(f"/chats/{ids['chat']}/runs", headers=owner.headers)).json()
     replays = (await client.get(f"/chats/{ids['chat']}/replays", headers=owner.headers)).json()
     replay = (await client.get(f"/replays/{ids['replay']}", headers=owner.headers)).json()
-    return chat, messages, runs, replays, replay
+    shares = (await client.get(f"/chats/{ids['chat']}/shares", headers=owner.headers)).json()
+    link = (await client.get(f"/chats/{ids['chat']}/share-link", headers=owner.headers)).json()
+    return chat, messages, runs, replays, replay, shares, link
+
+
+async def _assert_like_a_stranger(
+    client: httpx.AsyncClient, caller: User, ids: dict[str, str], routes: Any
+) -> None:
+    """Each route is a 404 for ``caller``, indistinguishable from one naming ids that do not
+    exist."""
+    missing = {k: str(uuid.uuid4()) for k in ids}
+    for method, template, body in routes:
+        theirs = await client.request(
+            method, template.format(**ids), json=fill(body, ids), headers=caller.headers
+        )
+        nothing = await client.request(
+            method, template.format(**missing), json=fill(body, missing), headers=caller.headers
+        )
+        assert_error(theirs, 404, "not_found")
+        assert theirs.json() == nothing.json(), (method, template)
 
 
 async def test_another_users_objects_are_404_and_untouched(
-    client: httpx.AsyncClient, user: User, other_user: User
+    client: httpx.AsyncClient, user: User, other_user: User, register: RegisterFn
 ) -> None:
-    ids = await _owned_objects(client, user)
+    ids = await _owned_objects(client, user, viewer=await register(name="Carol"))
     before = await _snapshot(client, user, ids)
-    missing = {k: str(uuid.uuid4()) for k in ids}
-    for method, template, body in OWNED_ROUTES:
-        theirs = await client.request(
-            method, template.format(**ids), json=fill(body, ids), headers=other_user.headers
-        )
-        nothing = await client.request(
-            method, template.format(**missing), json=fill(body, missing),
-            headers=other_user.headers,
-        )  # fmt: skip
-        assert_error(theirs, 404, "not_found")
-        # Indistinguishable from an id that does not exist.
-        assert theirs.json() == nothing.json(), (method, template)
+    await _assert_like_a_stranger(client, other_user, ids, OWNED_ROUTES)
     assert await _snapshot(client, user, ids) == before
     mine = (await client.get("/chats/", headers=other_user.headers)).json()
     assert mine["items"] == []
@@ -151,6 +188,38 @@ async def test_another_users_objects_are_404_and_untouched(
         "/chats/", params={"agent_id": ids["agent"]}, headers=other_user.headers
     )
     assert filtered.json()["total"] == 0
+
+
+async def test_a_viewer_reads_what_the_owner_reads_and_is_a_stranger_everywhere_else(
+    client: httpx.AsyncClient, user: User, other_user: User
+) -> None:
+    assert VIEWER_READS <= {(method, template) for method, template, _ in OWNED_ROUTES}
+    ids = await _owned_objects(client, user, viewer=other_user)
+    before = await _snapshot(client, user, ids)
+    for method, template in sorted(VIEWER_READS):
+        path = template.format(**ids)
+        owners = await client.request(method, path, headers=user.headers)
+        viewers = await client.request(method, path, headers=other_user.headers)
+        assert (owners.status_code, viewers.status_code) == (200, 200), (path, viewers.text)
+        if template == "/chats/{chat}":
+            owner = {"id": user.id, "name": "Alice"}
+            assert owners.json() == {**before[0], "access": "owner", "owner": owner}
+            assert viewers.json() == {**owners.json(), "access": "viewer"}
+        else:
+            assert viewers.json() == owners.json(), path
+    # Every write, every run, the Agent Protocol and the sharing routes: 404, as for anyone.
+    writes = [route for route in OWNED_ROUTES if route[:2] not in VIEWER_READS]
+    await _assert_like_a_stranger(client, other_user, ids, writes)
+    assert await _snapshot(client, user, ids) == before
+
+    # Revoked: at once, every route (the reads too) is a 404 as for a stranger.
+    revoked = await client.delete(
+        f"/chats/{ids['chat']}/shares/{other_user.id}", headers=user.headers
+    )
+    assert revoked.status_code == 204
+    await _assert_like_a_stranger(client, other_user, ids, OWNED_ROUTES)
+    shared = await client.get("/chats/shared-with-me", headers=other_user.headers)
+    assert (shared.json()["items"], shared.json()["total"]) == ([], 0)
 
 
 async def test_admin_routes_are_403_for_users_and_change_nothing(
@@ -176,13 +245,14 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 69
+    assert len(routes) == 76
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
         url = url.replace("{run_id}", fake_id).replace("{thread_id}", fake_id)
         url = url.replace("{assistant_id}", fake_id).replace("{checkpoint_id}", fake_id)
         url = url.replace("{message_id}", fake_id).replace("{replay_id}", fake_id)
+        url = url.replace("{user_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")
@@ -197,6 +267,9 @@ async def test_every_protected_route_needs_a_valid_token(
         ("GET", "/chats/not-a-uuid/messages"),
         ("POST", "/chats/not-a-uuid/messages"),
         ("GET", "/chats/not-a-uuid/runs"),
+        ("GET", "/chats/not-a-uuid/shares"),
+        ("POST", "/chats/not-a-uuid/share-link"),
+        ("DELETE", "/chats/not-a-uuid/shares/not-a-uuid"),
         ("GET", "/runs/not-a-uuid"),
         ("GET", "/runs/not-a-uuid/stream"),
         ("POST", "/runs/not-a-uuid/cancel"),

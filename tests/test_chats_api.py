@@ -19,6 +19,12 @@ async def _create(client: httpx.AsyncClient, user: User, agent_id: str, **extra:
     return response.json()
 
 
+def _as_read(chat: dict[str, Any], owner: User) -> dict[str, Any]:
+    """``chat`` as its owner reads it back: it also says whose it is (a chat can be shared,
+    tests/test_sharing.py)."""
+    return {**chat, "access": "owner", "owner": {"id": owner.id, "name": "Alice"}}
+
+
 async def _count(client: httpx.AsyncClient, user: User) -> int:
     return (await client.get("/chats/", headers=user.headers)).json()["total"]
 
@@ -38,7 +44,8 @@ async def test_create_a_chat(
     assert chat["created_at"] == chat["updated_at"]
     untitled = await _create(client, user, agent_id)
     assert untitled["title"] is None
-    assert (await client.get(f"/chats/{chat['id']}", headers=user.headers)).json() == chat
+    read = (await client.get(f"/chats/{chat['id']}", headers=user.headers)).json()
+    assert read == _as_read(chat, user)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +136,7 @@ async def test_rename_archive_unarchive(
     assert cleared["title"] is None
     for body in ({"status": None}, {"status": "finished"}, {"title": "x" * 201}, {"agent_id": "x"}):
         assert_error(await client.put(url, json=body, headers=user.headers), 422)
-    assert (await client.get(url, headers=user.headers)).json() == cleared
+    assert (await client.get(url, headers=user.headers)).json() == _as_read(cleared, user)
     assert_error(
         await client.put(f"/chats/{uuid.uuid4()}", json={"title": "x"}, headers=user.headers), 404
     )

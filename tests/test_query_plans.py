@@ -1,6 +1,6 @@
-"""Every periodic query, every query a chat turn makes on the runs table, and the pages of an
-export of all chats can use an index: their cost must not grow with the number of finished runs
-(or of chats) in the database.
+"""Every periodic query, every query a chat turn makes on the runs table, the pages of an export
+of all chats and the reads of shared chats can use an index: their cost must not grow with the
+number of finished runs (or of chats and shares) in the database.
 
 ``enable_seqscan = off`` makes the planner take an index whenever one can serve the query (on
 tables this small it would otherwise always scan), so a sequential scan left in a plan means
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from storage import chats, runs
+from storage import chats, runs, shares
 
 ANY_ID = uuid.uuid4()
 HOST_PATTERN = socket.gethostname() + ":%"
@@ -53,6 +53,13 @@ QUERIES: dict[str, tuple[str, Any]] = {
         runs.LIST_FOR_CHAT,
         {"chat_id": ANY_ID, "statuses": ["success"], "limit": 20, "offset": 0},
     ),
+    # Every read of a chat (the owner's too) checks for a share; "shared with me"; a link.
+    "readable_chat": (shares.SELECT_READABLE, {"chat_id": ANY_ID, "user_id": ANY_ID}),
+    "shares_of_chat": (shares.SELECT_SHARES, {"chat_id": ANY_ID, "limit": 50, "offset": 0}),
+    "count_shares_of_chat": (shares.COUNT_SHARES, (ANY_ID,)),
+    "shared_with": (shares.SELECT_SHARED_WITH, {"user_id": ANY_ID, "limit": 20, "offset": 0}),
+    "count_shared_with": (shares.COUNT_SHARED_WITH, (ANY_ID,)),
+    "link_by_token": (shares.SELECT_LINK_BY_HASH, (b"hash",)),
     "finish_with_summary": (
         runs.FINISH_WITH_SUMMARY,
         {

@@ -1,4 +1,5 @@
-"""``/chats``: the caller's conversations. Another user's chat is a 404 on every route."""
+"""``/chats``: the caller's conversations. Another user's chat is a 404 on every route; one
+shared with the caller can be read (``GET /chats/{id}``), nothing more."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CurrentUser, CurrentUserId, Pool, State
 from api.openapi import errors
-from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate
+from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate, ChatView
 from api.schemas.common import Page
 from api.services import chats as chats_service
 
@@ -48,10 +49,11 @@ async def create_chat(body: ChatCreate, user_id: CurrentUserId, pool: Pool) -> d
     return chats_service.chat_out(row)
 
 
-@router.get("/{chat_id}", response_model=ChatOut)
+@router.get("/{chat_id}", response_model=ChatView)
 async def get_chat(chat_id: UUID, user: CurrentUser, pool: Pool) -> dict[str, Any]:
+    """Your chat, or one shared with you (`access: "viewer"`)."""
     async with pool.connection() as conn:
-        return chats_service.chat_out(await chats_service.get_owned(conn, chat_id, user["id"]))
+        return chats_service.chat_view(await chats_service.get_readable(conn, chat_id, user["id"]))
 
 
 @router.put("/{chat_id}", response_model=ChatOut)

@@ -52,7 +52,8 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> dict[str, Any]:
-    """The chat's messages, oldest first; page back with `before=<oldest id you have>`."""
+    """The chat's messages (yours, or shared with you), oldest first; page back with
+    `before=<oldest id you have>`."""
     return await messages_service.page(state, user, chat_id, limit=limit, before=before)
 
 
@@ -68,9 +69,9 @@ async def chat_history(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     before: CheckpointId | None = None,
 ) -> dict[str, Any]:
-    """The chat's checkpoints (every saved state of its thread), newest first; page back with
-    `before=<the last checkpoint_id you have>`. A `before` that names no checkpoint of the chat
-    is a 404 `checkpoint_not_found`."""
+    """The chat's checkpoints (every saved state of its thread; yours, or shared with you),
+    newest first; page back with `before=<the last checkpoint_id you have>`. A `before` that
+    names no checkpoint of the chat is a 404 `checkpoint_not_found`."""
     return await messages_service.history(state, user, chat_id, limit=limit, before=before)
 
 
@@ -78,9 +79,9 @@ async def chat_history(
 async def chat_state(
     chat_id: UUID, user: CurrentUser, state: State, checkpoint_id: CheckpointId | None = None
 ) -> dict[str, Any]:
-    """The chat's messages (as `GET /chats/{id}/messages` shows them) and the nodes to run
-    next, at `checkpoint_id` (from the history) or, without it, now. An unknown checkpoint is a
-    404 `checkpoint_not_found`."""
+    """The chat's messages (as `GET /chats/{id}/messages` shows them; yours, or shared with
+    you) and the nodes to run next, at `checkpoint_id` (from the history) or, without it,
+    now. An unknown checkpoint is a 404 `checkpoint_not_found`."""
     return await messages_service.state_at(state, user, chat_id, checkpoint_id)
 
 

@@ -56,6 +56,21 @@ class ChatOut(BaseModel):
     forked_from: ForkedFrom | None = Field(None, description="Set on a fork")
 
 
+class ChatOwner(BaseModel):
+    id: UUID
+    name: str
+
+
+class ChatView(ChatOut):
+    """A chat as its reader sees it (``GET /chats/{id}``): its own or shared with them."""
+
+    access: Literal["owner", "viewer"] = Field(
+        description="`owner`: your chat; `viewer`: shared with you, read-only (messages, "
+        "history, state; every write and run is a 404)"
+    )
+    owner: ChatOwner = Field(description="Whose chat it is (a name only, never an email)")
+
+
 class ForkOut(ChatOut):
     run: RunAnswer | None = Field(
         None, description="With an edit: the answer to the edited message (JSON requests)"

@@ -9,9 +9,10 @@ from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.state import AppState
 from storage import agents as agents_store
 from storage import chats as chats_store
+from storage import shares as shares_store
 from storage import users as users_store
 from storage.db import Conn
-from storage.rows import ChatRow
+from storage.rows import ChatRow, ReadableChatRow
 from storage.types import ChatStatus
 
 
@@ -45,6 +46,28 @@ async def get_owned(
     if row is None:
         raise NotFound(not_found)
     return row
+
+
+async def get_readable(
+    conn: Conn, chat_id: UUID, user_id: UUID, *, not_found: str = "Chat not found"
+) -> ReadableChatRow:
+    """The chat if ``user_id`` owns it or it is shared with them; 404 otherwise, whether or not
+    it exists. For reads only (the chat, its messages, history, state, export): every write and
+    every run keeps ``get_owned``, so a viewer is a stranger there."""
+    row = await shares_store.get_readable(conn, chat_id, user_id)
+    if row is None:
+        raise NotFound(not_found)
+    return row
+
+
+def chat_view(row: ReadableChatRow) -> dict[str, Any]:
+    """A chat as its reader sees it: whose it is, and whether the reader owns it or views it.
+    The owner is named, nothing more (no email)."""
+    return {
+        **chat_out(row),
+        "access": row["access"],
+        "owner": {"id": row["user_id"], "name": row["owner_name"]},
+    }
 
 
 async def delete(

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.services import feedback as feedback_service
-from api.services.chats import get_owned
+from api.services.chats import get_readable
 from api.state import AppState
 from api.wire.native import is_visible, to_api
 from graphs.events import Event, EventSource
@@ -87,7 +87,7 @@ async def page(
 ) -> dict[str, Any]:
     """Up to ``limit`` messages before message ``before`` (or the newest), oldest first."""
     async with state.pool.connection() as conn:
-        await get_owned(conn, chat_id, user["id"])
+        await get_readable(conn, chat_id, user["id"])
     messages = [m for m in await state.runs.threads.messages(chat_id) if is_visible(m)]
     end = len(messages)
     if before is not None:
@@ -129,7 +129,7 @@ async def history(
     """Up to ``limit`` checkpoints of the chat older than ``before`` (or the newest), newest
     first."""
     async with state.pool.connection() as conn:
-        await get_owned(conn, chat_id, user["id"])
+        await get_readable(conn, chat_id, user["id"])
     threads = state.runs.threads
     if before is not None and await threads.snapshot(chat_id, before) is None:
         raise NotFound("`before` names no checkpoint of this chat", code=CHECKPOINT_NOT_FOUND)
@@ -141,19 +141,24 @@ async def history(
     }
 
 
+def snapshot_messages(snapshot: Any, chat_id: UUID) -> list[dict[str, Any]]:
+    """The messages a thread snapshot holds, in the API's shape (feedback not filled in: null)."""
+    messages = (snapshot.values or {}).get("messages", [])
+    return [to_api(m, str(chat_id)) for m in messages if is_visible(m)]
+
+
 async def state_at(
     state: AppState, user: UserRow, chat_id: UUID, checkpoint_id: str | None
 ) -> dict[str, Any]:
     """The chat's messages and next nodes at ``checkpoint_id`` (the latest without it)."""
     async with state.pool.connection() as conn:
-        await get_owned(conn, chat_id, user["id"])
+        await get_readable(conn, chat_id, user["id"])
     snapshot = await state.runs.threads.snapshot(chat_id, checkpoint_id)
     if snapshot is None:
         if checkpoint_id is not None:
             raise NotFound("No such checkpoint in this chat", code=CHECKPOINT_NOT_FOUND)
         return {"checkpoint_id": None, "messages": [], "next": []}
-    messages = (snapshot.values or {}).get("messages", [])
-    items = [to_api(m, str(chat_id)) for m in messages if is_visible(m)]
+    items = snapshot_messages(snapshot, chat_id)
     async with state.pool.connection() as conn:
         await feedback_service.attach(conn, chat_id, items)
     return {
