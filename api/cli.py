@@ -1,4 +1,5 @@
-"""The ``switchboard`` command: serve, worker, db upgrade, users create-admin."""
+"""The ``switchboard`` command: serve, worker, db upgrade, users create-admin; and, as a client
+of a running server, history, export and replay (api/terminal.py)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--password", help="defaults to $SWITCHBOARD_ADMIN_PASSWORD or a prompt")
     admin.add_argument("--name", default="Administrator")
     admin.set_defaults(handler=_create_admin)
+
+    from api.terminal import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -147,6 +152,11 @@ def _python_objects_in_malloc(argv: list[str] | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "client", None) is not None:
+        # A client of a running server: none of the server's settings apply.
+        from api.terminal import run
+
+        return run(args)
     if args.handler in (_serve, _worker):
         _python_objects_in_malloc(argv)
     try:

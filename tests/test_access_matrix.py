@@ -6,6 +6,7 @@ Table-driven so that a route added later without its check shows up here as a fa
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -78,6 +79,8 @@ VIEWER_READS = {
     ("GET", "/chats/{chat}/messages"),
     ("GET", "/chats/{chat}/history"),
     ("GET", "/chats/{chat}/state"),
+    ("GET", "/chats/{chat}/export"),
+    ("GET", "/chats/{chat}/export?format=json"),
 }
 ADMIN_ROUTES = [
     ("POST", "/agents/", {"name": "Intruder"}),
@@ -190,6 +193,11 @@ async def test_another_users_objects_are_404_and_untouched(
     assert filtered.json()["total"] == 0
 
 
+def _records(export: httpx.Response) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in export.text.splitlines()]
+    return [{k: v for k, v in record.items() if k != "exported_at"} for record in records]
+
+
 async def test_a_viewer_reads_what_the_owner_reads_and_is_a_stranger_everywhere_else(
     client: httpx.AsyncClient, user: User, other_user: User
 ) -> None:
@@ -205,6 +213,8 @@ async def test_a_viewer_reads_what_the_owner_reads_and_is_a_stranger_everywhere_
             owner = {"id": user.id, "name": "Alice"}
             assert owners.json() == {**before[0], "access": "owner", "owner": owner}
             assert viewers.json() == {**owners.json(), "access": "viewer"}
+        elif "/export" in template:  # the same records, but for when each was exported
+            assert _records(viewers) == _records(owners), path
         else:
             assert viewers.json() == owners.json(), path
     # Every write, every run, the Agent Protocol and the sharing routes: 404, as for anyone.

@@ -94,7 +94,9 @@ async def test_a_chat_exports_as_jsonl_and_json_with_every_message_and_its_feedb
     client: httpx.AsyncClient, user: User, make_agent: MakeAgent
 ) -> None:
     chat_id, messages = await voted_tool_chat(client, user, make_agent)
+    # The chat as it is, without whose and whose to read (what GET /chats/{id} adds).
     chat = await get(client, user, f"/chats/{chat_id}")
+    del chat["access"], chat["owner"]
     agent = await get(client, user, f"/agents/{chat['agent_id']}")
 
     response = await export(client, user, chat_id)
@@ -165,7 +167,9 @@ async def test_export_and_import_round_trip_into_another_account_and_the_chat_go
     }
     assert chat["title"] == "2+2"
     assert chat["forked_from"] is None
-    assert await get(client, other_user, f"/chats/{chat['id']}") == chat
+    read = await get(client, other_user, f"/chats/{chat['id']}")
+    owner = {"id": other_user.id, "name": "Bob"}
+    assert read == {**chat, "access": "owner", "owner": owner}
     # The conversation's last message is when it was last active.
     assert datetime.fromisoformat(chat["last_message_at"]) == datetime.fromisoformat(
         messages[-1]["created_at"]

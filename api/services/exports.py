@@ -69,8 +69,9 @@ EXPORT_PAGE_SIZE = 50
 
 
 async def _readable(conn: Conn, chat_id: UUID, user_id: UUID) -> ChatRow:
-    """The chat the user may export; 404 otherwise (the one place that decides)."""
-    return await chats_service.get_owned(conn, chat_id, user_id)
+    """The chat the user may export, theirs or shared with them; 404 otherwise (the one place
+    that decides)."""
+    return await chats_service.get_readable(conn, chat_id, user_id)
 
 
 def _agent_out(agent: AgentRow) -> dict[str, Any]:
