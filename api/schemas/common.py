@@ -220,9 +220,10 @@ def json_limits(*, max_bytes: int, max_depth: int) -> AfterValidator:
 MetadataLimits = json_limits(max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH)
 MetadataNulFree = _NulFree(max_depth=MAX_METADATA_DEPTH)
 
-# Tool call arguments an import writes into a thread: nested at most this deep (the checkpoint's
-# msgpack encoding refuses values nested a few hundred deep; real arguments are shallow).
-MAX_TOOL_ARGS_DEPTH = 10
+# Tool call arguments an import writes into a thread: nested at most this deep. The checkpoint's
+# msgpack encoding refuses values nested a few hundred deep, and arguments models write are
+# shallow; each level is one more definition in the schema, which fuzzers explore level by level.
+MAX_TOOL_ARGS_DEPTH = 6
 ToolArgsLimits = json_limits(max_bytes=2**62, max_depth=MAX_TOOL_ARGS_DEPTH)
 ToolArgsNulFree = _NulFree(max_depth=MAX_TOOL_ARGS_DEPTH)
 
