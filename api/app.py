@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, openapi
+from api import errors, openapi, pages
 from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
@@ -99,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=server_version(),
         description="Agent runtime server: agents, chats, runs and SSE token streaming.",
         lifespan=lifespan,
+        # Served by api/pages.py from local assets instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     openapi.install(app)
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meta, auth, users, catalog, agents, assistants,
     ):  # fmt: skip
         app.include_router(module.router)
+    pages.install(app)
     return app
 
 

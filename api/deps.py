@@ -40,6 +40,11 @@ Pool = Annotated[PoolType, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+async def bearer_token(token: Annotated[str | None, Depends(_bearer)]) -> str | None:
+    """The bearer token, if the request has one; for routes that accept another credential."""
+    return token
+
+
 async def get_current_user_id(state: State, token: Annotated[str | None, Depends(_bearer)]) -> UUID:
     """The user id in a valid bearer access token; 401 for any token that is not valid.
 

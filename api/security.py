@@ -1,4 +1,4 @@
-"""Password hashing (argon2id), access JWTs, opaque refresh and share-link tokens."""
+"""Password hashing (argon2id), access and stream JWTs, opaque refresh and share-link tokens."""
 
 from __future__ import annotations
 
@@ -92,6 +92,35 @@ class TokenCodec:
         self._verified[token] = (user_id, expires)
         return user_id
 
+    def issue_stream(self, user_id: UUID, run_id: UUID, ttl_seconds: int) -> str:
+        """A token that opens one run's event stream, for a browser's ``EventSource``, which
+        cannot send an ``Authorization`` header and so must carry it in the URL: it names the
+        run, expires quickly, and is no access token (``subject`` refuses it)."""
+        now = int(time.time())
+        claims = {
+            "sub": str(user_id),
+            "type": "stream",
+            "run": str(run_id),
+            "iat": now,
+            "exp": now + ttl_seconds,
+        }
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def stream_subject(self, token: str, run_id: UUID) -> UUID | None:
+        """The user id of a valid stream token for ``run_id``, or ``None`` for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[self.algorithm],
+                options={"require": ["exp", "iat", "sub", "type", "run"]},
+            )
+            if claims.get("type") != "stream" or claims.get("run") != str(run_id):
+                return None
+            return UUID(claims["sub"])
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            return None
+
 
 def new_refresh_token() -> tuple[str, bytes]:
     """A fresh opaque refresh token and the hash under which it is stored."""
@@ -121,11 +150,13 @@ def hash_share_token(token: str) -> bytes:
 # names a path would record a working link.
 _SHARED_PATH = re.compile(r"/shared/[^/?#\s]+")
 REDACTED_SHARED_PATH = "/shared/<redacted>"
+# A stream token is a query parameter: short-lived, but a working credential until it expires.
+_STREAM_TOKEN = re.compile(r"([?&]stream_token=)[^&#\s]*")
 
 
 def redact_path(path: str) -> str:
-    """``path`` safe to log: a share link's token replaced."""
-    return _SHARED_PATH.sub(REDACTED_SHARED_PATH, path)
+    """``path`` safe to log: a share link's token and a stream token replaced."""
+    return _STREAM_TOKEN.sub(r"\1<redacted>", _SHARED_PATH.sub(REDACTED_SHARED_PATH, path))
 
 
 class RedactSharedPaths(logging.Filter):

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_ttl_seconds: int = Field(default=900, ge=30)
+    # How long a run's stream token (``POST /runs/{id}/stream-token``) opens its stream.
+    stream_token_ttl_seconds: int = Field(default=60, ge=5, le=3600)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)

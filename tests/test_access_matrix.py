@@ -47,6 +47,7 @@ OWNED_ROUTES = [
     ("DELETE", "/chats/{chat}/share-link", None),
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
+    ("POST", "/runs/{run}/stream-token", None),
     ("POST", "/runs/{run}/cancel", None),
     ("POST", "/chats/{chat}/replays", {"model_name": "fake:echo"}),
     ("POST", "/chats/{chat}/replays", {"agent_id": "{agent}"}),
@@ -255,7 +256,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 76
+    assert len(routes) == 77
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)

@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentUser, State
+from api.deps import CurrentUser, CurrentUserId, State, bearer_token
+from api.errors import INVALID_TOKEN, Unauthorized
+from api.openapi import errors
 from api.schemas.common import Page
 from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
 from api.schemas.messages import RunOut
@@ -39,15 +41,32 @@ async def get_run(run_id: UUID, user: CurrentUser, state: State) -> Mapping[str,
 )
 async def stream_run(
     run_id: UUID,
-    user: CurrentUser,
     state: State,
+    token: Annotated[str | None, Depends(bearer_token)],
+    stream_token: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            description="Instead of a bearer token (a browser's `EventSource` cannot send "
+            "one): a token from `POST /runs/{run_id}/stream-token`, checked when the stream "
+            "opens",
+        ),
+    ] = None,
     last_event_id: Annotated[int | None, Query(ge=0, le=10**18)] = None,
     last_event_id_header: Annotated[
         str | None, Header(alias="Last-Event-ID", include_in_schema=False)
     ] = None,
 ) -> Response:
     """The run's events after `Last-Event-ID` (header or query), then the live tail."""
-    _, run_log = await runs_service.owned_events(state, user["id"], run_id)
+    if token:
+        user_id = state.tokens.subject(token)
+    elif stream_token:
+        user_id = state.tokens.stream_subject(stream_token, run_id)
+    else:
+        raise Unauthorized()
+    if user_id is None:
+        raise Unauthorized(INVALID_TOKEN)
+    _, run_log = await runs_service.owned_events(state, user_id, run_id)
     # A header that is no plain decimal event id is ignored: a full replay.
     after = parse_last_event_id(last_event_id_header) if last_event_id is None else last_event_id
     return run_stream(
@@ -55,6 +74,28 @@ async def stream_run(
         after=after,
         shutdown=state.runs.shutdown,
     )
+
+
+class StreamTokenOut(BaseModel):
+    token: str
+    expires_in: int = Field(description="Seconds the token can open the stream for")
+    stream_url: str = Field(description="The run's stream, the token in its query")
+
+
+@router.post("/runs/{run_id}/stream-token", response_model=StreamTokenOut, responses=errors(404))
+async def stream_token_for(run_id: UUID, user_id: CurrentUserId, state: State) -> dict[str, Any]:
+    """A short-lived token that opens this run's stream (`GET /runs/{run_id}/stream?
+    stream_token=…`) without an `Authorization` header, as a browser's `EventSource` must.
+    It opens that run's stream only, and only until it expires (`expires_in`; a stream it
+    opened goes on); it is no access token. A run whose events have expired is a 404."""
+    await runs_service.owned_events(state, user_id, run_id)
+    ttl = state.settings.stream_token_ttl_seconds
+    token = state.tokens.issue_stream(user_id, run_id, ttl)
+    return {
+        "token": token,
+        "expires_in": ttl,
+        "stream_url": f"/runs/{run_id}/stream?stream_token={token}",
+    }
 
 
 class CancelOut(BaseModel):
