@@ -32,6 +32,7 @@ SELECT {CHAT_COLUMNS} FROM chats
 WHERE user_id = %(user_id)s
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(agent_id)s::uuid IS NULL OR agent_id = %(agent_id)s::uuid)
+  AND (%(q)s::text IS NULL OR strpos(lower(title), lower(%(q)s::text)) > 0)
 ORDER BY updated_at DESC, id DESC
 LIMIT %(limit)s OFFSET %(offset)s
 """
@@ -40,6 +41,7 @@ SELECT count(*) AS n FROM chats
 WHERE user_id = %(user_id)s
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(agent_id)s::uuid IS NULL OR agent_id = %(agent_id)s::uuid)
+  AND (%(q)s::text IS NULL OR strpos(lower(title), lower(%(q)s::text)) > 0)
 """
 
 UPDATABLE = ("title", "status")
@@ -124,12 +126,15 @@ async def list_page(
     agent_id: UUID | None,
     limit: int,
     offset: int,
+    q: str | None = None,
 ) -> tuple[list[ChatRow], int]:
-    """The user's chats, most recently updated first, and how many match in total."""
+    """The user's chats, most recently updated first, and how many match in total; with
+    ``q``, those whose title contains it (case-insensitively; a plain substring, no pattern)."""
     params = {
         "user_id": user_id,
         "status": status,
         "agent_id": agent_id,
+        "q": q,
         "limit": limit,
         "offset": offset,
     }

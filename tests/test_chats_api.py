@@ -120,6 +120,31 @@ async def test_list_filters_and_pages(
         assert_error(await get(**params), 422, "validation_error")
 
 
+async def test_search_by_title(
+    client: httpx.AsyncClient, user: User, other_user: User, seeded_agents: dict[str, Any]
+) -> None:
+    agent = seeded_agents["assistant"]["id"]
+    for title in ("Budget 2027", "budget review", "Trip to Porto", "50% off_sale", None):
+        await _create(client, user, agent, title=title)
+    await _create(client, other_user, agent, title="their budget")
+
+    async def search(q: str, **params: Any) -> tuple[list[str], int]:
+        response = await client.get("/chats/", params={"q": q, **params}, headers=user.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return sorted(c["title"] for c in body["items"]), body["total"]
+
+    assert await search("BUDGET") == (["Budget 2027", "budget review"], 2)
+    assert await search("budget", limit=1) == (["budget review"], 2)
+    # Plain text, not a LIKE pattern: % and _ match themselves only.
+    assert await search("%") == (["50% off_sale"], 1)
+    assert await search("f_s") == (["50% off_sale"], 1)
+    assert await search("_") == (["50% off_sale"], 1)
+    assert await search("porto trip") == ([], 0)
+    for bad in ("", "x" * 201, "a\x00b"):
+        assert_error(await client.get("/chats/", params={"q": bad}, headers=user.headers), 422)
+
+
 async def test_rename_archive_unarchive(
     client: httpx.AsyncClient, user: User, seeded_agents: dict[str, Any]
 ) -> None:

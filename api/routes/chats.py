@@ -25,11 +25,26 @@ async def list_chats(
     agent_id: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[^\x00]*$",
+            description="Only chats whose title contains this text (case-insensitive)",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Your chats, most recently active first."""
     async with pool.connection() as conn:
         items, total = await chats_service.page(
-            conn, user["id"], status=status_, agent_id=agent_id, limit=limit, offset=offset
+            conn,
+            user["id"],
+            status=status_,
+            agent_id=agent_id,
+            limit=limit,
+            offset=offset,
+            q=q,
         )
     return {
         "items": items,

@@ -130,10 +130,11 @@ async def page(
     agent_id: UUID | None,
     limit: int,
     offset: int,
+    q: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of the user's chats, most recently active first, and how many match."""
     rows, total = await chats_store.list_page(
-        conn, user_id=user_id, status=status, agent_id=agent_id, limit=limit, offset=offset
+        conn, user_id=user_id, status=status, agent_id=agent_id, limit=limit, offset=offset, q=q
     )
     return [chat_out(row) for row in rows], total
 
