@@ -1,5 +1,5 @@
 """The ``switchboard`` command: serve, worker, db upgrade, users create-admin; and, as a client
-of a running server, history, export and replay (api/terminal.py)."""
+of a running server, chat (api/chat_client.py), history, export and replay (api/terminal.py)."""
 
 from __future__ import annotations
 
@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--name", default="Administrator")
     admin.set_defaults(handler=_create_admin)
 
+    from api.chat_client import add_command as add_chat_command
     from api.terminal import add_commands
 
+    add_chat_command(commands)
     add_commands(commands)
     return parser
 
@@ -152,6 +154,10 @@ def _python_objects_in_malloc(argv: list[str] | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interactive = getattr(args, "interactive", None)
+    if interactive is not None:
+        # ``switchboard chat``: a client of a running server too, with a session of its own.
+        return int(interactive(args))
     if getattr(args, "client", None) is not None:
         # A client of a running server: none of the server's settings apply.
         from api.terminal import run
