@@ -67,11 +67,16 @@ RETURNING position
 """
 # The turn's run ended: the turn is recorded once (whoever sees the end first: the driver, or a
 # cancel), and counts as done only while the replay is going.
+# The replay's row is locked before its turn's, as everything else that locks both does
+# (deleting either chat locks the replay, then its turns): the other order deadlocked with a
+# delete of the replay's chat while its turn ended.
 TURN_ENDED = f"""
-WITH turn AS (
+WITH replay AS (
+    SELECT id FROM replays WHERE id = %(replay_id)s FOR UPDATE
+), turn AS (
     UPDATE replay_turns SET status = %(status)s, answer = %(answer)s,
                             similarity = %(similarity)s, ended_at = now()
-    WHERE replay_id = %(replay_id)s AND position = %(position)s AND {_ACTIVE}
+    WHERE replay_id = (SELECT id FROM replay) AND position = %(position)s AND {_ACTIVE}
     RETURNING replay_id
 )
 UPDATE replays SET done = done + 1, resumes = 0, heartbeat_at = now()
