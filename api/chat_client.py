@@ -368,6 +368,25 @@ class Session:
         raise CommandError("not signed in")
 
 
+def cached_access_token(url: str) -> str | None:
+    """A valid access token of the session ``switchboard chat`` keeps for ``url`` (refreshed
+    first if it has expired), for the other commands; ``None`` when there is none, or it cannot
+    be refreshed without asking for a password."""
+    store = TokenStore(config_dir())
+    cached = store.get(url)
+    if cached is None or not cached.get("email") or not cached.get("refresh_token"):
+        return None
+    session = Session(url, Console(stderr=True), store, interactive=False)
+    try:
+        session.adopt(cached)
+        session._fresh()
+        return session.access_token
+    except CommandError:
+        return None
+    finally:
+        session.close()
+
+
 def sign_in(args: argparse.Namespace, console: Console) -> Session:
     """A session on ``--url``: ``--email`` (cached, else a password), ``--token``, or the
     session cached for that server, else an email and a password asked for."""

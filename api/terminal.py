@@ -2,7 +2,8 @@
 against another agent or model, from a terminal, over the server's HTTP API.
 
 They sign in with ``--token`` (or ``SWITCHBOARD_TOKEN``), or with ``--email`` and a password
-(``--password``, ``SWITCHBOARD_PASSWORD``, or a prompt), against ``--url`` (or
+(``--password``, ``SWITCHBOARD_PASSWORD``, or a prompt), or else with the session that
+``switchboard chat`` keeps for that server (``api/chat_client.py``), against ``--url`` (or
 ``SWITCHBOARD_URL``, default ``http://127.0.0.1:8000``). A refusal of the server is printed with
 its ``code`` and the command exits 1; bad arguments exit 2.
 """
@@ -72,8 +73,14 @@ class Api:
         if args.email:
             token = self._sign_in(args.email, args.password)
         if not token:
+            # Imported here: the chat client builds on this module.
+            from api.chat_client import cached_access_token
+
+            token = cached_access_token(self.url)
+        if not token:
             raise CommandError(
-                "sign in with --token (or SWITCHBOARD_TOKEN), or with --email and a password"
+                "sign in with --token (or SWITCHBOARD_TOKEN), or with --email and a password, "
+                "or once with `switchboard chat`"
             )
         self.http.headers["Authorization"] = f"Bearer {token}"
 

@@ -38,8 +38,9 @@ def server(database_url: str) -> Iterator[Server]:
 
 
 async def switchboard(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    # Wide enough that no table cell is cut.
-    environment = clean_env(COLUMNS="400", **env)
+    # Wide enough that no table cell is cut; no session of `switchboard chat` unless given.
+    config = env.pop("XDG_CONFIG_HOME", None) or tempfile.mkdtemp(prefix="sb-config-", dir="/tmp")
+    environment = clean_env(COLUMNS="400", XDG_CONFIG_HOME=config, **env)
     return await asyncio.to_thread(
         subprocess.run, [SWITCHBOARD, *args], env=environment, capture_output=True, text=True,
         timeout=120,
@@ -95,6 +96,39 @@ async def test_signing_in_with_an_email_and_a_password(
     )
     assert wrong.returncode == 1
     assert wrong.stderr.startswith("error: Incorrect email or password")
+
+
+async def test_the_chat_clients_session_signs_the_commands_in(
+    server: Server, client: httpx.AsyncClient, user: User, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    agent = await make_agent("fake:echo")
+    chat_id = await _chat(client, user, agent["id"], 1)
+    config = tmp_path / "config"
+    tokens = config / "switchboard" / "tokens.json"
+    tokens.parent.mkdir(parents=True)
+    # What `switchboard chat` leaves behind, its access token expired: the command refreshes it.
+    expired = await client.post("/auth/refresh", json={"refresh_token": user.refresh_token})
+    pair = expired.json()
+    tokens.write_text(json.dumps({"servers": {server.url: {
+        "email": user.email, "access_token": "expired.not-a.token",
+        "refresh_token": pair["refresh_token"], "expires_at": 1,
+    }}}))  # fmt: skip
+    done = await switchboard("history", chat_id, "--url", server.url, XDG_CONFIG_HOME=str(config))
+    assert done.returncode == 0, done.stderr
+    assert "chat " + chat_id in done.stdout
+    kept = json.loads(tokens.read_text())["servers"][server.url]
+    # Rotated: the old refresh token is spent, the new pair is kept for the next command.
+    assert kept["refresh_token"] != pair["refresh_token"]
+    me = await client.get("/users/me", headers={"Authorization": f"Bearer {kept['access_token']}"})
+    assert me.json()["email"] == user.email
+    # A session is kept per server URL: another URL (here the same server by another name)
+    # does not get it.
+    other_url = server.url.replace("127.0.0.1", "localhost")
+    elsewhere = await switchboard(
+        "history", chat_id, "--url", other_url, XDG_CONFIG_HOME=str(config)
+    )
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr.startswith("error: sign in with --token")
 
 
 async def test_refusals_are_one_line_with_the_servers_code(
