@@ -92,6 +92,16 @@ async def test_a_stream_token_opens_that_runs_stream_without_a_header(
     assert parse(resumed.text)[0] == live[3:]
     by_query = await client.get(body["stream_url"] + "&last_event_id=5")
     assert parse(by_query.text)[0] == live[5:]
+    # Reopened with a query, then reconnected by the EventSource itself: its header names the
+    # later event, and that one counts (and the other way round).
+    later = await client.get(
+        body["stream_url"] + "&last_event_id=2", headers={"Last-Event-ID": "6"}
+    )
+    assert parse(later.text)[0] == live[6:]
+    earlier = await client.get(
+        body["stream_url"] + "&last_event_id=6", headers={"Last-Event-ID": "2"}
+    )
+    assert parse(earlier.text)[0] == live[6:]
 
 
 async def test_a_stream_token_opens_nothing_else(

@@ -57,7 +57,8 @@ async def stream_run(
         str | None, Header(alias="Last-Event-ID", include_in_schema=False)
     ] = None,
 ) -> Response:
-    """The run's events after `Last-Event-ID` (header or query), then the live tail."""
+    """The run's events after `Last-Event-ID` (header or query; with both, the later), then
+    the live tail."""
     if token:
         user_id = state.tokens.subject(token)
     elif stream_token:
@@ -67,8 +68,10 @@ async def stream_run(
     if user_id is None:
         raise Unauthorized(INVALID_TOKEN)
     _, run_log = await runs_service.owned_events(state, user_id, run_id)
-    # A header that is no plain decimal event id is ignored: a full replay.
-    after = parse_last_event_id(last_event_id_header) if last_event_id is None else last_event_id
+    # A header that is no plain decimal event id is ignored: a full replay. With both, the
+    # later id: an EventSource reconnects to the URL it was opened with (its query naming where
+    # it first resumed) and names the last event it has seen since in the header.
+    after = max(parse_last_event_id(last_event_id_header), last_event_id or 0)
     return run_stream(
         run_log,
         after=after,
