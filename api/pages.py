@@ -51,7 +51,7 @@ def install(app: FastAPI) -> None:
     app.mount(WEB_PATH, _PageFiles(directory=WEB_DIR), name="web")
     app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, response_class=FileResponse)
     async def page() -> FileResponse:
         return FileResponse(
             WEB_DIR / "index.html",
@@ -62,7 +62,7 @@ def install(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2_redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
@@ -75,11 +75,11 @@ def install(app: FastAPI) -> None:
             swagger_ui_parameters=app.swagger_ui_parameters,
         )
 
-    @app.get(oauth2_redirect, include_in_schema=False)
+    @app.get(oauth2_redirect, include_in_schema=False, response_class=HTMLResponse)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False, response_class=HTMLResponse)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(

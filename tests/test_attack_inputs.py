@@ -91,9 +91,12 @@ async def test_native_stream_resumes_after_a_valid_last_event_id(
         range(3, EVENTS + 1)
     )
     assert await _ids(client, url, user.headers, last_event_id=2) == list(range(3, EVENTS + 1))
-    # The query wins over the header.
+    # With both, the later id counts, whichever names it (an EventSource reconnects to the URL
+    # it was opened with, and names newer events in the header).
     both = await _ids(client, url, {**user.headers, "Last-Event-ID": "7"}, last_event_id=2)
-    assert both == list(range(3, EVENTS + 1))
+    assert both == list(range(8, EVENTS + 1))
+    both = await _ids(client, url, {**user.headers, "Last-Event-ID": "2"}, last_event_id=7)
+    assert both == list(range(8, EVENTS + 1))
     # An id at or beyond the run's last event: nothing else is sent again, but the stream of a
     # finished run still ends with its ``end``.
     for beyond in (str(EVENTS), str(EVENTS + 1), "9" * 18):
