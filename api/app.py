@@ -32,7 +32,7 @@ from api.routes import (
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION, TokenCodec
 from api.services.replay_driver import ReplayDriver
-from api.settings import DEFAULT_JWT_SECRET, Settings
+from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
 from graphs import patches
@@ -44,7 +44,7 @@ log = logging.getLogger("switchboard")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing is opened until the lifespan starts."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

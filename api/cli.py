@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Awaitable, Callable
 
-from api.settings import Settings
+from api.settings import ConfigurationError, Settings, load_settings
 
 
 def _configure_logging(level: str) -> None:
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.handler in (_serve, _worker):
         _python_objects_in_malloc(argv)
     try:
-        settings = Settings()
-    except ValueError as exc:
+        settings = load_settings()
+    except ConfigurationError as exc:
         print(f"error: invalid configuration: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)

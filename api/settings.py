@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import typing
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"  # noqa: S105 (refused in production)
 
@@ -132,3 +134,47 @@ class Settings(BaseSettings):
     @property
     def database_kind(self) -> str:
         return "external" if self.database_url else "embedded"
+
+
+class ConfigurationError(Exception):
+    """Settings that cannot be used: each line names a variable and what it must be, and
+    nothing else (pydantic's own message repeats every input, secrets included)."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings()``, its refusals turned into a ``ConfigurationError`` that is safe to print."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            _problem(error["loc"], error["msg"])
+            for error in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        raise ConfigurationError("; ".join(problems)) from None
+    except SettingsError as exc:
+        # Raised before validation, when a complex value (a list) is not JSON.
+        found = re.search(r'field "(\w+)"', str(exc))
+        field = found.group(1) if found else None
+        if field is None:
+            raise ConfigurationError("a variable could not be parsed") from None
+        expected = "a value of the right type"
+        if typing.get_origin(Settings.model_fields[field].annotation) is list:
+            expected = 'a JSON list, e.g. ["https://app.example.com"]'
+        raise ConfigurationError(f"{variable_of(field)} must be {expected}") from None
+
+
+def variable_of(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"SWITCHBOARD_{field.upper()}"
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    # A check across fields (the model validator) names its variable in its own message.
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    return f"{variable_of(str(loc[0]))}: {message}"
