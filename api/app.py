@@ -20,12 +20,14 @@ from api.routes import (
     chats,
     conversations,
     exports,
+    memories,
     messages,
     meta,
     protocol_runs,
     replays,
     runs,
     sharing,
+    store,
     threads,
     users,
 )
@@ -55,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conninfo, embedded = await resolve_database(settings)
         try:
             if settings.run_migrations:
-                await upgrade_database(conninfo)
+                await upgrade_database(conninfo, settings.embedding_model)
             pool = await open_pool(
                 conninfo,
                 min_size=settings.pool_min_size,
@@ -125,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # regular expression and some bookkeeping per route tried.
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
-        meta, auth, users, catalog, agents, assistants,
+        meta, auth, users, memories, catalog, agents, assistants, store,
     ):  # fmt: skip
         app.include_router(module.router)
     pages.install(app)

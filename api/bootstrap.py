@@ -14,7 +14,9 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from api.services import auth as auth_service
 from api.settings import Settings
 from graphs.catalog import seed_agents
+from graphs.embeddings import DEFAULT_EMBEDDING_MODEL, get_embedder
 from storage import migrate
+from storage import store as store_storage
 from storage.db import (
     EmbeddedPostgres,
     PoolType,
@@ -52,12 +54,18 @@ async def resolve_database(settings: Settings) -> tuple[str, EmbeddedPostgres | 
     return embedded.uri(EMBEDDED_DATABASE), embedded
 
 
-async def upgrade_database(conninfo: str) -> list[int]:
-    """Apply migrations and seed the first agents; safe to run from several processes at once."""
+async def upgrade_database(
+    conninfo: str, embedding_model: str = DEFAULT_EMBEDDING_MODEL
+) -> list[int]:
+    """Apply migrations and seed the first agents; safe to run from several processes at once.
+
+    ``embedding_model`` sizes the memory store's vector column when it is first created."""
+    embedder = get_embedder(embedding_model)
     async with await psycopg.AsyncConnection.connect(conninfo, **connection_kwargs()) as conn:
         applied = await migrate.upgrade(conn)
-        # LangGraph's own tables, through its own (idempotent) migrations.
+        # LangGraph's own tables, through their own (idempotent) migrations.
         await AsyncPostgresSaver(conn).setup()
+        await store_storage.setup(conn, embedder, embedder.dims)
         seeded = await seed_agents(conn)
     if seeded:
         log.info("seeded %d agents", seeded)

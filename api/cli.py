@@ -48,7 +48,7 @@ async def _with_database(settings: Settings, work: Callable[[str], Awaitable[Non
 
     conninfo, embedded = await resolve_database(settings)
     try:
-        await upgrade_database(conninfo)
+        await upgrade_database(conninfo, settings.embedding_model)
         await work(conninfo)
     finally:
         if embedded is not None:

@@ -9,6 +9,7 @@ from api.security import TokenCodec
 from api.settings import Settings
 from graphs.runtime import Runtime
 from storage.db import EmbeddedPostgres, PoolType
+from storage.store import Store
 
 if TYPE_CHECKING:
     from api.services.replay_driver import ReplayDriver
@@ -23,3 +24,9 @@ class AppState:
     embedded: EmbeddedPostgres | None = None
     # Set once the state exists (it drives replays with it).
     replays: ReplayDriver = field(init=False)
+
+    @property
+    def store(self) -> Store:
+        """Long-term memory and the Agent Protocol store (LangGraph's, on ``pool``)."""
+        assert self.runs.store is not None
+        return self.runs.store

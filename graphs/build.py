@@ -191,8 +191,9 @@ class ThreadState(AgentState):
     ]
 
 
-def build_graph(spec: AgentSpec, checkpointer: Any = None) -> Any:
-    """Compile the agent graph of ``spec``: its model, its tools, its prompt."""
+def build_graph(spec: AgentSpec, checkpointer: Any = None, store: Any = None) -> Any:
+    """Compile the agent graph of ``spec``: its model, its tools, its prompt; ``store`` is the
+    long-term store its tools reach (``ToolRuntime.store``)."""
     return create_agent(
         make_model(spec.model_name),
         tools=[TOOLS[name] for name in spec.tools if name in TOOLS],
@@ -200,6 +201,7 @@ def build_graph(spec: AgentSpec, checkpointer: Any = None) -> Any:
         state_schema=ThreadState,
         context_schema=AgentContext,
         checkpointer=checkpointer,
+        store=store,
         name=spec.slug,
     )
 
@@ -219,8 +221,9 @@ class GraphCache:
     run, and a run on another model than its agent's (a replay's override) gets a graph of its
     own, cached like any other."""
 
-    def __init__(self, checkpointer: Any, max_size: int = 128):
+    def __init__(self, checkpointer: Any, max_size: int = 128, store: Any = None):
         self.checkpointer = checkpointer
+        self.store = store
         self.max_size = max_size
         self._graphs: OrderedDict[tuple[Any, int, str], Any] = OrderedDict()
 
@@ -228,7 +231,7 @@ class GraphCache:
         key = (spec.id, spec.version, spec.model_name)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = build_graph(spec, self.checkpointer)
+            graph = build_graph(spec, self.checkpointer, self.store)
             self._graphs[key] = graph
             if len(self._graphs) > self.max_size:
                 self._graphs.popitem(last=False)

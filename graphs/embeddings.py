@@ -40,7 +40,7 @@ class WordLlamaEmbedder(Embedder):
     def _loaded(self) -> Any:
         with self._lock:
             if self._model is None:
-                import wordllama
+                import wordllama  # type: ignore[import-untyped]
                 from wordllama import WordLlama
 
                 package = Path(wordllama.__file__).parent

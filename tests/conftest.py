@@ -90,7 +90,7 @@ async def _truncate(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, **connection_kwargs()) as conn:
         await conn.execute(
             "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits, user_interests,"
-            " chats, agents CASCADE"
+            " chats, agents, store CASCADE"
         )
         await seed_agents(conn)
 

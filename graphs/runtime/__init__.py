@@ -25,6 +25,7 @@ from uuid import UUID
 
 import anyio
 
+from graphs.embeddings import get_embedder
 from graphs.events import EventLogs, EventSource
 from graphs.runtime.execution import Executor
 from graphs.runtime.inputs import NativeInput, ProtocolInput
@@ -36,6 +37,7 @@ from storage import runs as runs_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
 from storage.rows import AgentRow, ChatRow, RunRow
+from storage.store import Store, open_store
 from storage.types import ACTIVE, MultitaskStrategy, StopStatus
 
 if TYPE_CHECKING:
@@ -66,12 +68,15 @@ class Runtime:
         run_timeout_seconds: float = 0,
         redis: Redis | None = None,
         execute: bool = True,
+        store: Store | None = None,
     ):
         if not execute and redis is None:
             raise ValueError("a process that does not execute runs needs Redis to hand them over")
         self.pool = pool
         self.checkpointer = checkpointer
-        self.threads = Threads(pool, checkpointer, default_model)
+        # Long-term memory and the Agent Protocol store, reached by the graphs' tools.
+        self.store = store
+        self.threads = Threads(pool, checkpointer, default_model, store)
         self.bus: ControlBus | None = None
         self.logs: EventLogs
         if redis is not None:
@@ -240,6 +245,7 @@ async def open_runtime(
             # The URL may hold a password: name the failure, not the URL.
             reason = type(exc).__name__
             raise RuntimeError(f"Redis is unreachable at REDIS_URL ({reason})") from None
+    embedder = get_embedder(settings.embedding_model)
     runtime = Runtime(
         pool,
         Checkpointer(pool),
@@ -255,6 +261,7 @@ async def open_runtime(
         run_timeout_seconds=settings.run_timeout_seconds,
         redis=redis,
         execute=execute,
+        store=open_store(pool, embedder, embedder.dims),
     )
     await runtime.open()
     return runtime

@@ -15,6 +15,7 @@ from storage import chats as chats_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
 from storage.rows import AgentRow
+from storage.store import Store
 
 
 def thread_config(chat_id: UUID | str) -> dict[str, Any]:
@@ -24,11 +25,17 @@ def thread_config(chat_id: UUID | str) -> dict[str, Any]:
 class Threads:
     """What the runtime and the API read of a thread, and the graphs that read it."""
 
-    def __init__(self, pool: PoolType, checkpointer: Checkpointer, default_model: str):
+    def __init__(
+        self,
+        pool: PoolType,
+        checkpointer: Checkpointer,
+        default_model: str,
+        store: Store | None = None,
+    ):
         self.pool = pool
         self.checkpointer = checkpointer
         self.default_model = default_model
-        self.graphs = GraphCache(checkpointer)
+        self.graphs = GraphCache(checkpointer, store=store)
         self._reader = thread_reader(checkpointer)
 
     def spec(self, agent: AgentRow, model_name: str | None = None) -> AgentSpec:

@@ -1,0 +1,142 @@
+"""The Agent Protocol store (``/store/...``, as ``langgraph-sdk`` sends it) and memories.
+
+A namespace here is the caller's own: the server puts it under ``("users", <id>)`` and takes
+that prefix off again in every answer. Labels are what LangGraph's store accepts (non-empty,
+no ``.``, which joins them in its ``prefix`` column, no NUL), bounded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from api.schemas.common import JsonBool, JsonInt, NoNul, NulFree, json_limits
+
+MAX_LABEL_LENGTH = 100
+MAX_NAMESPACE_DEPTH = 10
+MAX_KEY_LENGTH = 255
+MAX_VALUE_BYTES = 262_144
+MAX_VALUE_DEPTH = 16
+MAX_QUERY_LENGTH = 2000
+# The comparison operators LangGraph's Postgres store knows in a filter.
+FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+
+Label = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_LABEL_LENGTH, pattern=r"^[^.\x00]+$"),
+    Field(description="Not empty, without `.` or NUL"),
+]
+Namespace = Annotated[list[Label], Field(min_length=1, max_length=MAX_NAMESPACE_DEPTH)]
+OptionalNamespace = Annotated[list[Label], Field(max_length=MAX_NAMESPACE_DEPTH)]
+Key = Annotated[str, NoNul, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)]
+Query = Annotated[str, NoNul, StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH)]
+Value = Annotated[
+    dict[str, Any],
+    NulFree,
+    json_limits(max_bytes=MAX_VALUE_BYTES, max_depth=MAX_VALUE_DEPTH),
+    Field(description="A JSON object, at most 256 KiB as JSON, nested at most 16 deep"),
+]
+Filter = Annotated[
+    dict[str, Any],
+    NulFree,
+    json_limits(max_bytes=16_384, max_depth=5),
+    Field(
+        description="Items whose `value[field]` equals the given JSON, or compares to it with "
+        f"an object of operators ({', '.join(f'`{o}`' for o in FILTER_OPERATORS)})"
+    ),
+]
+
+
+class _Body(BaseModel):
+    # Fields of newer clients that this server has no use for are ignored, as elsewhere in the
+    # Agent Protocol.
+    model_config = ConfigDict(extra="ignore")
+
+
+class StorePut(_Body):
+    namespace: Namespace
+    key: Key
+    value: Value
+    index: Literal[False] | Annotated[list[Label], Field(max_length=20)] | None = Field(
+        None, description="`null`: index the `text` field; `false`: do not index; or the fields"
+    )
+    ttl: float | None = Field(
+        None, gt=0, le=525_600 * 100, description="Minutes the item lives after its last use"
+    )
+
+
+class StoreDelete(_Body):
+    namespace: Namespace
+    key: Key
+
+
+class StoreSearch(_Body):
+    namespace_prefix: OptionalNamespace | None = None
+    filter: Filter | None = None
+    limit: JsonInt = Field(10, ge=1, le=1000)
+    offset: JsonInt = Field(0, ge=0, le=1_000_000)
+    query: Query | None = None
+    refresh_ttl: JsonBool | None = None
+
+    @field_validator("filter")
+    @classmethod
+    def _known_operators(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for field, condition in (value or {}).items():
+            if not field:
+                raise ValueError("filter fields must not be empty")
+            if isinstance(condition, dict):
+                unknown = sorted(set(condition) - set(FILTER_OPERATORS))
+                if unknown or not condition:
+                    raise ValueError(
+                        f"filter operators of {field!r} must be among {', '.join(FILTER_OPERATORS)}"
+                    )
+        return value
+
+
+class StoreListNamespaces(_Body):
+    prefix: OptionalNamespace | None = None
+    suffix: OptionalNamespace | None = None
+    max_depth: JsonInt | None = Field(None, ge=1, le=MAX_NAMESPACE_DEPTH)
+    limit: JsonInt = Field(100, ge=1, le=1000)
+    offset: JsonInt = Field(0, ge=0, le=1_000_000)
+
+
+class Item(BaseModel):
+    namespace: list[str]
+    key: str
+    value: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SearchItem(Item):
+    score: float | None = None
+
+
+class SearchItemsResponse(BaseModel):
+    items: list[SearchItem]
+
+
+class ListNamespaceResponse(BaseModel):
+    namespaces: list[list[str]]
+
+
+class Memory(BaseModel):
+    """Something an agent was told to remember (the `remember` tool)."""
+
+    key: str
+    text: str
+    created_at: datetime
+    updated_at: datetime
+    score: float | None = Field(
+        None, description="Relevance to `query` (higher is closer); null without a query"
+    )
+
+
+class MemoryPage(BaseModel):
+    items: list[Memory]
+    total: int = Field(description="How many memories you have")
+    limit: int
+    offset: int
