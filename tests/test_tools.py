@@ -25,7 +25,9 @@ def convert(value: float, from_unit: str, to_unit: str) -> str:
 
 
 def test_registry_lists_exactly_the_tools() -> None:
-    assert sorted(TOOLS) == ["ask_human", "calculator", "current_datetime", "unit_converter"]
+    assert sorted(TOOLS) == [
+        "ask_human", "calculator", "current_datetime", "recall", "remember", "unit_converter",
+    ]  # fmt: skip
     for name, tool in TOOLS.items():
         schema = tool.tool_call_schema.model_json_schema()
         assert schema["description"], name
@@ -40,6 +42,9 @@ async def test_tools_endpoint(client: httpx.AsyncClient, user: User) -> None:
     assert sorted(listed) == sorted(TOOLS)
     assert listed["calculator"]["parameters"]["required"] == ["expression"]
     assert listed["unit_converter"]["parameters"]["required"] == ["value", "from_unit", "to_unit"]
+    # The run's runtime (user, store) is injected, never an argument the model sees.
+    assert list(listed["remember"]["parameters"]["properties"]) == ["text", "key"]
+    assert list(listed["recall"]["parameters"]["properties"]) == ["query", "k"]
     assert (await client.get("/tools")).status_code == 401
 
 
