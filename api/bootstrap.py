@@ -64,7 +64,8 @@ async def upgrade_database(
     async with await psycopg.AsyncConnection.connect(conninfo, **connection_kwargs()) as conn:
         applied = await migrate.upgrade(conn)
         # LangGraph's own tables, through their own (idempotent) migrations.
-        await AsyncPostgresSaver(conn).setup()
+        async with migrate.advisory_lock(conn, migrate.CHECKPOINTER_LOCK_KEY):
+            await AsyncPostgresSaver(conn).setup()
         await store_storage.setup(conn, embedder, embedder.dims)
         seeded = await seed_agents(conn)
     if seeded:

@@ -8,10 +8,14 @@ migration is never edited after it has shipped: a change is a new file.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from psycopg import AsyncConnection
 
@@ -19,6 +23,31 @@ log = logging.getLogger(__name__)
 
 # Any fixed 64-bit number works; it only has to be the same in every replica.
 ADVISORY_LOCK_KEY = 0x5357_4254_4348_0001
+# LangGraph's checkpointer tables: its ``setup`` creates its version table with ``CREATE TABLE
+# IF NOT EXISTS``, which two sessions running at once can both try (a unique violation).
+CHECKPOINTER_LOCK_KEY = 0x5357_4254_4348_0003
+
+
+@asynccontextmanager
+async def advisory_lock(conn: AsyncConnection[Any], key: int) -> AsyncIterator[None]:
+    """Hold the session-level advisory lock ``key`` on ``conn`` (autocommit) meanwhile.
+
+    Taken by trying every 50 ms rather than by waiting in ``pg_advisory_lock``: LangGraph's
+    setups build indexes ``CONCURRENTLY``, which waits for every transaction open when it
+    starts, and a session blocked in ``pg_advisory_lock`` is one, waiting for the lock the
+    index builder holds (Postgres reports the deadlock). Between tries nothing is open.
+    """
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (key,))
+        row = await cur.fetchone()
+        if (row["locked"] if isinstance(row, dict) else row[0]) if row else False:
+            break
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
 
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS switchboard_migrations (

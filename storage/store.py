@@ -22,6 +22,8 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import VECTOR_MIGRATIONS, Migration, PostgresIndexConfig
 from psycopg import AsyncConnection
 
+from storage.migrate import advisory_lock
+
 log = logging.getLogger(__name__)
 
 # Not the migrations' key: the store's setup runs after ours, never inside their lock.
@@ -123,13 +125,10 @@ async def setup(conn: AsyncConnection[Any], embedder: Embeddings, dims: int) -> 
     ``dims``: they were made by another embedding model, and searching them with this one
     would compare vectors that mean nothing to each other.
     """
-    await conn.execute("SELECT pg_advisory_lock(%s)", (STORE_LOCK_KEY,))
-    try:
+    async with advisory_lock(conn, STORE_LOCK_KEY):
         await Store(conn, index=index_config(embedder, dims)).setup()
         cur = await conn.execute(SELECT_VECTOR_DIMS)
         row = await cur.fetchone()
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (STORE_LOCK_KEY,))
     stored = (row["dims"] if isinstance(row, dict) else row[0]) if row else None
     if stored is not None and stored != dims:
         raise RuntimeError(

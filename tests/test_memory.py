@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -204,3 +205,40 @@ async def test_memory_routes_need_a_token(client: httpx.AsyncClient) -> None:
         ("DELETE", "/users/me/memories/k"),
     ]:
         assert_error(await client.request(method, path), 401, "unauthorized")
+
+
+async def test_the_store_is_set_up_once_by_processes_starting_together(
+    embedded_pg: Any, database_url: str
+) -> None:
+    from api.bootstrap import upgrade_database
+    from graphs.embeddings import get_embedder
+    from storage import store as store_storage
+    from storage.db import connection_kwargs
+
+    name = "switchboard_store_setup"
+    async with await psycopg.AsyncConnection.connect(embedded_pg.uri(), autocommit=True) as db:
+        await db.execute(f"DROP DATABASE IF EXISTS {name}")
+        await db.execute(f"CREATE DATABASE {name}")
+    url = embedded_pg.uri(name)
+    try:
+        await asyncio.gather(*(upgrade_database(url) for _ in range(3)))
+        async with await psycopg.AsyncConnection.connect(url) as db:
+            versions = "SELECT v FROM {} ORDER BY v"
+            store = await (await db.execute(versions.format("store_migrations"))).fetchall()
+            vector = await (await db.execute(versions.format("vector_migrations"))).fetchall()
+            column = await (
+                await db.execute(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = 'store_vectors'::regclass AND attname = 'embedding'"
+                )
+            ).fetchone()
+        assert store == [(0,), (1,), (2,), (3,)]
+        assert vector == [(0,), (1,), (2,)]
+        assert column == (f"halfvec({get_embedder().dims})",)
+        # Vectors of another size (another embedding model) are refused, not mixed.
+        async with await psycopg.AsyncConnection.connect(url, **connection_kwargs()) as conn:
+            with pytest.raises(RuntimeError, match=f"holds {get_embedder().dims}-dimensional"):
+                await store_storage.setup(conn, get_embedder(), 8)
+    finally:
+        async with await psycopg.AsyncConnection.connect(embedded_pg.uri(), autocommit=True) as db:
+            await db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
