@@ -73,7 +73,14 @@ class Server:
 
     def signal(self, sig: int) -> int:
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            tail = self.log.read_text(errors="replace")[-4000:]
+            message = f"the server outlived signal {sig} by 30 s; its log:\n{tail}"
+            raise AssertionError(message) from None
 
     def stop_gracefully(self, sig: int) -> None:
         """Send ``sig`` and check the lifespan shutdown ran to completion."""

@@ -39,7 +39,12 @@ def server() -> Iterator[Server]:
     # `/runs/wait` on it would outlast any client, so runs stop after 2 s (a run error). A
     # `/runs/wait` behind runs enqueued on the same thread waits for them too: at 5 s each, a
     # few of them outlasted the 30 s client timeout on a busy machine.
-    started = Server(data_dir, admin_env(data_dir, SWITCHBOARD_RUN_TIMEOUT_SECONDS="2"))
+    # And a short shutdown grace: the teardown's SIGTERM must end within the 30 s it waits,
+    # whatever runs the attack left going (once, on a loaded machine, it did not).
+    env = admin_env(
+        data_dir, SWITCHBOARD_RUN_TIMEOUT_SECONDS="2", SWITCHBOARD_SHUTDOWN_GRACE_SECONDS="5"
+    )
+    started = Server(data_dir, env)
     try:
         yield started
     finally:
