@@ -21,7 +21,7 @@ from api.schemas.protocol_out import (
 )
 from tests.conftest import User
 
-PROTOCOL_PREFIXES = ("/assistants", "/threads", "/runs/stream", "/runs/wait")
+PROTOCOL_PREFIXES = ("/assistants", "/threads", "/runs/stream", "/runs/wait", "/store")
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
