@@ -11,6 +11,7 @@ from graphs.runtime import Runtime
 from storage.db import EmbeddedPostgres, PoolType
 
 if TYPE_CHECKING:
+    from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
 
 
@@ -23,3 +24,4 @@ class AppState:
     embedded: EmbeddedPostgres | None = None
     # Set once the state exists (it drives replays with it).
     replays: ReplayDriver = field(init=False)
+    indexer: KnowledgeIndexer = field(init=False)

@@ -26,6 +26,7 @@ from uuid import UUID
 import anyio
 
 from graphs.events import EventLogs, EventSource
+from graphs.knowledge import DEFAULT_EMBEDDING_MODEL, Knowledge, embedding_model_of
 from graphs.runtime.execution import Executor
 from graphs.runtime.inputs import NativeInput, ProtocolInput
 from graphs.runtime.liveness import Liveness
@@ -66,6 +67,7 @@ class Runtime:
         run_timeout_seconds: float = 0,
         redis: Redis | None = None,
         execute: bool = True,
+        knowledge: Knowledge | None = None,
     ):
         if not execute and redis is None:
             raise ValueError("a process that does not execute runs needs Redis to hand them over")
@@ -82,6 +84,9 @@ class Runtime:
         else:
             self.logs = EventLogs(retention_seconds)
         self.executor = Executor(pool, self.threads, self.logs, writers, run_timeout_seconds)
+        # What the knowledge_search tool of a run searches with (the run's context carries it).
+        self.knowledge = knowledge or Knowledge(pool, DEFAULT_EMBEDDING_MODEL)
+        self.executor.knowledge = self.knowledge
         self.liveness = Liveness(
             pool, self.logs, self.executor.tasks, self._chat_is_free,
             heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
@@ -255,6 +260,7 @@ async def open_runtime(
         run_timeout_seconds=settings.run_timeout_seconds,
         redis=redis,
         execute=execute,
+        knowledge=Knowledge(pool, embedding_model_of(settings)),
     )
     await runtime.open()
     return runtime
