@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from graphs.embeddings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_PATTERN
+
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"  # noqa: S105 (refused in production)
 
 
@@ -104,6 +106,10 @@ class Settings(BaseSettings):
     )
     execute_runs: bool = True
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
+
+    # Knowledge search and long-term memory (graphs/embeddings.py): the model every vector is
+    # made with; changing it re-indexes in the background.
+    embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, pattern=EMBEDDING_MODEL_PATTERN)
 
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []
