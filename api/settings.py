@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # agent's and chat's chunks. Off by default: the embedded server's pgvector build dies on an
     # illegal instruction inserting into an HNSW index on CPUs without AVX-512.
     knowledge_hnsw: bool = False
+    # Fuse full-text matches into the vector search (reciprocal rank fusion). Off: on the test
+    # corpus it measured worse (right document in the top 3: 87.0% against 98.1% by vectors).
+    knowledge_hybrid: bool = False
     # Server-side prepared statements; off for PgBouncer in transaction mode before 1.21.
     prepared_statements: bool = True
     run_migrations: bool = True

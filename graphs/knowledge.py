@@ -1,9 +1,13 @@
 """Knowledge search: the chunks of an agent's documents (and of one chat's files, for its owner)
 nearest a question, for the search route and the ``knowledge_search`` tool alike.
 
-Retrieval is hybrid: the nearest chunks by cosine distance of the current embedding model's
-vectors and the best full-text matches (Postgres ``websearch_to_tsquery('simple', …)``, the
-question's words OR-ed), fused by reciprocal rank. Only chunks of the model in use are ever
+Retrieval is the nearest chunks by cosine distance of the current embedding model's vectors;
+with ``hybrid`` (``SWITCHBOARD_KNOWLEDGE_HYBRID``), also the best full-text matches (Postgres
+``websearch_to_tsquery('simple', …)``, the question's words OR-ed), fused by reciprocal rank.
+Hybrid is off by default: on the test corpus (27 documents, 54 questions) the right document was
+in the top 3 for 98.1% of the questions by vectors alone and 87.0% fused (``simple`` full text
+has no stop words and Postgres ranks without inverse document frequency, so common words
+outvote the rare ones). Only chunks of the model in use are ever
 compared, so during a re-index after a model change a document is missing until its new
 chunks are written; the answer says so (``reindexing``).
 
@@ -13,17 +17,16 @@ argument: the caller states it, and storage puts it in the statement's ``WHERE``
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
+from graphs.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder, get_embedder
 from storage import knowledge as knowledge_store
 from storage.db import PoolType
 from storage.rows import KnowledgeHitRow
 
-DEFAULT_EMBEDDING_MODEL: Final = "local:wordllama-l2-256"
 # Candidates each retriever hands to the fusion, and the reciprocal rank fusion constant.
 CANDIDATES = 40
 RRF_K = 60
@@ -32,12 +35,12 @@ _WORDS = re.compile(r"\w+")
 
 def embedding_model_of(settings: Any) -> str:
     """The embedding model the settings name (``SWITCHBOARD_EMBEDDING_MODEL``)."""
-    return getattr(settings, "embedding_model", None) or DEFAULT_EMBEDDING_MODEL
+    return str(settings.embedding_model or DEFAULT_EMBEDDING_MODEL)
 
 
-def load_embedder(name: str) -> Any:
-    """``graphs.embeddings.get_embedder(name)``: an ``Embeddings`` with ``name`` and ``dims``."""
-    return importlib.import_module("graphs.embeddings").get_embedder(name)
+def load_embedder(name: str) -> Embedder:
+    """The embedder named ``name`` (one instance per name)."""
+    return get_embedder(name)
 
 
 def text_query(query: str) -> str:
@@ -81,12 +84,12 @@ def _item(hit: KnowledgeHitRow, score: float) -> dict[str, Any]:
 class Knowledge:
     """Search over the knowledge store with the configured embedding model."""
 
-    def __init__(self, pool: PoolType, model: str, *, hybrid: bool = True) -> None:
+    def __init__(self, pool: PoolType, model: str, *, hybrid: bool = False) -> None:
         self.pool = pool
         self.model = model
         self.hybrid = hybrid
 
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder:
         return load_embedder(self.model)
 
     async def search(

@@ -25,6 +25,7 @@ from api.services.auth import ensure_admin
 from api.services.knowledge_indexer import split
 from graphs import knowledge as knowledge_module
 from graphs.catalog import FINANCE_GLOSSARY
+from graphs.knowledge import Knowledge, fuse
 from storage import knowledge as knowledge_store
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, User, assert_error, make_settings, running
 from tests.knowledge_helpers import HashEmbedder, make_docx, make_pdf, upload, wait_indexed
@@ -295,7 +296,47 @@ async def test_the_seeded_finance_agent_has_a_glossary_it_finds(
     assert len(found["items"]) == len(split(FINANCE_GLOSSARY))
 
 
+def test_reciprocal_rank_fusion_sums_over_rankings() -> None:
+    a, b, c = (uuid.UUID(int=n) for n in (1, 2, 3))
+
+    def hit(chunk: uuid.UUID) -> Any:
+        return {"chunk_id": chunk, "document_id": chunk, "title": "t", "text": "x", "score": 0.0}
+
+    fused = fuse([[hit(a), hit(b)], [hit(b), hit(c)]], 2)
+    assert [item["chunk_id"] for item in fused] == [b, a]
+    assert fused[0]["score"] == round(1 / 62 + 1 / 61, 6)
+    assert fused[1]["score"] == round(1 / 61, 6)
+
+
 # Isolation.
+
+
+async def _isolated(
+    knowledge: Knowledge,
+    mine: str,
+    theirs: str,
+    my_chat: str,
+    their_chat: str,
+    user: User,
+    other_user: User,
+) -> None:
+    """No search that names another user's chat finds its files, whatever ids it combines."""
+    for agent_id, chat_id, user_id in [
+        (mine, their_chat, user.id),
+        (mine, their_chat, None),
+        (theirs, their_chat, user.id),
+        (mine, my_chat, other_user.id),
+    ]:
+        result = await knowledge.search(
+            query="safe combination zephyr amber",
+            k=20,
+            agent_id=uuid.UUID(agent_id),
+            chat_id=uuid.UUID(chat_id),
+            user_id=uuid.UUID(user_id) if user_id else None,
+        )
+        titles = {item["title"] for item in result.items}
+        assert "z" not in titles, (agent_id, chat_id, user_id)
+        assert titles == ({"Zephyr"} if agent_id == theirs else {"Paris"})
 
 
 async def test_agents_chats_and_users_never_see_each_others_documents(
@@ -351,23 +392,9 @@ async def test_agents_chats_and_users_never_see_each_others_documents(
     assert {item["title"] for item in without["items"]} == {"Paris"}
 
     # At the SQL level, whatever ids a caller combines: another user's chat adds nothing.
-    knowledge = app.state.switchboard.runs.knowledge
-    for agent_id, chat_id, user_id in [
-        (mine["id"], their_chat, user.id),
-        (mine["id"], their_chat, None),
-        (theirs["id"], their_chat, user.id),
-        (mine["id"], my_chat, other_user.id),
-    ]:
-        result = await knowledge.search(
-            query="safe combination zephyr amber",
-            k=20,
-            agent_id=uuid.UUID(agent_id),
-            chat_id=uuid.UUID(chat_id),
-            user_id=uuid.UUID(user_id) if user_id else None,
-        )
-        titles = {item["title"] for item in result.items}
-        assert "z" not in titles, (agent_id, chat_id, user_id)
-        assert titles == ({"Zephyr"} if agent_id == theirs["id"] else {"Paris"})
+    pool = app.state.switchboard.pool
+    for knowledge in (Knowledge(pool, MODEL), Knowledge(pool, MODEL, hybrid=True)):
+        await _isolated(knowledge, mine["id"], theirs["id"], my_chat, their_chat, user, other_user)
 
     # Bad search input: a 4xx JSON error, never a 500.
     for body in (

@@ -106,8 +106,9 @@ async def delete_agent_document(
 async def search_agent_knowledge(
     agent_id: UUID, body: SearchIn, user: CurrentUser, state: State
 ) -> dict[str, Any]:
-    """The `k` passages of the agent's knowledge base closest to `query` (hybrid: vectors and
-    full text, fused by rank); with `chat_id`, your chat's files too. `indexing`: some
+    """The `k` passages of the agent's knowledge base closest to `query` (by embedding; with
+    `SWITCHBOARD_KNOWLEDGE_HYBRID`, fused with full-text matches); with `chat_id`, your chat's
+    files too. `indexing`: some
     documents are not searchable yet; `reindexing`: some are being indexed again after a change
     of embedding model."""
     return await knowledge_service.search(state, agent_id, user["id"], body)

@@ -61,7 +61,10 @@ class SearchHit(BaseModel):
     title: str
     chunk_id: UUID = Field(description="Cite the chunk by this id")
     text: str
-    score: float = Field(description="Higher is closer (reciprocal rank fusion of both rankings)")
+    score: float = Field(
+        description="Higher is closer: the cosine similarity of the query and the chunk, or "
+        "with hybrid retrieval (`SWITCHBOARD_KNOWLEDGE_HYBRID`) the fused reciprocal-rank score"
+    )
 
 
 class SearchOut(BaseModel):

@@ -85,7 +85,7 @@ class Runtime:
             self.logs = EventLogs(retention_seconds)
         self.executor = Executor(pool, self.threads, self.logs, writers, run_timeout_seconds)
         # What the knowledge_search tool of a run searches with (the run's context carries it).
-        self.knowledge = knowledge or Knowledge(pool, DEFAULT_EMBEDDING_MODEL)
+        self.knowledge = knowledge or Knowledge(pool, DEFAULT_EMBEDDING_MODEL, hybrid=False)
         self.executor.knowledge = self.knowledge
         self.liveness = Liveness(
             pool, self.logs, self.executor.tasks, self._chat_is_free,
@@ -260,7 +260,11 @@ async def open_runtime(
         run_timeout_seconds=settings.run_timeout_seconds,
         redis=redis,
         execute=execute,
-        knowledge=Knowledge(pool, embedding_model_of(settings)),
+        knowledge=Knowledge(
+            pool,
+            embedding_model_of(settings),
+            hybrid=bool(getattr(settings, "knowledge_hybrid", False)),
+        ),
     )
     await runtime.open()
     return runtime
