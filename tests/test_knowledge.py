@@ -495,6 +495,17 @@ async def test_the_tool_answers_with_citations_in_the_stream_and_the_history(
     assert all("citations" not in m["metadata"] for m in messages[:-1])
     history = (await client.get(f"/chats/{chat}/messages", headers=user.headers)).json()["items"]
     assert history[-1]["metadata"]["citations"] == citations
+    # An export keeps them, and its import brings them back.
+    export = await client.get(f"/chats/{chat}/export", headers=user.headers)
+    imported = await client.post(
+        "/chats/import",
+        content=export.content,
+        headers={**user.headers, "Content-Type": "application/jsonl"},
+    )
+    assert imported.status_code == 201, imported.text
+    copy = imported.json()["chats"][0]["id"]
+    copied = (await client.get(f"/chats/{copy}/messages", headers=user.headers)).json()["items"]
+    assert copied[-1]["metadata"]["citations"] == citations
     # A later turn without a search cites nothing.
     agent_only = await make_agent("fake:echo", ["knowledge_search"])
     echo_chat = await open_chat(client, user, agent_only["id"])
