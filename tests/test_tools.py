@@ -25,7 +25,13 @@ def convert(value: float, from_unit: str, to_unit: str) -> str:
 
 
 def test_registry_lists_exactly_the_tools() -> None:
-    assert sorted(TOOLS) == ["ask_human", "calculator", "current_datetime", "unit_converter"]
+    assert sorted(TOOLS) == [
+        "ask_human",
+        "calculator",
+        "current_datetime",
+        "knowledge_search",
+        "unit_converter",
+    ]
     for name, tool in TOOLS.items():
         schema = tool.tool_call_schema.model_json_schema()
         assert schema["description"], name

@@ -40,9 +40,12 @@ def _uuid(value: Any) -> UUID | None:
 
 @tool(NAME, response_format="content_and_artifact")
 async def knowledge_search(
-    query: Annotated[str, Field(min_length=1, max_length=2000)],
+    query: Annotated[
+        str,
+        Field(min_length=1, max_length=2000, description="What to look for, in plain words"),
+    ],
     runtime: ToolRuntime[AgentContext, Any],
-    k: Annotated[int, Field(ge=1, le=20)] = 5,
+    k: Annotated[int, Field(ge=1, le=20, description="How many passages (1 to 20)")] = 5,
 ) -> tuple[str, dict[str, Any]]:
     """Search this agent's knowledge base and the files attached to this chat for passages
     about `query`. Cite a passage by its citation id. `k` is how many passages (1-20)."""
