@@ -109,7 +109,7 @@ class KnowledgeIndexer:
             async with self.state.pool.connection() as conn:
                 await knowledge_store.mark_failed(
                     conn, document["id"], self.worker_id,
-                    f"Indexing failed ({type(exc).__name__}); delete it and upload it again to retry",
+                    f"Indexing failed ({type(exc).__name__}); delete it and upload it again"
                 )  # fmt: skip
         return True
 
