@@ -20,6 +20,7 @@ from api.routes import (
     chats,
     conversations,
     exports,
+    knowledge,
     memories,
     messages,
     meta,
@@ -33,6 +34,7 @@ from api.routes import (
 )
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION, TokenCodec
+from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = None
+            driver = indexer = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -83,10 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await bootstrap_admin(settings, pool)
                 driver = app.state.switchboard.replays = ReplayDriver(app.state.switchboard)
                 await driver.open()
+                indexer = app.state.switchboard.indexer = KnowledgeIndexer(app.state.switchboard)
+                await indexer.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
             finally:
+                if indexer is not None:
+                    await indexer.aclose()
                 if driver is not None:
                     await driver.aclose()
                 await runtime.aclose()
@@ -111,7 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
-        routes={("POST", exports.IMPORT_PATH): settings.import_max_bytes},
+        routes={
+            ("POST", exports.IMPORT_PATH): settings.import_max_bytes,
+            ("POST", knowledge.AGENT_UPLOAD_PATH): settings.knowledge_max_bytes,
+            ("POST", knowledge.CHAT_UPLOAD_PATH): settings.knowledge_max_bytes,
+        },
     )
     app.add_middleware(RelativeRedirects)
     if settings.cors_origins:
@@ -127,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # regular expression and some bookkeeping per route tried.
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
-        meta, auth, users, memories, catalog, agents, assistants, store,
+        meta, auth, users, memories, catalog, agents, knowledge, assistants, store,
     ):  # fmt: skip
         app.include_router(module.router)
     pages.install(app)

@@ -7,13 +7,15 @@ error, ``{"detail": …, "code": "payload_too_large"}``, and the app's own answe
 for the body it could not read) is dropped.
 
 A route may have a limit of its own (``POST /chats/import`` takes a whole exported evaluation
-set, larger than any other body): matched on the request's method and exact path, before the
-app routes it.
+set, an upload of a knowledge document a whole file): matched on the request's method and path,
+before the app routes it. A path is either exact or a route template whose ``{name}`` segments
+each match one whole path segment (not empty, no ``/``), as the router matches them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,22 +63,50 @@ async def _error(send: Send, status: int, detail: str, code: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_PARAMETER = re.compile(r"(\{[^{}/]+\})")
+
+
+def template_regex(path: str) -> re.Pattern[str]:
+    """A route template as a regular expression of the paths it matches: each ``{name}`` one
+    path segment, the rest literally."""
+    parts = _PARAMETER.split(path)
+    pattern = "".join("[^/]+" if _PARAMETER.fullmatch(part) else re.escape(part) for part in parts)
+    return re.compile(f"^{pattern}$")
+
+
 class BodyLimit:
     """Refuse request bodies of more than ``max_bytes`` (413) and bad ``Content-Length`` (400);
-    ``routes`` maps a ``(method, path)`` to that route's own limit instead."""
+    ``routes`` maps a ``(method, path or route template)`` to that route's own limit instead."""
 
     def __init__(
         self, app: ASGIApp, max_bytes: int, routes: dict[tuple[str, str], int] | None = None
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.routes = dict(routes or {})
+        # Exact paths are one dictionary lookup; templates are tried only for their method.
+        self.routes: dict[tuple[str, str], int] = {}
+        self.templates: dict[str, list[tuple[re.Pattern[str], int]]] = {}
+        for (method, path), limit in (routes or {}).items():
+            if _PARAMETER.search(path):
+                self.templates.setdefault(method, []).append((template_regex(path), limit))
+            else:
+                self.routes[(method, path)] = limit
+
+    def limit_for(self, method: str, path: str) -> int:
+        """The body limit of a request to ``path`` with ``method``."""
+        limit = self.routes.get((method, path))
+        if limit is not None:
+            return limit
+        for regex, template_limit in self.templates.get(method, ()):
+            if regex.match(path):
+                return template_limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.routes.get((scope["method"], scope["path"]), self.max_bytes)
+        max_bytes = self.limit_for(scope["method"], scope["path"])
         valid, length = _content_length(scope)
         if not valid:
             await _error(send, 400, "Invalid Content-Length header", "bad_request")

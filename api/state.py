@@ -12,6 +12,7 @@ from storage.db import EmbeddedPostgres, PoolType
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
 
 
@@ -24,6 +25,7 @@ class AppState:
     embedded: EmbeddedPostgres | None = None
     # Set once the state exists (it drives replays with it).
     replays: ReplayDriver = field(init=False)
+    indexer: KnowledgeIndexer = field(init=False)
 
     @property
     def store(self) -> Store:

@@ -17,6 +17,7 @@ from langchain_core.messages import (
     AnyMessage,
     BaseMessage,
     BaseMessageChunk,
+    HumanMessage,
     RemoveMessage,
     SystemMessage,
     ToolMessage,
@@ -41,6 +42,24 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def turn_citations(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """The citations (``{document_id, title, chunk_id}``, each chunk once) of the knowledge
+    searches since the last user message: what the answer that ends the turn drew on."""
+    start = 0
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], HumanMessage):
+            start = index + 1
+            break
+    found: dict[str, dict[str, Any]] = {}
+    for message in messages[start:]:
+        if isinstance(message, ToolMessage) and message.status != "error":
+            artifact = message.artifact
+            if isinstance(artifact, dict) and isinstance(artifact.get("citations"), list):
+                for citation in artifact["citations"]:
+                    found.setdefault(citation["chunk_id"], citation)
+    return list(found.values())
+
+
 class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
     """What every Switchboard agent does around its model and tool calls.
 
@@ -62,10 +81,12 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         prompt = system_prompt(self.spec.system_prompt, profile)
         return request.override(system_message=SystemMessage(prompt) if prompt else None)
 
-    def _stamp(self, response: Any, started: float) -> Any:
+    def _stamp(self, response: Any, started: float, request: ModelRequest[Any]) -> Any:
         messages = response.result if isinstance(response, ModelResponse) else [response]
         for message in messages:
             if isinstance(message, AIMessage):
+                if not message.tool_calls and (citations := turn_citations(request.messages)):
+                    message.response_metadata["citations"] = citations
                 message.response_metadata.setdefault("model", self.spec.model_name)
                 message.response_metadata["latency_ms"] = round(
                     (time.perf_counter() - started) * 1000, 1
@@ -79,7 +100,7 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         handler: Callable[[ModelRequest[AgentContext]], ModelResponse[Any]],
     ) -> Any:
         started = time.perf_counter()
-        return self._stamp(handler(self._prepare(request)), started)
+        return self._stamp(handler(self._prepare(request)), started, request)
 
     async def awrap_model_call(
         self,
@@ -87,7 +108,7 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         handler: Callable[[ModelRequest[AgentContext]], Awaitable[ModelResponse[Any]]],
     ) -> Any:
         started = time.perf_counter()
-        return self._stamp(await handler(self._prepare(request)), started)
+        return self._stamp(await handler(self._prepare(request)), started, request)
 
     @staticmethod
     def _tool_error(request: ToolCallRequest, exc: Exception) -> ToolMessage:

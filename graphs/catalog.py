@@ -6,7 +6,78 @@ from typing import Any
 
 from storage import agents as agents_store
 from storage import interests as interests_store
+from storage import knowledge as knowledge_store
 from storage.db import Conn
+
+# The personal-finance agent's knowledge base: plain definitions its knowledge_search finds.
+FINANCE_GLOSSARY = """\
+# Personal finance glossary
+
+## Amortization
+Paying off a loan with regular payments that cover both interest and principal. Early payments
+are mostly interest; later payments are mostly principal. An amortization schedule lists each
+payment's split and the balance left after it.
+
+## Annual percentage rate (APR)
+The yearly cost of borrowing, including interest and most fees, expressed as a percentage. It
+lets you compare loans with different fee structures. APR does not include compounding; APY
+does.
+
+## Annual percentage yield (APY)
+The yearly return on savings including the effect of compounding. A 5% rate compounded monthly
+has an APY of about 5.12%.
+
+## Compound interest
+Interest earned on both the original amount and the interest already added to it. Money growing
+at 7% a year roughly doubles in about ten years (the rule of 72: 72 / 7 is about 10.3).
+
+## Debt avalanche
+Paying the minimum on every debt and putting every extra dollar toward the debt with the highest
+interest rate first. It costs the least interest overall.
+
+## Debt snowball
+Paying the minimum on every debt and putting every extra dollar toward the smallest balance
+first. It costs more interest than the avalanche, but early payoffs can keep people motivated.
+
+## Emergency fund
+Cash kept for unexpected expenses such as a job loss, a car repair or a medical bill. A common
+target is three to six months of essential expenses, held in an easily accessible savings
+account.
+
+## Index fund
+A fund that tracks a market index, such as the S&P 500, by holding the securities in it. Index
+funds usually have low fees (expense ratios) and broad diversification.
+
+## Expense ratio
+The yearly fee a fund charges, as a percentage of the money invested. A 0.05% expense ratio costs
+$5 a year for every $10,000 invested.
+
+## Net worth
+Everything you own (assets) minus everything you owe (liabilities). Tracking it over time shows
+whether your finances are moving in the right direction.
+
+## 50/30/20 budget
+A simple budget that puts 50% of after-tax income toward needs, 30% toward wants and 20% toward
+savings and paying down debt.
+
+## Roth IRA
+A US individual retirement account funded with after-tax money. Qualified withdrawals in
+retirement, including the growth, are tax-free. Contributions are limited each year and phase
+out at higher incomes.
+
+## 401(k)
+A US employer-sponsored retirement plan funded from your paycheck, often before tax. Many
+employers match part of what you put in; contributing at least enough to get the full match is
+usually the first step in retirement saving.
+
+## Credit utilization
+How much of your available revolving credit you are using, as a percentage. Keeping it below
+about 30% (lower is better) helps a credit score.
+
+## Sinking fund
+Money set aside a little at a time for a known future expense, such as insurance premiums,
+holidays or a new laptop, so the expense does not land on a credit card.
+"""
 
 SEED_AGENTS: list[dict[str, Any]] = [
     {
@@ -32,7 +103,8 @@ SEED_AGENTS: list[dict[str, Any]] = [
             "consequences, recommend consulting a professional."
         ),
         "interests": ["personal-finance", "finance"],
-        "tools": ["calculator"],
+        "tools": ["calculator", "knowledge_search"],
+        "knowledge": [("Personal finance glossary", FINANCE_GLOSSARY)],
     },
     {
         "slug": "marketing",
@@ -86,7 +158,7 @@ async def seed_agents(conn: Conn) -> int:
         slugs = {s for agent in SEED_AGENTS for s in agent["interests"]}
         area_ids = await interests_store.ids_by_slug(conn, slugs)
         for agent in SEED_AGENTS:
-            await agents_store.insert(
+            row = await agents_store.insert(
                 conn,
                 {
                     "slug": agent["slug"],
@@ -100,4 +172,15 @@ async def seed_agents(conn: Conn) -> int:
                     "created_by": None,
                 },
             )
+            for title, text in agent.get("knowledge", []):
+                # Indexed by the first API process's indexer, like any upload.
+                await knowledge_store.insert(
+                    conn,
+                    {
+                        "agent_id": row["id"], "chat_id": None, "user_id": None,
+                        "title": title, "filename": None, "media_type": "text/markdown",
+                        "bytes": len(text.encode()), "text": text,
+                        "content_hash": knowledge_store.content_hash(text),
+                    },
+                )  # fmt: skip
     return len(SEED_AGENTS)

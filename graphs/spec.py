@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -52,8 +52,12 @@ class AgentContext:
         user_id: Who is chatting; tools that need it read it from here, never from globals.
         chat_id: The chat (= LangGraph thread) being answered.
         profile: The user's onboarding profile, or ``None`` when they skipped onboarding.
+        agent_id: The agent answering (set by the runtime from the run's agent).
+        knowledge: The knowledge search (``graphs.knowledge.Knowledge``) tools search with.
     """
 
     user_id: str | None = None
     chat_id: str | None = None
     profile: dict[str, Any] | None = None
+    agent_id: str | None = None
+    knowledge: Any = field(default=None, compare=False, repr=False)

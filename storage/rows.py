@@ -16,6 +16,7 @@ from uuid import UUID
 
 from storage.types import (
     ChatStatus,
+    DocumentStatus,
     MultitaskStrategy,
     ReplayStatus,
     RunStatus,
@@ -269,3 +270,41 @@ class RefreshTokenRow(TypedDict):
     used_at: datetime | None
     revoked_at: datetime | None
     expired: bool
+
+
+class KnowledgeDocumentRow(TypedDict):
+    """``knowledge_documents``: ``DOCUMENT_COLUMNS`` (without its text)."""
+
+    id: UUID
+    agent_id: UUID | None
+    chat_id: UUID | None
+    user_id: UUID | None
+    title: str
+    filename: str | None
+    media_type: str
+    bytes: int
+    status: DocumentStatus
+    error: str | None
+    chunk_count: int
+    embedding_model: str | None
+    created_at: datetime
+    indexed_at: datetime | None
+
+
+class ClaimedDocumentRow(TypedDict):
+    """A document the indexer claimed (``knowledge.claim``): what it needs to index it."""
+
+    id: UUID
+    agent_id: UUID | None
+    chat_id: UUID | None
+    text: str
+
+
+class KnowledgeHitRow(TypedDict):
+    """One chunk a search found (``knowledge.search_vector``, ``knowledge.search_text``)."""
+
+    chunk_id: UUID
+    document_id: UUID
+    title: str
+    text: str
+    score: float

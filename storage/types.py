@@ -20,3 +20,5 @@ ThreadStatus = Literal["idle", "interrupted", "error"]
 UserRole = Literal["user", "admin"]
 # What a chat's share grants; only reading, for now (``chat_shares.role``).
 ShareRole = Literal["viewer"]
+# A knowledge document: waiting to be indexed, being indexed, searchable, or given up on.
+DocumentStatus = Literal["pending", "indexing", "indexed", "failed"]

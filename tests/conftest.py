@@ -88,10 +88,18 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 async def _truncate(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, **connection_kwargs()) as conn:
-        await conn.execute(
-            "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits, user_interests,"
-            " chats, agents, store CASCADE"
-        )
+        # The session app's knowledge indexer may be writing the seeded glossary's chunks: a
+        # TRUNCATE that deadlocks with it is tried again.
+        for attempt in range(5):
+            try:
+                await conn.execute(
+                    "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits,"
+                    " user_interests, chats, agents, store CASCADE"
+                )
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
         await seed_agents(conn)
 
 

@@ -45,6 +45,10 @@ OWNED_ROUTES = [
     ("GET", "/chats/{chat}/share-link", None),
     ("POST", "/chats/{chat}/share-link", None),
     ("DELETE", "/chats/{chat}/share-link", None),
+    # A chat's files are its owner's alone (a viewer does not see them either).
+    ("POST", "/chats/{chat}/files", {"title": "stolen", "text": "x"}),
+    ("GET", "/chats/{chat}/files", None),
+    ("DELETE", "/chats/{chat}/files/{file}", None),
     ("GET", "/runs/{run}", None),
     ("GET", "/runs/{run}/stream", None),
     ("POST", "/runs/{run}/stream-token", None),
@@ -88,6 +92,9 @@ ADMIN_ROUTES = [
     ("PUT", "/agents/{agent}", {"name": "Renamed"}),
     ("DELETE", "/agents/{agent}", None),
     ("GET", "/agents/{agent}/feedback-summary", None),
+    ("POST", "/agents/{agent}/knowledge", {"title": "Intruder", "text": "x"}),
+    ("GET", "/agents/{agent}/knowledge", None),
+    ("DELETE", "/agents/{agent}/knowledge/{document}", None),
     ("POST", "/assistants", {"graph_id": "assistant", "name": "Intruder"}),
     ("PATCH", "/assistants/{agent}", {"name": "Renamed"}),
     ("DELETE", "/assistants/{agent}", None),
@@ -139,6 +146,13 @@ async def _owned_objects(
         "message": answer.json()["messages"][0]["id"],
         "replay": replay["id"],
     }
+    filed = await client.post(
+        f"/chats/{chat['id']}/files",
+        json={"title": "Notes", "text": "private notes"},
+        headers=owner.headers,
+    )
+    assert filed.status_code == 202, filed.text
+    ids["file"] = filed.json()["id"]
     if viewer is not None:
         shared = await client.post(
             f"/chats/{chat['id']}/shares", json={"email": viewer.email}, headers=owner.headers
@@ -158,7 +172,11 @@ async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str])
     replay = (await client.get(f"/replays/{ids['replay']}", headers=owner.headers)).json()
     shares = (await client.get(f"/chats/{ids['chat']}/shares", headers=owner.headers)).json()
     link = (await client.get(f"/chats/{ids['chat']}/share-link", headers=owner.headers)).json()
-    return chat, messages, runs, replays, replay, shares, link
+    files = (await client.get(f"/chats/{ids['chat']}/files", headers=owner.headers)).json()
+    # The indexer may be working on the file: its status is not the stranger's doing.
+    files = [{k: v for k, v in f.items() if k not in ("status", "chunk_count", "embedding_model",
+              "indexed_at", "error")} for f in files["items"]]  # fmt: skip
+    return chat, messages, runs, replays, replay, shares, link, files
 
 
 async def _assert_like_a_stranger(
@@ -237,7 +255,7 @@ async def test_admin_routes_are_403_for_users_and_change_nothing(
     client: httpx.AsyncClient, user: User
 ) -> None:
     agents_before = (await client.get("/agents/", headers=user.headers)).json()
-    ids = {"agent": agents_before["items"][0]["id"]}
+    ids = {"agent": agents_before["items"][0]["id"], "document": str(uuid.uuid4())}
     for method, template, body in ADMIN_ROUTES:
         response = await client.request(
             method, template.format(**ids), json=body, headers=user.headers
@@ -256,14 +274,15 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 85
+    assert len(routes) == 92
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
         url = url.replace("{run_id}", fake_id).replace("{thread_id}", fake_id)
         url = url.replace("{assistant_id}", fake_id).replace("{checkpoint_id}", fake_id)
         url = url.replace("{message_id}", fake_id).replace("{replay_id}", fake_id)
-        url = url.replace("{user_id}", fake_id)
+        url = url.replace("{user_id}", fake_id).replace("{document_id}", fake_id)
+        url = url.replace("{file_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")

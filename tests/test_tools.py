@@ -26,7 +26,8 @@ def convert(value: float, from_unit: str, to_unit: str) -> str:
 
 def test_registry_lists_exactly_the_tools() -> None:
     assert sorted(TOOLS) == [
-        "ask_human", "calculator", "current_datetime", "recall", "remember", "unit_converter",
+        "ask_human", "calculator", "current_datetime", "knowledge_search", "recall", "remember",
+        "unit_converter",
     ]  # fmt: skip
     for name, tool in TOOLS.items():
         schema = tool.tool_call_schema.model_json_schema()

@@ -190,6 +190,14 @@ class UserMetadataIn(RequestModel):
     """A user message has no metadata."""
 
 
+class CitationIn(RequestModel):
+    """A passage a knowledge search found for the answer (kept as it was exported)."""
+
+    document_id: UUID
+    title: Text
+    chunk_id: UUID
+
+
 class AgentMetadataIn(RequestModel):
     model: Text | None = None
     usage: UsageIn | None = None
@@ -197,6 +205,8 @@ class AgentMetadataIn(RequestModel):
     finish_reason: Text | None = None
     tool_calls: list[ToolCallIn] = Field(default_factory=list)
     feedback: FeedbackRecordIn | None = None
+    # Passages the answer cited (``knowledge_search``).
+    citations: Annotated[list[CitationIn], Field(max_length=1000)] | None = None
 
 
 class ToolMetadataIn(RequestModel):

@@ -15,6 +15,7 @@ from api.schemas.protocol import AssistantSearch
 from api.services.profiles import check_areas
 from graphs.models import parse_model_name
 from storage import agents as agents_store
+from storage import knowledge as knowledge_store
 from storage.db import Conn
 from storage.rows import AgentRow
 from tools import TOOLS
@@ -96,9 +97,12 @@ async def page(
 
 
 async def retire(conn: Conn, agent_id: UUID) -> None:
-    """Soft-delete an agent: its chats stay readable, new chats with it are refused."""
-    if not await agents_store.soft_delete(conn, agent_id):
-        raise NotFound("Agent not found")
+    """Soft-delete an agent: its chats stay readable, new chats with it are refused. Its
+    knowledge documents (and their chunks) are deleted."""
+    async with conn.transaction():
+        if not await agents_store.soft_delete(conn, agent_id):
+            raise NotFound("Agent not found")
+        await knowledge_store.delete_all_of_agent(conn, agent_id)
 
 
 # The Agent Protocol's sort keys, as the agent's own.

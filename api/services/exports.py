@@ -378,9 +378,11 @@ def _to_message(
             response_metadata={"created_at": created},
         )  # fmt: skip
     meta = record.metadata
-    reported = {
+    reported: dict[str, Any] = {
         "model": meta.model, "latency_ms": meta.latency_ms, "finish_reason": meta.finish_reason,
     }  # fmt: skip
+    if meta.citations:
+        reported["citations"] = [citation.model_dump(mode="json") for citation in meta.citations]
     return AIMessage(
         content=record.content,
         id=message_id,

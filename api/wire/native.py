@@ -44,6 +44,9 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
         ]
         # The owner's vote, filled in on reads of the chat (a new answer has none).
         metadata["feedback"] = None
+        # The passages of the knowledge searches the answer ending a turn drew on.
+        if citations := meta.get("citations"):
+            metadata["citations"] = citations
     elif isinstance(message, ToolMessage):
         metadata["tool_call_id"] = message.tool_call_id
         metadata["name"] = message.name

@@ -27,6 +27,7 @@ import anyio
 
 from graphs.embeddings import get_embedder
 from graphs.events import EventLogs, EventSource
+from graphs.knowledge import DEFAULT_EMBEDDING_MODEL, Knowledge, embedding_model_of
 from graphs.runtime.execution import Executor
 from graphs.runtime.inputs import NativeInput, ProtocolInput
 from graphs.runtime.liveness import Liveness
@@ -69,6 +70,7 @@ class Runtime:
         redis: Redis | None = None,
         execute: bool = True,
         store: Store | None = None,
+        knowledge: Knowledge | None = None,
     ):
         if not execute and redis is None:
             raise ValueError("a process that does not execute runs needs Redis to hand them over")
@@ -87,6 +89,9 @@ class Runtime:
         else:
             self.logs = EventLogs(retention_seconds)
         self.executor = Executor(pool, self.threads, self.logs, writers, run_timeout_seconds)
+        # What the knowledge_search tool of a run searches with (the run's context carries it).
+        self.knowledge = knowledge or Knowledge(pool, DEFAULT_EMBEDDING_MODEL, hybrid=False)
+        self.executor.knowledge = self.knowledge
         self.liveness = Liveness(
             pool, self.logs, self.executor.tasks, self._chat_is_free,
             heartbeat_seconds=heartbeat_seconds, stale_seconds=stale_seconds,
@@ -262,6 +267,11 @@ async def open_runtime(
         redis=redis,
         execute=execute,
         store=open_store(pool, embedder, embedder.dims),
+        knowledge=Knowledge(
+            pool,
+            embedding_model_of(settings),
+            hybrid=bool(getattr(settings, "knowledge_hybrid", False)),
+        ),
     )
     await runtime.open()
     return runtime

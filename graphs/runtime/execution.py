@@ -14,6 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -59,6 +60,8 @@ class Executor:
         self._stopped: dict[UUID, str] = {}
         self.wait_turn: Callable[[UUID, str], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
+        # Handed to every run's context, for the knowledge_search tool (set by the runtime).
+        self.knowledge: Any = None
 
     def context(
         self,
@@ -71,6 +74,8 @@ class Executor:
         """A new run's working set, with a fresh log and the writer for its kind of input."""
         run_log = self.logs.create(run["id"])
         writer = self.writers(run_log, run, run_input)
+        # The agent and the knowledge search come from the server, never from the run's input.
+        context = replace(context, agent_id=str(spec.id), knowledge=self.knowledge)
         return RunContext(run, spec, run_log, run_input, writer, context, needs_closing)
 
     def launch(self, ctx: RunContext) -> RunLog:
