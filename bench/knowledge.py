@@ -210,17 +210,17 @@ def synthetic_chunks(n: int, pool: list[str], rng: random.Random) -> list[str]:
 def fill(conn: Any, texts: list[str], start: int) -> float:
     """Embed ``texts`` in batches and COPY them in as chunks of documents of 20 chunks each;
     the seconds spent embedding."""
-    from graphs.embeddings import get_embedder
+    from graphs.embeddings import WordLlamaEmbedder
 
-    embedder = get_embedder(MODEL)
+    embedder = WordLlamaEmbedder()
     embedding_s = 0.0
     for offset in range(0, len(texts), 2000):
         batch = texts[offset : offset + 2000]
         started = time.perf_counter()
         vectors = embedder._loaded().embed(batch, norm=True)  # the numpy array itself
         embedding_s += time.perf_counter() - started
-        rows = []
-        documents = []
+        rows: list[tuple[Any, ...]] = []
+        documents: list[tuple[Any, ...]] = []
         for i, (text, vector) in enumerate(zip(batch, vectors, strict=True)):
             number = start + offset + i
             document = uuid.UUID(int=number // 20 + 1)

