@@ -124,6 +124,8 @@ class Deployment:
     execute_runs: bool = True
     redis: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Called with the Postgres URI once it is up, before any server starts (and migrates).
+    prepare_postgres: Callable[[str], None] | None = None
     urls: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -146,6 +148,8 @@ class Deployment:
         self._stack.callback(shutil.rmtree, self.dir, True)
         self.pg = start_embedded(self.dir / "pg")
         self._stack.callback(self.pg.stop)
+        if self.prepare_postgres is not None:
+            self.prepare_postgres(self.pg.uri())
         env = {
             "DATABASE_URL": self.pg.uri(),
             "SWITCHBOARD_ADMIN_EMAIL": ADMIN["email"],
