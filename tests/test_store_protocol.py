@@ -183,6 +183,9 @@ async def test_semantic_search_orders_by_relevance(sdk: SDKFactory, user: User) 
         ("POST", "/store/items/search", {"filter": {"n": {"$regex": "x"}}}),
         ("POST", "/store/items/search", {"filter": {"n": {}}}),
         ("POST", "/store/items/search", {"filter": "n"}),
+        ("POST", "/store/items/search", {"filter": {"": 1}}),
+        ("POST", "/store/items/search", {"filter": {"n": {"": {}}}}),
+        ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {}, "ttl": 5e-324}),
         ("POST", "/store/namespaces", {"prefix": ["a.b"]}),
         ("POST", "/store/namespaces", {"suffix": [""]}),
         ("POST", "/store/namespaces", {"max_depth": 0}),
@@ -224,3 +227,22 @@ async def test_store_routes_need_a_token(client: httpx.AsyncClient) -> None:
         ("POST", "/store/namespaces", {}),
     ]:
         assert_error(await client.request(method, path, json=body), 401, "unauthorized")
+
+
+async def test_what_the_schema_allows_is_taken(client: httpx.AsyncClient, user: User) -> None:
+    # Bodies and queries schemathesis drew from the OpenAPI document that were refused.
+    brief = {"namespace": ["b"], "key": "k", "value": {}, "ttl": 0.001}
+    assert (await client.put("/store/items", json=brief, headers=user.headers)).status_code == 204
+    put = {"namespace": ["n"], "key": "k", "value": {"n": 3}, "ttl": 600}
+    assert (await client.put("/store/items", json=put, headers=user.headers)).status_code == 204
+    got = await client.get(
+        "/store/items", params={"namespace": "n", "key": "k", "refresh_ttl": "true"},
+        headers=user.headers,
+    )  # fmt: skip
+    assert got.status_code == 200, got.text
+    assert got.json()["value"] == {"n": 3}
+    found = await client.post(
+        "/store/items/search", json={"namespace_prefix": ["n"], "filter": {"n": {"$gte": 3}}},
+        headers=user.headers,
+    )  # fmt: skip
+    assert [i["key"] for i in found.json()["items"]] == ["k"]

@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 
 from api.deps import CurrentUserId, State
-from api.schemas.common import JsonBool
 from api.schemas.store import (
     MAX_KEY_LENGTH,
     MAX_LABEL_LENGTH,
@@ -66,7 +65,7 @@ async def get_item(
     namespace: Annotated[
         str, Query(max_length=_MAX_DOTTED, description="The labels joined by `.`: `a.b`")
     ] = "",
-    refresh_ttl: JsonBool | None = None,
+    refresh_ttl: bool | None = None,
 ) -> JSONResponse:
     """One item, or `null` when there is none."""
     labels = _query_value(_NAMESPACE, namespace.split(".") if namespace else [], "namespace")

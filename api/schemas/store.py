@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import JsonBool, JsonInt, NoNul, NulFree, json_limits
+from api.schemas.common import JsonBool, JsonInt, JsonInteger, NoNul, NulFree, json_limits
 
 MAX_LABEL_LENGTH = 100
 MAX_NAMESPACE_DEPTH = 10
@@ -38,8 +38,20 @@ Value = Annotated[
     json_limits(max_bytes=MAX_VALUE_BYTES, max_depth=MAX_VALUE_DEPTH),
     Field(description="A JSON object, at most 256 KiB as JSON, nested at most 16 deep"),
 ]
+Operator = Literal["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]
+# A field's condition: a JSON value other than an object (equality), or an object of operators;
+# stated in the schema, so every filter it allows is one the store can run.
+Condition = (
+    str
+    | int
+    | float
+    | bool
+    | None
+    | list[Any]
+    | Annotated[dict[Operator, Any], Field(min_length=1)]
+)
 Filter = Annotated[
-    dict[str, Any],
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_LENGTH)], Condition],
     NulFree,
     json_limits(max_bytes=16_384, max_depth=5),
     Field(
@@ -62,8 +74,9 @@ class StorePut(_Body):
     index: Literal[False] | Annotated[list[Label], Field(max_length=20)] | None = Field(
         None, description="`null`: index the `text` field; `false`: do not index; or the fields"
     )
+    # At least a millisecond: shorter ones underflow the interval Postgres computes.
     ttl: float | None = Field(
-        None, gt=0, le=525_600 * 100, description="Minutes the item lives after its last use"
+        None, ge=0.001, le=525_600 * 100, description="Minutes the item lives after its last use"
     )
 
 
@@ -80,25 +93,13 @@ class StoreSearch(_Body):
     query: Query | None = None
     refresh_ttl: JsonBool | None = None
 
-    @field_validator("filter")
-    @classmethod
-    def _known_operators(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for field, condition in (value or {}).items():
-            if not field:
-                raise ValueError("filter fields must not be empty")
-            if isinstance(condition, dict):
-                unknown = sorted(set(condition) - set(FILTER_OPERATORS))
-                if unknown or not condition:
-                    raise ValueError(
-                        f"filter operators of {field!r} must be among {', '.join(FILTER_OPERATORS)}"
-                    )
-        return value
-
 
 class StoreListNamespaces(_Body):
     prefix: OptionalNamespace | None = None
     suffix: OptionalNamespace | None = None
-    max_depth: JsonInt | None = Field(None, ge=1, le=MAX_NAMESPACE_DEPTH)
+    # The bounds before the JSON-integer check: after it, pydantic writes them into the schema as
+    # `ge`/`le`, which JSON Schema does not know.
+    max_depth: Annotated[int, Field(ge=1, le=MAX_NAMESPACE_DEPTH), JsonInteger] | None = None
     limit: JsonInt = Field(100, ge=1, le=1000)
     offset: JsonInt = Field(0, ge=0, le=1_000_000)
 
