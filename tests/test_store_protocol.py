@@ -171,6 +171,7 @@ async def test_semantic_search_orders_by_relevance(sdk: SDKFactory, user: User) 
         ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {"t": "\x00"}}),
         ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {"t": "x" * 300_000}}),
         ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {}, "index": True}),
+        ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {}, "index": 0}),
         ("PUT", "/store/items", {"namespace": ["a"], "key": "k", "value": {}, "ttl": -1}),
         ("PUT", "/store/items", {"namespace": ["a"], "key": "k"}),
         ("DELETE", "/store/items", {"namespace": ["a.b"], "key": "k"}),

@@ -38,6 +38,10 @@ _NAMESPACE = TypeAdapter(Namespace)
 _KEY = TypeAdapter(Key)
 # The longest dotted namespace the query may carry.
 _MAX_DOTTED = MAX_NAMESPACE_DEPTH * (MAX_LABEL_LENGTH + 1)
+# What the labels' own rules allow, stated for the query string: 1 to 10 labels of 1 to 100
+# characters, none with `.` or NUL.
+_LABEL = rf"[^.\x00]{{1,{MAX_LABEL_LENGTH}}}"
+_DOTTED_PATTERN = rf"^{_LABEL}(\.{_LABEL}){{0,{MAX_NAMESPACE_DEPTH - 1}}}$"
 
 
 def _query_value(adapter: TypeAdapter[Any], value: Any, name: str) -> Any:
@@ -63,8 +67,14 @@ async def get_item(
     state: State,
     key: Annotated[str, Query(min_length=1, max_length=MAX_KEY_LENGTH)],
     namespace: Annotated[
-        str, Query(max_length=_MAX_DOTTED, description="The labels joined by `.`: `a.b`")
-    ] = "",
+        str,
+        Query(
+            min_length=1,
+            max_length=_MAX_DOTTED,
+            pattern=_DOTTED_PATTERN,
+            description="The labels joined by `.`: `a.b`",
+        ),
+    ],
     refresh_ttl: bool | None = None,
 ) -> JSONResponse:
     """One item, or `null` when there is none."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from api.schemas.common import JsonBool, JsonInt, JsonInteger, NoNul, NulFree, json_limits
 
@@ -67,11 +67,22 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _only_false(value: Any) -> Any:
+    # `false` itself, not 0, which a plain Literal[False] takes in lax mode.
+    if value is not False:
+        raise ValueError("index must be false, a list of fields, or null")
+    return value
+
+
 class StorePut(_Body):
     namespace: Namespace
     key: Key
     value: Value
-    index: Literal[False] | Annotated[list[Label], Field(max_length=20)] | None = Field(
+    index: (
+        Annotated[Literal[False], BeforeValidator(_only_false)]
+        | Annotated[list[Label], Field(max_length=20)]
+        | None
+    ) = Field(
         None, description="`null`: index the `text` field; `false`: do not index; or the fields"
     )
     # At least a millisecond: shorter ones underflow the interval Postgres computes.
