@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,6 +179,21 @@ def stop_postgres(pgdata: Path) -> None:
 
 
 ADMIN = {"email": "root@example.org", "password": "root-password"}
+
+
+@contextlib.contextmanager
+def beside_the_tests(database_url: str, jwt_secret: str, **env: str) -> Iterator[Server]:
+    """A started server on the tests' database with their JWT secret, so users, agents, chats
+    and tokens the in-process app's fixtures make are this server's too."""
+    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-server-", dir="/tmp"))
+    started = Server(
+        data_dir, clean_env(DATABASE_URL=database_url, SWITCHBOARD_JWT_SECRET=jwt_secret, **env)
+    )
+    try:
+        yield started
+    finally:
+        started.signal(15)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def admin_env(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import JWT_SECRET, User
-from tests.servers import SWITCHBOARD, Server, clean_env, free_port
+from tests.servers import SWITCHBOARD, Server, beside_the_tests, clean_env, free_port
 from tests.test_history import get
 from tests.test_messages import MakeAgent, make_agent, open_chat
 from tests.test_replays import ECHO_SIMILARITY, QUESTIONS, recorded_chat
@@ -25,16 +25,8 @@ __all__ = ["make_agent"]
 
 @pytest.fixture(scope="module")
 def server(database_url: str) -> Iterator[Server]:
-    # The same database and secret as the ASGI app of the other fixtures, so users, agents,
-    # chats and tokens made through them are the server's too.
-    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-terminal-", dir="/tmp"))
-    env = clean_env(DATABASE_URL=database_url, SWITCHBOARD_JWT_SECRET=JWT_SECRET)
-    started = Server(data_dir, env)
-    try:
+    with beside_the_tests(database_url, JWT_SECRET) as started:
         yield started
-    finally:
-        started.signal(15)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def switchboard(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -9,10 +9,8 @@ import contextlib
 import io
 import json
 import re
-import shutil
 import socket
 import stat
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from rich.console import Console
 from api.chat_client import AnswerView
 from api.security import TokenCodec
 from tests.conftest import JWT_SECRET, User
-from tests.servers import SWITCHBOARD, Server, clean_env
+from tests.servers import SWITCHBOARD, Server, beside_the_tests, clean_env
 from tests.test_messages import MakeAgent, make_agent, open_chat
 
 __all__ = ["make_agent"]
@@ -43,16 +41,8 @@ CHAT_ID = re.compile(r"chat ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 
 @pytest.fixture(scope="module")
 def server(database_url: str) -> Iterator[Server]:
-    # The same database and secret as the ASGI app of the other fixtures, so users, agents,
-    # chats and tokens made through them are the server's too.
-    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-chat-", dir="/tmp"))
-    env = clean_env(DATABASE_URL=database_url, SWITCHBOARD_JWT_SECRET=JWT_SECRET)
-    started = Server(data_dir, env)
-    try:
+    with beside_the_tests(database_url, JWT_SECRET) as started:
         yield started
-    finally:
-        started.signal(15)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +30,7 @@ from playwright.async_api import (
 )
 
 from tests.conftest import JWT_SECRET, PASSWORD
-from tests.servers import Server, clean_env
+from tests.servers import Server, beside_the_tests
 from tests.test_messages import MakeAgent, make_agent
 
 __all__ = ["make_agent"]
@@ -47,21 +46,10 @@ expect.set_options(timeout=20_000)
 
 @pytest.fixture(scope="module")
 def server(database_url: str) -> Iterator[Server]:
-    # The same database and JWT secret as the in-process app of the fixtures, so agents made
-    # through them are the server's too.
-    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-web-", dir="/tmp"))
-    env = clean_env(
-        DATABASE_URL=database_url,
-        SWITCHBOARD_JWT_SECRET=JWT_SECRET,
-        # Short enough that a test sees an EventSource outlive its stream token.
-        SWITCHBOARD_STREAM_TOKEN_TTL_SECONDS=str(STREAM_TOKEN_TTL),
-    )
-    started = Server(data_dir, env)
-    try:
-        yield started
-    finally:
-        started.signal(15)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    # A stream token short enough that a test sees an EventSource outlive it.
+    ttl = str(STREAM_TOKEN_TTL)
+    with beside_the_tests(database_url, JWT_SECRET, SWITCHBOARD_STREAM_TOKEN_TTL_SECONDS=ttl) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
