@@ -87,8 +87,11 @@ class KnowledgeIndexer:
                 raise
             except Exception:
                 log.exception("knowledge indexing failed")
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the
+            # event is set as the task is cancelled, swallowing the cancellation (aclose hung).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
 
     async def index_next(self) -> bool:
         """Claim and index one document; whether there was one."""

@@ -228,7 +228,8 @@ class Scheduler:
                 raise asyncio.CancelledError
             # Woken when a run of this chat ends here; the timeout covers other processes.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(freed.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):  # not wait_for: see KnowledgeIndexer._loop
+                    await freed.wait()
 
     async def work(self, concurrency: int, poll_seconds: float = 2.0) -> None:
         """Claim queued runs and execute them, up to ``concurrency`` at once (a worker).
@@ -245,7 +246,8 @@ class Scheduler:
                     break
                 await self._launch_claimed(run)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work_available.wait(), timeout=poll_seconds)
+                async with asyncio.timeout(poll_seconds):  # not wait_for: KnowledgeIndexer._loop
+                    await self._work_available.wait()
 
     async def _launch_claimed(self, run: RunRow) -> None:
         async with self.pool.connection() as conn:
