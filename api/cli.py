@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from api.settings import ConfigurationError, Settings, load_settings
 
@@ -60,6 +61,19 @@ def _db_upgrade(_: argparse.Namespace, settings: Settings) -> int:
         print("database is up to date")
 
     asyncio.run(_with_database(settings, report))
+    return 0
+
+
+def _build_pgvector(args: argparse.Namespace, _: Settings) -> int:
+    from storage import pgvector
+
+    try:
+        target = pgvector.build(args.source)
+    except pgvector.BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"pgvector {pgvector.VERSION} built for this CPU: {target}")
+    print("restart the server: knowledge search now uses HNSW indexes")
     return 0
 
 
@@ -116,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("upgrade", help="apply pending migrations").set_defaults(
         handler=_db_upgrade
     )
+    build = db_commands.add_parser(
+        "build-pgvector",
+        help="compile the embedded Postgres's pgvector for this CPU (needed for HNSW indexes "
+        "on x86-64 CPUs without AVX-512; needs make and a C compiler)",
+    )
+    build.add_argument(
+        "--source", type=Path, help="pgvector's release tarball, if already downloaded"
+    )
+    build.set_defaults(handler=_build_pgvector)
 
     users = commands.add_parser("users", help="user administration")
     users_commands = users.add_subparsers(dest="users_command", required=True)

@@ -40,9 +40,10 @@ class Settings(BaseSettings):
     # Uploads of knowledge documents (POST /agents/{id}/knowledge, POST /chats/{id}/files).
     knowledge_max_bytes: int = Field(default=10 * 1_048_576, ge=1024)
     # An HNSW index per embedding model (approximate search) instead of exact search over the
-    # agent's and chat's chunks. Off by default: the embedded server's pgvector build dies on an
-    # illegal instruction inserting into an HNSW index on CPUs without AVX-512.
-    knowledge_hnsw: bool = False
+    # agent's and chat's chunks. ``auto``: unless the database runs the embedded server's own
+    # pgvector build on a CPU without AVX-512, where it dies of an illegal instruction
+    # inserting into an HNSW index (``switchboard db build-pgvector``; storage/pgvector.py).
+    knowledge_hnsw: bool | Literal["auto"] = "auto"
     # Fuse full-text matches into the vector search (reciprocal rank fusion). Off: on the test
     # corpus it measured worse (right document in the top 3: 87.0% against 98.1% by vectors).
     knowledge_hybrid: bool = False

@@ -78,8 +78,8 @@ def use_pgvector(uri: str, directory: Path | None) -> None:
     except psycopg.OperationalError as exc:
         raise SystemExit(
             "pgvector crashed Postgres on a 256-dim distance (SIGILL: the wheel's vector.so "
-            "is compiled for AVX-512). Build pgvector for this CPU and pass --pgvector DIR; "
-            "see bench/BENCHMARKS.md."
+            "is compiled for AVX-512). Run `switchboard db build-pgvector`, or pass --pgvector "
+            "DIR; see bench/BENCHMARKS.md."
         ) from exc
 
 

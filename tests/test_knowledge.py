@@ -27,6 +27,7 @@ from graphs import knowledge as knowledge_module
 from graphs.catalog import FINANCE_GLOSSARY
 from graphs.knowledge import Knowledge, fuse
 from storage import knowledge as knowledge_store
+from storage import pgvector
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, User, assert_error, make_settings, running
 from tests.knowledge_helpers import HashEmbedder, make_docx, make_pdf, upload, wait_indexed
 from tests.sse import parse
@@ -645,9 +646,51 @@ async def test_the_vector_search_reads_only_the_scopes_chunks_through_an_index(
             assert "knowledge_chunks_" in plan
 
 
+async def test_the_indexer_makes_an_hnsw_index_exactly_when_pgvector_can(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: User,
+    user: User,
+    make_agent: MakeAgent,
+    database_url: str,
+) -> None:
+    # SWITCHBOARD_KNOWLEDGE_HNSW=auto (the tests' setting): the test database is the wheel's
+    # Postgres, whose own pgvector crashes building HNSW without AVX-512. `.ci/run` builds
+    # pgvector for the CPU first (`switchboard db build-pgvector`), so CI takes the first branch.
+    wheel = pgvector.wheel_libdir()
+    assert wheel is not None
+    can = pgvector.AVX512 <= pgvector.cpu_flags() or pgvector.is_portable(wheel)
+    assert app.state.switchboard.settings.knowledge_hnsw == "auto"
+    assert app.state.switchboard.indexer.hnsw is can
+    agent = await make_agent()
+    doc = await _agent_doc(client, admin, agent["id"], "Paris", PARIS)
+    await wait_indexed(client, admin, f"/agents/{agent['id']}/knowledge", 1)
+    indexes = await _rows(
+        database_url,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'knowledge_chunks' AND indexname = %s",
+        knowledge_store.index_name(MODEL, 64),
+    )
+    assert len(indexes) == (1 if can else 0)
+    found = (await _search(client, user, agent["id"], "Eiffel Tower")).json()
+    assert found["items"][0]["document_id"] == doc["id"]
+    if can:
+        # The search's plan goes through the model's HNSW index.
+        params = {
+            "agent_id": uuid.UUID(agent["id"]), "chat_id": uuid.uuid4(),
+            "user_id": uuid.uuid4(), "vector": knowledge_store.vector_literal([0.125] * 64),
+            "limit": 5, "model": MODEL,
+        }  # fmt: skip
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_seqscan = off")
+                query = knowledge_store.vector_search_sql(MODEL, 64).as_string(conn)
+                cur = await conn.execute("EXPLAIN (FORMAT JSON) " + query, params)
+                plan = json.dumps((await cur.fetchone())[0])  # type: ignore[index]
+        assert knowledge_store.index_name(MODEL, 64) in plan, plan
+
+
 def test_the_hnsw_index_has_the_searchs_cast_and_predicate() -> None:
-    # Made only with SWITCHBOARD_KNOWLEDGE_HNSW (the embedded pgvector crashes inserting into
-    # HNSW on CPUs without AVX-512): its expression and predicate are the search's own.
+    # Its expression and predicate are the search's own, so the search can use it.
     ddl = str(knowledge_store.vector_index_ddl(MODEL, 64).as_string(None))
     search = str(knowledge_store.vector_search_sql(MODEL, 64).as_string(None))
     assert "USING hnsw ((embedding::halfvec(64)) halfvec_cosine_ops)" in ddl

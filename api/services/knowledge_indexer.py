@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from storage import knowledge as knowledge_store
+from storage import pgvector
 from storage.rows import ClaimedDocumentRow
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ class KnowledgeIndexer:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._indexed_models: set[str] = set()
+        # Whether the indexer makes an HNSW index per model; decided at ``open``.
+        self.hnsw = False
 
     @property
     def worker_id(self) -> str:
@@ -59,10 +63,16 @@ class KnowledgeIndexer:
         return str(self.state.runs.knowledge.embedder().name)
 
     async def open(self) -> None:
+        self.hnsw = await self._decide_hnsw()
         self._task = asyncio.create_task(self._loop(), name="knowledge-indexer")
 
     async def aclose(self) -> None:
         if self._task is not None:
+            # The flag as well as the cancellation: a cancellation that lands inside the
+            # database driver can be absorbed there, and the loop then waited forever for a
+            # wake-up that never came (seen as a hung shutdown). The flag ends it regardless.
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -74,11 +84,25 @@ class KnowledgeIndexer:
         except Exception:
             log.warning("could not let go of the documents being indexed; taken over when stale")
 
+    async def _decide_hnsw(self) -> bool:
+        chosen = self.state.settings.knowledge_hnsw
+        if isinstance(chosen, bool):
+            return chosen
+        async with self.state.pool.connection() as conn:
+            usable = await pgvector.hnsw_usable(conn)
+        if not usable:
+            log.warning(
+                "knowledge search is exact (no HNSW index): the embedded Postgres's pgvector "
+                "needs AVX-512, which this CPU lacks; `switchboard db build-pgvector` builds "
+                "one for it"
+            )
+        return usable
+
     def wake(self) -> None:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 while await self.index_next():
@@ -87,8 +111,10 @@ class KnowledgeIndexer:
                 raise
             except Exception:
                 log.exception("knowledge indexing failed")
+            if self._stopping:
+                return
             # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the
-            # event is set as the task is cancelled, swallowing the cancellation (aclose hung).
+            # event is set as the task is cancelled, swallowing the cancellation.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wake.wait()
@@ -126,7 +152,7 @@ class KnowledgeIndexer:
                 if not await knowledge_store.heartbeat(conn, document["id"], self.worker_id):
                     return  # deleted meanwhile, or taken over
         async with self.state.pool.connection() as conn:
-            if self.state.settings.knowledge_hnsw and embedder.name not in self._indexed_models:
+            if self.hnsw and embedder.name not in self._indexed_models:
                 await knowledge_store.ensure_vector_index(conn, embedder.name, embedder.dims)
                 self._indexed_models.add(embedder.name)
             stored = await knowledge_store.store_chunks(
