@@ -36,6 +36,7 @@ from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION, TokenCodec
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
+from api.services.store_reindexer import MemoryReindexer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = None
+            driver = indexer = reindexer = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -87,10 +88,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await driver.open()
                 indexer = app.state.switchboard.indexer = KnowledgeIndexer(app.state.switchboard)
                 await indexer.open()
+                state = app.state.switchboard
+                reindexer = state.reindexer = MemoryReindexer(state)
+                await reindexer.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
             finally:
+                if reindexer is not None:
+                    await reindexer.aclose()
                 if indexer is not None:
                     await indexer.aclose()
                 if driver is not None:
