@@ -37,6 +37,7 @@ from api.security import ACCESS_LOG_REDACTION, TokenCodec
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
 from api.services.store_reindexer import MemoryReindexer
+from api.services.store_sweeper import StoreSweeper
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = reindexer = None
+            driver = indexer = reindexer = sweeper = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -91,10 +92,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state = app.state.switchboard
                 reindexer = state.reindexer = MemoryReindexer(state)
                 await reindexer.open()
+                sweeper = state.sweeper = StoreSweeper(state, interval=settings.store_sweep_seconds)
+                await sweeper.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
             finally:
+                if sweeper is not None:
+                    await sweeper.aclose()
                 if reindexer is not None:
                     await reindexer.aclose()
                 if indexer is not None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
     from api.services.store_reindexer import MemoryReindexer
+    from api.services.store_sweeper import StoreSweeper
 
 
 @dataclass
@@ -28,6 +29,7 @@ class AppState:
     replays: ReplayDriver = field(init=False)
     indexer: KnowledgeIndexer = field(init=False)
     reindexer: MemoryReindexer = field(init=False)
+    sweeper: StoreSweeper = field(init=False)
 
     @property
     def store(self) -> Store:
