@@ -36,6 +36,8 @@ from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION, TokenCodec
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
+from api.services.store_reindexer import MemoryReindexer
+from api.services.store_sweeper import StoreSweeper
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = None
+            driver = indexer = reindexer = sweeper = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -87,10 +89,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await driver.open()
                 indexer = app.state.switchboard.indexer = KnowledgeIndexer(app.state.switchboard)
                 await indexer.open()
+                state = app.state.switchboard
+                reindexer = state.reindexer = MemoryReindexer(state)
+                await reindexer.open()
+                sweeper = state.sweeper = StoreSweeper(state, interval=settings.store_sweep_seconds)
+                await sweeper.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
             finally:
+                if sweeper is not None:
+                    await sweeper.aclose()
+                if reindexer is not None:
+                    await reindexer.aclose()
                 if indexer is not None:
                     await indexer.aclose()
                 if driver is not None:

@@ -13,8 +13,9 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from api.services import auth as auth_service
 from api.settings import Settings
+from graphs import knowledge
 from graphs.catalog import seed_agents
-from graphs.embeddings import DEFAULT_EMBEDDING_MODEL, get_embedder
+from graphs.embeddings import DEFAULT_EMBEDDING_MODEL
 from storage import migrate
 from storage import store as store_storage
 from storage.db import (
@@ -59,17 +60,20 @@ async def upgrade_database(
 ) -> list[int]:
     """Apply migrations and seed the first agents; safe to run from several processes at once.
 
-    ``embedding_model`` sizes the memory store's vector column when it is first created."""
-    embedder = get_embedder(embedding_model)
+    ``embedding_model`` is the model of the memory store's vectors: when they were made by
+    another one, they are queued to be made again (``storage.store.setup``)."""
+    embedder = knowledge.load_embedder(embedding_model)
     async with await psycopg.AsyncConnection.connect(conninfo, **connection_kwargs()) as conn:
         applied = await migrate.upgrade(conn)
         # LangGraph's own tables, through their own (idempotent) migrations.
         async with migrate.advisory_lock(conn, migrate.CHECKPOINTER_LOCK_KEY):
             await AsyncPostgresSaver(conn).setup()
-        await store_storage.setup(conn, embedder, embedder.dims)
+        queued = await store_storage.setup(conn, embedder, model=embedder.name, dims=embedder.dims)
         seeded = await seed_agents(conn)
     if seeded:
         log.info("seeded %d agents", seeded)
+    if queued:
+        log.info("%d memory store vectors are re-indexed in the background", queued)
     return applied
 
 

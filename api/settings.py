@@ -112,8 +112,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
 
     # Knowledge search and long-term memory (graphs/embeddings.py): the model every vector is
-    # made with; changing it re-indexes in the background.
+    # made with; changing it re-indexes documents and memories in the background.
     embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, pattern=EMBEDDING_MODEL_PATTERN)
+    # Expired store items (a ttl given to PUT /store/items), already left out of reads, are
+    # deleted this often (api/services/store_sweeper.py); 0: never.
+    store_sweep_seconds: float = Field(default=300, ge=0)
 
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []

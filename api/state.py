@@ -14,6 +14,8 @@ from storage.store import Store
 if TYPE_CHECKING:
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
+    from api.services.store_reindexer import MemoryReindexer
+    from api.services.store_sweeper import StoreSweeper
 
 
 @dataclass
@@ -26,6 +28,8 @@ class AppState:
     # Set once the state exists (it drives replays with it).
     replays: ReplayDriver = field(init=False)
     indexer: KnowledgeIndexer = field(init=False)
+    reindexer: MemoryReindexer = field(init=False)
+    sweeper: StoreSweeper = field(init=False)
 
     @property
     def store(self) -> Store:

@@ -308,3 +308,13 @@ class KnowledgeHitRow(TypedDict):
     title: str
     text: str
     score: float
+
+
+class ReindexRow(TypedDict):
+    """A memory-store vector to make again (``store.claim_reindex``): which item and field,
+    and the item's value now (``None`` when the item was deleted meanwhile)."""
+
+    prefix: str
+    key: str
+    field_name: str
+    value: dict[str, Any] | None

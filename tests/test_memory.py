@@ -126,7 +126,12 @@ async def test_memories_routes_list_search_and_delete(
 
     newest = await _memories(client, user)
     assert [m["key"] for m in newest["items"]] == ["pet", "allergy", "city", "colour"]
-    assert (newest["total"], newest["limit"], newest["offset"]) == (4, 20, 0)
+    assert (newest["total"], newest["limit"], newest["offset"], newest["reindexing"]) == (
+        4,
+        20,
+        0,
+        False,
+    )
     assert all(m["score"] is None for m in newest["items"])
     assert set(newest["items"][0]) == {"key", "text", "created_at", "updated_at", "score"}
     page = await _memories(client, user, limit=2, offset=1)
@@ -137,7 +142,9 @@ async def test_memories_routes_list_search_and_delete(
         ("name of my pet", "pet"),
         ("which colour do I like", "colour"),
     ]:
-        found = (await _memories(client, user, query=query))["items"]
+        searched = await _memories(client, user, query=query)
+        assert searched["reindexing"] is False
+        found = searched["items"]
         assert found[0]["key"] == best and found[0]["text"] == facts[best]
         scores = [m["score"] for m in found]
         assert scores == sorted(scores, reverse=True) and scores[0] > scores[1]
@@ -166,7 +173,13 @@ async def test_memories_routes_list_search_and_delete(
     )
     gone = await client.delete("/users/me/memories", headers=user.headers)
     assert gone.status_code == 204 and gone.content == b""
-    assert (await _memories(client, user)) == {"items": [], "total": 0, "limit": 20, "offset": 0}
+    assert (await _memories(client, user)) == {
+        "items": [],
+        "total": 0,
+        "limit": 20,
+        "offset": 0,
+        "reindexing": False,
+    }
     assert [m["text"] for m in (await _memories(client, other_user))["items"]] == [
         "Bob's favourite colour is green"
     ]
@@ -212,8 +225,6 @@ async def test_the_store_is_set_up_once_by_processes_starting_together(
 ) -> None:
     from api.bootstrap import upgrade_database
     from graphs.embeddings import get_embedder
-    from storage import store as store_storage
-    from storage.db import connection_kwargs
 
     name = "switchboard_store_setup"
     async with await psycopg.AsyncConnection.connect(embedded_pg.uri(), autocommit=True) as db:
@@ -232,13 +243,16 @@ async def test_the_store_is_set_up_once_by_processes_starting_together(
                     " WHERE attrelid = 'store_vectors'::regclass AND attname = 'embedding'"
                 )
             ).fetchone()
+            model = await (
+                await db.execute("SELECT model, dims FROM store_embedding_model")
+            ).fetchall()
+            queued = await (await db.execute("SELECT count(*) FROM store_reindex")).fetchone()
         assert store == [(0,), (1,), (2,), (3,)]
         assert vector == [(0,), (1,), (2,)]
         assert column == (f"halfvec({get_embedder().dims})",)
-        # Vectors of another size (another embedding model) are refused, not mixed.
-        async with await psycopg.AsyncConnection.connect(url, **connection_kwargs()) as conn:
-            with pytest.raises(RuntimeError, match=f"holds {get_embedder().dims}-dimensional"):
-                await store_storage.setup(conn, get_embedder(), 8)
+        # The model the vectors are made by, recorded once; nothing to re-index.
+        assert model == [("local:wordllama-l2-256", 256)]
+        assert queued == (0,)
     finally:
         async with await psycopg.AsyncConnection.connect(embedded_pg.uri(), autocommit=True) as db:
             await db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from storage import chats, runs, shares
+from storage import chats, runs, shares, store
 
 ANY_ID = uuid.uuid4()
 HOST_PATTERN = socket.gethostname() + ":%"
@@ -60,6 +60,13 @@ QUERIES: dict[str, tuple[str, Any]] = {
     "shared_with": (shares.SELECT_SHARED_WITH, {"user_id": ANY_ID, "limit": 20, "offset": 0}),
     "count_shared_with": (shares.COUNT_SHARED_WITH, (ANY_ID,)),
     "link_by_token": (shares.SELECT_LINK_BY_HASH, (b"hash",)),
+    # The memory re-indexer's look for work (every few seconds in every process), and whether
+    # a memory search may miss memories still queued.
+    "claim_reindex": (store.CLAIM_REINDEX, {"model": "m", "dims": 8, "limit": 32}),
+    "reindexing_prefix": (
+        store.REINDEXING_PREFIX,
+        {"prefix": f"users.{ANY_ID}.memories", "pattern": f"users.{ANY_ID}.memories.%"},
+    ),
     "finish_with_summary": (
         runs.FINISH_WITH_SUMMARY,
         {

@@ -6,6 +6,7 @@ namespace they name, and the ``("users", <id>)`` prefix the server adds never sh
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from fastapi import FastAPI
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import UnprocessableEntityError
 
-from tests.conftest import User, assert_error
+from api.app import create_app
+from tests.conftest import User, assert_error, make_settings, running
 
 SDKFactory = Callable[[User], LangGraphClient]
 
@@ -247,3 +249,28 @@ async def test_what_the_schema_allows_is_taken(client: httpx.AsyncClient, user: 
         headers=user.headers,
     )  # fmt: skip
     assert [i["key"] for i in found.json()["items"]] == ["k"]
+
+
+async def test_expired_items_are_deleted_by_the_sweep(user: User, database_url: str) -> None:
+    app = create_app(make_settings(database_url, store_sweep_seconds=0.05))
+    async with running(app) as client:
+        for key, ttl in [("brief", 0.02), ("lasting", 600), ("forever", None)]:
+            body = {"namespace": ["t"], "key": key, "value": {"text": key}, "ttl": ttl}
+            response = await client.put("/store/items", json=body, headers=user.headers)
+            assert response.status_code == 204, response.text
+        prefix = f"users.{user.id}.t"
+        # Not expired yet (1.2 s): swept or not, it stays.
+        assert await _rows(database_url) == [
+            (prefix, "brief"),
+            (prefix, "forever"),
+            (prefix, "lasting"),
+        ]
+        for _ in range(400):
+            if len(await _rows(database_url)) == 2:
+                break
+            await asyncio.sleep(0.025)
+        assert await _rows(database_url) == [(prefix, "forever"), (prefix, "lasting")]
+        # Its vector went with it.
+        async with await psycopg.AsyncConnection.connect(database_url) as db:
+            cur = await db.execute("SELECT key FROM store_vectors ORDER BY key")
+            assert await cur.fetchall() == [("forever",), ("lasting",)]

@@ -22,7 +22,8 @@ async def list_memories(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    """Your memories: with `query`, the closest in meaning first (`score`); else newest first."""
+    """Your memories: with `query`, the closest in meaning first (`score`), and `reindexing`
+    when some cannot match yet (a new embedding model); else newest first."""
     return await service.memories(state, user_id, query=query, limit=limit, offset=offset)
 
 

@@ -152,3 +152,8 @@ class MemoryPage(BaseModel):
     total: int = Field(description="How many memories you have")
     limit: int
     offset: int
+    reindexing: bool = Field(
+        description="With `query`: some of your memories are being indexed again for a new "
+        "embedding model and cannot match until they are (always false without `query`: a "
+        "listing has them all)"
+    )

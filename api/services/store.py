@@ -103,15 +103,20 @@ def memory_json(item: Item) -> dict[str, Any]:
 async def memories(
     state: AppState, user_id: UUID, *, query: str | None, limit: int, offset: int
 ) -> dict[str, Any]:
-    """The user's memories closest to ``query`` first, or newest first without one."""
+    """The user's memories closest to ``query`` first, or newest first without one.
+
+    ``reindexing``: a search (with ``query``) may miss memories whose vectors are still being
+    made again after a change of embedding model; a listing misses none."""
     namespace = user_namespace(user_id, MEMORIES)
     items = await state.store.asearch(namespace, query=query, limit=limit, offset=offset)
     total = await state.store.acount(namespace)
+    reindexing = query is not None and await state.store.areindexing(namespace)
     return {
         "items": [memory_json(item) for item in items],
         "total": total,
         "limit": limit,
         "offset": offset,
+        "reindexing": reindexing,
     }
 
 

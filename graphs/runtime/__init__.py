@@ -25,7 +25,6 @@ from uuid import UUID
 
 import anyio
 
-from graphs.embeddings import get_embedder
 from graphs.events import EventLogs, EventSource
 from graphs.knowledge import DEFAULT_EMBEDDING_MODEL, Knowledge, embedding_model_of
 from graphs.runtime.execution import Executor
@@ -250,7 +249,13 @@ async def open_runtime(
             # The URL may hold a password: name the failure, not the URL.
             reason = type(exc).__name__
             raise RuntimeError(f"Redis is unreachable at REDIS_URL ({reason})") from None
-    embedder = get_embedder(settings.embedding_model)
+    knowledge = Knowledge(
+        pool,
+        embedding_model_of(settings),
+        hybrid=bool(getattr(settings, "knowledge_hybrid", False)),
+    )
+    # Memories are embedded by the same model as knowledge.
+    embedder = knowledge.embedder()
     runtime = Runtime(
         pool,
         Checkpointer(pool),
@@ -266,12 +271,8 @@ async def open_runtime(
         run_timeout_seconds=settings.run_timeout_seconds,
         redis=redis,
         execute=execute,
-        store=open_store(pool, embedder, embedder.dims),
-        knowledge=Knowledge(
-            pool,
-            embedding_model_of(settings),
-            hybrid=bool(getattr(settings, "knowledge_hybrid", False)),
-        ),
+        store=open_store(pool, embedder, model=embedder.name, dims=embedder.dims),
+        knowledge=knowledge,
     )
     await runtime.open()
     return runtime
