@@ -13,12 +13,12 @@ safe message (the exception's type; its text stays in the log).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from api.services.background import BackgroundJob
 from storage import knowledge as knowledge_store
 from storage import pgvector
 from storage.rows import ClaimedDocumentRow
@@ -41,13 +41,12 @@ def split(text: str) -> list[str]:
     return [chunk for chunk in splitter.split_text(text) if chunk.strip()]
 
 
-class KnowledgeIndexer:
+class KnowledgeIndexer(BackgroundJob):
+    name = "knowledge-indexer"
+
     def __init__(self, state: AppState, *, poll_seconds: float = POLL_SECONDS) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.state = state
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._indexed_models: set[str] = set()
         # Whether the indexer makes an HNSW index per model; decided at ``open``.
         self.hnsw = False
@@ -64,18 +63,10 @@ class KnowledgeIndexer:
 
     async def open(self) -> None:
         self.hnsw = await self._decide_hnsw()
-        self._task = asyncio.create_task(self._loop(), name="knowledge-indexer")
+        await super().open()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            # The flag as well as the cancellation: a cancellation that lands inside the
-            # database driver can be absorbed there, and the loop then waited forever for a
-            # wake-up that never came (seen as a hung shutdown). The flag ends it regardless.
-            self._stopping = True
-            self._wake.set()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().aclose()
         try:
             async with self.state.pool.connection() as conn:
                 released = await knowledge_store.release(conn, self.worker_id)
@@ -98,26 +89,8 @@ class KnowledgeIndexer:
             )
         return usable
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def _loop(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                while await self.index_next():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("knowledge indexing failed")
-            if self._stopping:
-                return
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the
-            # event is set as the task is cancelled, swallowing the cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
-                    await self._wake.wait()
+    async def step(self) -> bool:
+        return await self.index_next()
 
     async def index_next(self) -> bool:
         """Claim and index one document; whether there was one."""

@@ -15,11 +15,10 @@ the ``recall`` tool say that memories are being re-indexed (``Store.areindexing`
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Final
 
+from api.services.background import BackgroundJob
 from storage import store as store_storage
 
 if TYPE_CHECKING:
@@ -31,46 +30,28 @@ BATCH: Final = 32
 POLL_SECONDS: Final = 5.0
 
 
-class MemoryReindexer:
+class MemoryReindexer(BackgroundJob):
+    name = "memory-reindexer"
+
     def __init__(self, state: AppState, *, poll_seconds: float = POLL_SECONDS) -> None:
+        super().__init__(poll_seconds=poll_seconds)
         self.state = state
-        self.poll_seconds = poll_seconds
         # Read here, not as a default argument: a test sets a smaller one before start.
         self.batch = BATCH
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="memory-reindexer")
+        self._made = 0
 
     async def aclose(self) -> None:
         """Stop; a batch in progress is rolled back and stays queued."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().aclose()
 
-    def wake(self) -> None:
-        self._wake.set()
+    async def step(self) -> bool:
+        taken = await self.reindex_next()
+        self._made += taken
+        return taken > 0
 
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                made = 0
-                while taken := await self.reindex_next():
-                    made += taken
-                if made:
-                    log.info("re-indexed %d memory store vectors; none is queued now", made)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("re-indexing memories failed; trying again")
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the
-            # event is set as the task is cancelled, swallowing the cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
-                    await self._wake.wait()
+    def finished_round(self, steps: int) -> None:
+        log.info("re-indexed %d memory store vectors; none is queued now", self._made)
+        self._made = 0
 
     async def reindex_next(self) -> int:
         """Make one batch of queued vectors again; how many queued vectors it took off."""

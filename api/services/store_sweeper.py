@@ -7,10 +7,10 @@ sweeping at once each delete what has expired, which is harmless.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
+
+from api.services.background import BackgroundJob
 
 if TYPE_CHECKING:
     from api.state import AppState
@@ -18,21 +18,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class StoreSweeper:
+class StoreSweeper(BackgroundJob):
+    name = "store-ttl-sweeper"
+    wait_first = True
+
     def __init__(self, state: AppState, *, interval: float) -> None:
+        super().__init__(poll_seconds=interval)
         self.state = state
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self.interval > 0:
-            self._task = asyncio.create_task(self._loop(), name="store-ttl-sweeper")
+            await super().open()
 
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def step(self) -> bool:
+        await self.sweep()
+        return False  # one sweep per interval
 
     async def sweep(self) -> int:
         """Delete the items that have expired; how many."""
@@ -40,13 +41,3 @@ class StoreSweeper:
         if deleted:
             log.info("deleted %d expired store items", deleted)
         return deleted
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sweeping expired store items failed")
