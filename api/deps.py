@@ -45,11 +45,12 @@ async def bearer_token(token: Annotated[str | None, Depends(_bearer)]) -> str | 
     return token
 
 
-async def get_current_user_id(state: State, token: Annotated[str | None, Depends(_bearer)]) -> UUID:
+async def get_token_user_id(state: State, token: Annotated[str | None, Depends(_bearer)]) -> UUID:
     """The user id in a valid bearer access token; 401 for any token that is not valid.
 
-    The user's row is not read: a route taking this instead of ``CurrentUser`` reads it with
-    its own first query and answers ``Unauthorized`` itself when it is gone.
+    The user's row is not read: only for a route whose first statement reads the user (starting
+    a run reads the user, the chat and the agent in one) and answers ``Unauthorized`` itself
+    when the user is gone. Every other route takes ``CurrentUserId`` or ``CurrentUser``.
     """
     if not token:
         raise Unauthorized()
@@ -59,11 +60,12 @@ async def get_current_user_id(state: State, token: Annotated[str | None, Depends
     return user_id
 
 
-CurrentUserId = Annotated[UUID, Depends(get_current_user_id)]
+TokenUserId = Annotated[UUID, Depends(get_token_user_id)]
 
 
-async def get_current_user(state: State, user_id: CurrentUserId) -> UserRow:
-    """The user the bearer access token belongs to; 401 for any token that is not valid."""
+async def get_current_user(state: State, user_id: TokenUserId) -> UserRow:
+    """The user the bearer access token belongs to; 401 for any token that is not valid, and
+    for a valid one whose user is gone (a deleted account)."""
     async with state.pool.connection() as conn:
         user = await users_store.get(conn, user_id)
     if user is None:
@@ -72,6 +74,14 @@ async def get_current_user(state: State, user_id: CurrentUserId) -> UserRow:
 
 
 CurrentUser = Annotated[UserRow, Depends(get_current_user)]
+
+
+async def get_current_user_id(user: CurrentUser) -> UUID:
+    """The id of ``CurrentUser``: its row is read, so a deleted account's token is a 401."""
+    return user["id"]
+
+
+CurrentUserId = Annotated[UUID, Depends(get_current_user_id)]
 
 
 async def get_admin_user(user: CurrentUser) -> UserRow:

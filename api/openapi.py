@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode
 
-from api.deps import bearer_token, get_admin_user, get_current_user_id
+from api.deps import bearer_token, get_admin_user, get_token_user_id
 from api.errors import routes_of
 from api.schemas.common import JSON_VALUE_MARKER, NO_NUL, json_object_schema
 
@@ -105,7 +105,7 @@ def derived_statuses(route: APIRoute) -> set[int]:
     calls = set(_calls(route.dependant))
     statuses = {503}
     # bearer_token: a route that takes another credential too (a run's stream token).
-    if get_current_user_id in calls or bearer_token in calls:
+    if get_token_user_id in calls or bearer_token in calls:
         statuses.add(401)
     if get_admin_user in calls:
         statuses.add(403)

@@ -27,6 +27,7 @@ INSERT INTO chats (user_id, agent_id, title) VALUES (%s, %s, %s) RETURNING {CHAT
 # Every read is scoped by user_id: another user's chat simply does not exist for the caller.
 SELECT_OWNED = f"SELECT {CHAT_COLUMNS} FROM chats WHERE id = %s AND user_id = %s"
 DELETE_OWNED = "DELETE FROM chats WHERE id = %s AND user_id = %s"
+SELECT_IDS_OF_USER = "SELECT id FROM chats WHERE user_id = %s ORDER BY created_at, id"
 LIST_FILTERED = f"""
 SELECT {CHAT_COLUMNS} FROM chats
 WHERE user_id = %(user_id)s
@@ -165,6 +166,12 @@ async def update_owned(
 async def delete_owned(conn: Conn, chat_id: UUID, user_id: UUID) -> bool:
     cur = await conn.execute(DELETE_OWNED, (chat_id, user_id))
     return cur.rowcount == 1
+
+
+async def ids_of_user(conn: Conn, user_id: UUID) -> list[UUID]:
+    """Every chat of the user's, oldest first."""
+    cur = await conn.execute(SELECT_IDS_OF_USER, (user_id,))
+    return [row["id"] for row in await cur.fetchall()]
 
 
 # After a run: the summary columns are derived from the thread, so they are simply overwritten.

@@ -183,6 +183,13 @@ class Store(AsyncPostgresStore):
             return bool(row["reindexing"]) if row else False
 
 
+async def delete_prefix(conn: AsyncConnection[Any], prefix: Sequence[str]) -> int:
+    """``Store.adelete_prefix`` on ``conn``, so that it can be part of the caller's transaction
+    (deleting a user deletes their items with their row, or neither)."""
+    cur = await conn.execute(DELETE_PREFIX, _prefix_params(prefix))
+    return cur.rowcount
+
+
 def _prefix_params(prefix: Sequence[str]) -> dict[str, str]:
     """The namespace ``prefix`` as stored, and a LIKE pattern for those below it."""
     path = ".".join(prefix)

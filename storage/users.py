@@ -23,6 +23,10 @@ RETURNING {USER_COLUMNS}
 """
 SELECT_USER_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE id = %s"
 SELECT_USER_BY_EMAIL = f"SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower(%s)"
+# The row locked against every insert that references it (a chat's, a run's, a refresh
+# token's foreign key check takes a key-share lock on it), until the transaction ends.
+LOCK_USER = "SELECT id FROM users WHERE id = %s FOR UPDATE"
+DELETE_USER = "DELETE FROM users WHERE id = %s"
 UPDATE_ROLE = f"""
 UPDATE users SET role = %s, updated_at = now() WHERE id = %s RETURNING {USER_COLUMNS}
 """
@@ -67,6 +71,25 @@ async def get(conn: Conn, user_id: UUID) -> UserRow | None:
 async def get_by_email(conn: Conn, email: str) -> UserRow | None:
     cur = await conn.execute(SELECT_USER_BY_EMAIL, (email,))
     return cast(UserRow | None, await cur.fetchone())
+
+
+async def lock(conn: Conn, user_id: UUID) -> bool:
+    """Lock the user's row until the transaction ends; ``False`` when there is none.
+
+    Run it inside a transaction: nothing that references the user (a chat, a run, a refresh
+    token) can be inserted meanwhile, and reads after it see every such row committed before.
+    """
+    cur = await conn.execute(LOCK_USER, (user_id,))
+    return await cur.fetchone() is not None
+
+
+async def delete(conn: Conn, user_id: UUID) -> bool:
+    """Delete the user. Their refresh tokens, interests, chats (with their runs, shares,
+    feedback, replays and files), their shares of others' chats and their replays go with the
+    row (``ON DELETE CASCADE``); the agents they made and the agent documents they uploaded
+    stay, with no author (``ON DELETE SET NULL``)."""
+    cur = await conn.execute(DELETE_USER, (user_id,))
+    return cur.rowcount == 1
 
 
 async def set_role(conn: Conn, user_id: UUID, role: str) -> UserRow:

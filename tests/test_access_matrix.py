@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import RegisterFn, User, assert_error
+from tests.conftest import PASSWORD, RegisterFn, User, assert_error
 
 PROTOCOL_RUN = {
     "assistant_id": "assistant",
@@ -274,7 +274,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 92
+    assert len(routes) == 93
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -355,3 +355,60 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
             await db.execute("SELECT (SELECT count(*) FROM chats), (SELECT count(*) FROM runs)")
         ).fetchone()
     assert counts == (0, 0)
+
+
+# What a deleted account's token sends where a route would otherwise refuse the request for its
+# body before reading the user, or where a body would write something: each valid as such.
+DELETED_ACCOUNT_BODIES = {
+    ("POST", "/chats/"): {"agent_id": "{agent}"},
+    ("POST", "/chats/{chat_id}/messages"): {"content": "hi"},
+    ("POST", "/threads"): {},
+    ("POST", "/threads/{thread_id}/runs"): PROTOCOL_RUN,
+    ("POST", "/threads/{thread_id}/runs/stream"): PROTOCOL_RUN,
+    ("POST", "/threads/{thread_id}/runs/wait"): PROTOCOL_RUN,
+    ("POST", "/runs/stream"): PROTOCOL_RUN,
+    ("POST", "/runs/wait"): PROTOCOL_RUN,
+    ("PUT", "/store/items"): {"namespace": ["notes"], "key": "k", "value": {"text": "x"}},
+    ("DELETE", "/users/me"): {"password": PASSWORD},
+}
+
+
+async def test_a_deleted_accounts_token_is_401_on_every_route(
+    app: FastAPI, client: httpx.AsyncClient, user: User, database_url: str
+) -> None:
+    """After ``DELETE /users/me``, the account's still unexpired access token is refused on
+    every operation the app documents (its own chat, run and file ids included), never a 404,
+    a 422 or a 500, and nothing is written for it."""
+    ids = await _owned_objects(client, user)
+    deleted = await client.request(
+        "DELETE", "/users/me", json={"password": PASSWORD}, headers=user.headers
+    )
+    assert deleted.status_code == 204, deleted.text
+    params = {
+        "chat_id": ids["chat"], "thread_id": ids["chat"], "run_id": ids["run"],
+        "message_id": ids["message"], "replay_id": ids["replay"], "file_id": ids["file"],
+        "agent_id": ids["agent"], "assistant_id": ids["agent"], "user_id": user.id,
+        "document_id": str(uuid.uuid4()), "checkpoint_id": str(uuid.uuid4()), "key": "k",
+    }  # fmt: skip
+    routes = [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if (method.upper(), path) not in PUBLIC_ROUTES
+    ]
+    assert len(routes) == 93
+    for method, path in routes:
+        body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
+        response = await client.request(
+            method, path.format(**params), json=body, headers=user.headers
+        )
+        assert response.status_code == 401, (method, path, response.text)
+        assert_error(response, 401, "unauthorized")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        counts = await (
+            await db.execute(
+                "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM chats),"
+                " (SELECT count(*) FROM runs), (SELECT count(*) FROM store)"
+            )
+        ).fetchone()
+    assert counts == (0, 0, 0, 0)

@@ -754,10 +754,13 @@ async def test_deleting_a_document_a_chat_an_agent_or_a_user_deletes_their_chunk
     assert await chunks("chat_id", chat) == 0
     assert await chunks("chat_id", second) == 1
 
-    # A user: their chats' files go; an agent's document they uploaded stays.
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute("DELETE FROM users WHERE id = %s", (user.id,))
-        await conn.execute("DELETE FROM users WHERE id = %s", (admin.id,))
+    # A user deleting their account: their chats' files go; an agent's document they
+    # uploaded stays.
+    for who in (user, admin):
+        gone = await client.request(
+            "DELETE", "/users/me", json={"password": who.password}, headers=who.headers
+        )
+        assert gone.status_code == 204, gone.text
     assert await chunks("chat_id", second) == 0
     assert await _count(database_url, "knowledge_documents WHERE chat_id IS NOT NULL") == 0
     assert await chunks("agent_id", kept["id"]) == 1

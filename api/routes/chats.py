@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentUser, CurrentUserId, Pool, State
+from api.deps import CurrentUser, CurrentUserId, Pool, State, TokenUserId
 from api.openapi import errors
 from api.schemas.chats import ChatCreate, ChatOut, ChatUpdate, ChatView
 from api.schemas.common import Page
@@ -57,7 +57,7 @@ async def list_chats(
 @router.post(
     "/", status_code=status.HTTP_201_CREATED, response_model=ChatOut, responses=errors(404, 409)
 )
-async def create_chat(body: ChatCreate, user_id: CurrentUserId, pool: Pool) -> dict[str, Any]:
+async def create_chat(body: ChatCreate, user_id: TokenUserId, pool: Pool) -> dict[str, Any]:
     """Open a chat with an agent."""
     async with pool.connection() as conn:
         row = await chats_service.create(conn, user_id, body.agent_id, body.title)

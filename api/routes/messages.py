@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import CurrentUser, CurrentUserId, State
+from api.deps import CurrentUser, CurrentUserId, State, TokenUserId
 from api.openapi import errors
 from api.schemas.chats import ForkOut
 from api.schemas.events import NATIVE_EVENT, sse_content
@@ -95,7 +95,7 @@ async def chat_state(
 async def send_message(
     chat_id: UUID,
     body: MessageCreate,
-    user_id: CurrentUserId,
+    user_id: TokenUserId,
     state: State,
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -159,7 +159,7 @@ async def _respond(
 async def regenerate(
     chat_id: UUID,
     message_id: Annotated[str, Path(min_length=1, max_length=200)],
-    user_id: CurrentUserId,
+    user_id: TokenUserId,
     state: State,
     body: Regenerate | None = None,
     accept: Annotated[str | None, Header()] = None,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentUser, CurrentUserId, State
+from api.deps import CurrentUser, State, TokenUserId
 from api.openapi import errors
 from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
 from api.schemas.protocol_out import Run
@@ -70,7 +70,7 @@ def _stream(
 
 @router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(409))
 async def create_run(
-    thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
+    thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> JSONResponse:
     """Start a run in the background; join it or stream it later."""
     run, _, _ = await service.start(state, user_id, thread_id, body)
@@ -84,7 +84,7 @@ async def create_run(
     responses=errors(409),
 )
 async def stream_run(
-    thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
+    thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> EventSourceResponse:
     """Start a run and stream its events."""
     run, events, _ = await service.start(state, user_id, thread_id, body)
@@ -93,7 +93,7 @@ async def stream_run(
 
 @router.post("/threads/{thread_id}/runs/wait", response_model=dict[str, Any], responses=errors(409))
 async def wait_run(
-    thread_id: UUID, body: RunCreate, user_id: CurrentUserId, state: State
+    thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> JSONResponse:
     """Start a run and answer the thread's values once it ends."""
     run, events, _ = await service.start(state, user_id, thread_id, body)
@@ -108,7 +108,7 @@ async def wait_run(
     responses=errors(404, 409),
 )
 async def stream_stateless(
-    body: RunCreate, user_id: CurrentUserId, state: State
+    body: RunCreate, user_id: TokenUserId, state: State
 ) -> EventSourceResponse:
     """A run on a new thread, streamed; the thread is deleted afterwards unless
     `on_completion` is `keep`."""
@@ -117,7 +117,7 @@ async def stream_stateless(
 
 
 @router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409))
-async def wait_stateless(body: RunCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
+async def wait_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
     run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)
     try:

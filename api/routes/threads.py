@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import CurrentUser, CurrentUserId, State
+from api.deps import CurrentUser, State, TokenUserId
 from api.openapi import errors
 from api.schemas.protocol import (
     HistoryQuery,
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/threads", tags=["agent protocol: threads"])
 
 
 @router.post("", response_model=Thread, responses=errors(409))
-async def create_thread(body: ThreadCreate, user_id: CurrentUserId, state: State) -> JSONResponse:
+async def create_thread(body: ThreadCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A new thread (with `thread_id` to choose its id; `if_exists`: `raise` or `do_nothing`)."""
     return json_response(await service.create(state, user_id, body))
 

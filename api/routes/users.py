@@ -1,15 +1,16 @@
-"""``/users/me``: the signed-in user, onboarding and the professional profile."""
+"""``/users/me``: the signed-in user, onboarding, the professional profile, and deleting the
+account."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response, status
 
-from api.deps import CurrentUser, Pool
+from api.deps import CurrentUser, Pool, State
 from api.openapi import errors
-from api.schemas.auth import UserOut
+from api.schemas.auth import AccountDeletion, UserOut
 from api.schemas.onboarding import (
     ExperienceLevelEnum,
     InteractionStyleEnum,
@@ -21,10 +22,13 @@ from api.schemas.onboarding import (
     ProfessionalProfileUpdateDTO,
     ProfessionalRoleEnum,
 )
+from api.services import accounts as accounts_service
 from api.services import auth as auth_service
 from api.services import profiles
 
 router = APIRouter(prefix="/users/me", tags=["users"])
+
+_REFUSED = "The password is not the account's (`wrong_password`); nothing changed"
 
 
 def _options(enum: type[StrEnum]) -> list[dict[str, str]]:
@@ -35,6 +39,28 @@ def _options(enum: type[StrEnum]) -> list[dict[str, str]]:
 async def me(user: CurrentUser) -> dict[str, Any]:
     """The signed-in user."""
     return auth_service.user_out(user)
+
+
+@router.delete(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={**errors(409, 429), 403: {**errors(403)[403], "description": _REFUSED}},
+)
+async def delete_account(
+    body: AccountDeletion, request: Request, user: CurrentUser, state: State
+) -> Response:
+    """Delete your account and everything of yours: every chat (as `DELETE /chats/{id}` does:
+    runs stopped, history, runs, files, shares, feedback, replays), your memories and store
+    items, your refresh tokens, your profile. The agents and agent documents you made as an
+    admin stay. Your tokens stop working at once; the email can register again.
+
+    The password is asked again: a wrong one is a 403 `wrong_password` and changes nothing;
+    it counts as a failed login for your email from this address (429 past the login
+    limits)."""
+    client = auth_service.client_key(request.client.host if request.client else None)
+    await accounts_service.delete(state, user, body.password, client=client)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/onboarding", response_model=OnboardingResponse, responses=errors(404))

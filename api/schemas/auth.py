@@ -56,6 +56,12 @@ class RefreshRequest(RequestModel):
     refresh_token: RefreshToken
 
 
+class AccountDeletion(RequestModel):
+    """The account's password again: a stolen access token alone cannot delete an account."""
+
+    password: LoginPassword = Field(description="The account's password")
+
+
 class UserOut(BaseModel):
     id: UUID
     name: str

@@ -8,7 +8,8 @@ proxy-headers handling; an IPv6 client's /64, which one subscriber typically hol
   the owner out from elsewhere; ``login_max_failures_per_address`` failures from one address
   across all emails lock that address's logins (credential stuffing). A locked attempt is
   refused without checking the password, and a successful login clears that address's failures
-  for the email.
+  for the email. Re-authentication (``confirm_password``, before deleting an account) counts
+  as a login attempt for the user's email, under the same limits.
 - Registration and refresh: ``register_per_minute`` / ``refresh_per_minute`` requests per
   address in a fixed one-minute window, counted before any work (the password hash, the token
   lookup) is done.
@@ -25,7 +26,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from api.errors import Conflict, TooManyRequests, Unauthorized
+from api.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from api.security import hash_password, hash_refresh_token, new_refresh_token, verify_password
 from api.state import AppState
 from storage import rate_limits as rate_limits_store
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 BAD_CREDENTIALS = "Incorrect email or password"
 BAD_REFRESH = "Invalid refresh token"
+BAD_PASSWORD = "Incorrect password"  # noqa: S105 (a message, not a secret)
+WRONG_PASSWORD: Final = "wrong_password"  # noqa: S105 (an error code)
 # The fixed window of the registration and refresh limits (their settings are per minute).
 RATE_WINDOW_SECONDS: Final = 60
 UNKNOWN_CLIENT: Final = "unknown"
@@ -120,24 +123,29 @@ async def register(
         return await _issue_pair(state, conn, user, uuid.uuid4())
 
 
-async def login(state: AppState, *, email: str, password: str, client: str) -> dict[str, Any]:
+async def _begin_attempt(state: AppState, conn: Conn, key: str, client: str, what: str) -> None:
+    """Admit a password attempt for the email ``key`` from ``client`` (429 past the login
+    limits); it counts as a failure from here on, until it succeeds (``clear_failures``)."""
     settings = state.settings
+    lifts = await tokens_store.begin_attempt(
+        conn,
+        key,
+        client,
+        window_seconds=settings.login_window_seconds,
+        max_failures=settings.login_max_failures,
+        max_address_failures=settings.login_max_failures_per_address,
+    )
+    if lifts is not None:
+        raise TooManyRequests(
+            f"Too many {what}; try again later",
+            headers=_retry_after((lifts - datetime.now(UTC)).total_seconds()),
+        )
+
+
+async def login(state: AppState, *, email: str, password: str, client: str) -> dict[str, Any]:
     key = normalize_email(email)
     async with state.pool.connection() as conn:
-        # The attempt counts as a failure from here on, until it succeeds.
-        lifts = await tokens_store.begin_attempt(
-            conn,
-            key,
-            client,
-            window_seconds=settings.login_window_seconds,
-            max_failures=settings.login_max_failures,
-            max_address_failures=settings.login_max_failures_per_address,
-        )
-        if lifts is not None:
-            raise TooManyRequests(
-                "Too many failed login attempts; try again later",
-                headers=_retry_after((lifts - datetime.now(UTC)).total_seconds()),
-            )
+        await _begin_attempt(state, conn, key, client, "failed login attempts")
         user = await users_store.get_by_email(conn, key)
     # Runs the hash even for unknown emails, so both failures look and take the same.
     ok = await verify_password(password, user["password_hash"] if user else None)
@@ -147,6 +155,23 @@ async def login(state: AppState, *, email: str, password: str, client: str) -> d
         async with conn.transaction():
             await tokens_store.clear_failures(conn, key, client)
             return await _issue_pair(state, conn, user, uuid.uuid4())
+
+
+async def confirm_password(state: AppState, user: UserRow, password: str, *, client: str) -> None:
+    """Re-authentication of a signed-in user before what a stolen access token alone must not
+    do: 403 ``wrong_password`` unless ``password`` is theirs. A wrong one counts as a failed
+    login for their email from ``client``, under the login limits (429 past them): guessing
+    here or at ``/auth/login`` spends the same budget.
+
+    403, not 401: the token is good, and clients answer a 401 by refreshing it and retrying.
+    """
+    key = normalize_email(user["email"])
+    async with state.pool.connection() as conn:
+        await _begin_attempt(state, conn, key, client, "wrong passwords")
+    if not await verify_password(password, user["password_hash"]):
+        raise Forbidden(BAD_PASSWORD, code=WRONG_PASSWORD)  # already recorded
+    async with state.pool.connection() as conn:
+        await tokens_store.clear_failures(conn, key, client)
 
 
 async def refresh(state: AppState, token: str, *, client: str) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from api.errors import Conflict, NotFound
+from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.services.chats import get_owned as get_owned_chat
 from api.state import AppState
 from graphs.events import EventSource
 from storage import runs as runs_store
+from storage import users as users_store
 from storage.rows import RunRow
 from storage.types import ACTIVE, RunStatus, StopStatus
 
@@ -40,10 +41,14 @@ async def events(state: AppState, run: RunRow) -> EventSource | None:
 async def owned_events(
     state: AppState, user_id: UUID, run_id: UUID, *, chat_id: UUID | None = None
 ) -> tuple[RunRow, EventSource]:
-    """The run and its events; 404 when it is not the user's or its events have expired."""
+    """The run and its events; 404 when it is not the user's or its events have expired, 401
+    when the user is gone (a run's stream takes a token without reading its user first)."""
     try:
         run = await get_owned(state, user_id, run_id, chat_id=chat_id)
     except NotFound:
+        async with state.pool.connection() as conn:
+            if await users_store.get(conn, user_id) is None:
+                raise Unauthorized(INVALID_TOKEN) from None
         raise NotFound(EXPIRED) from None
     source = await events(state, run)
     if source is None:
