@@ -81,11 +81,6 @@ async def list_namespaces(
     return {"namespaces": [visible_namespace(user_id, namespace) for namespace in found]}
 
 
-async def delete_user_items(state: AppState, user_id: UUID) -> int:
-    """Every item of the user's, memories included (for deleting the user)."""
-    return await state.store.adelete_prefix(user_namespace(user_id))
-
-
 # Memories: the items of the user's ``("memories",)`` namespace, written by ``remember``.
 
 
