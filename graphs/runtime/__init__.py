@@ -32,7 +32,7 @@ from graphs.runtime.inputs import NativeInput, ProtocolInput
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.scheduling import Scheduler
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ShuttingDown, WriterFactory
+from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown, WriterFactory
 from storage import runs as runs_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from graphs.redis_logs import ControlBus
 
-__all__ = ["ChatBusy", "Runtime", "ShuttingDown", "open_runtime"]
+__all__ = ["ChatBusy", "ChatGone", "Runtime", "ShuttingDown", "open_runtime"]
 
 
 class Runtime:

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from psycopg.errors import ForeignKeyViolation
 from psycopg.types.json import Jsonb
 
 from graphs.events import EventLogs, EventSource, read_all
@@ -29,7 +30,7 @@ from graphs.runtime.inputs import (
 )
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ShuttingDown
+from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 from graphs.spec import AgentContext
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -101,14 +102,20 @@ class Scheduler:
             "worker_id": worker_id,
         }
         async with self.pool.connection() as conn:
-            if not self.execute:
-                run = await runs_store.insert_pending(conn, if_free=strategy != "enqueue", **fields)
-            else:
-                queue = strategy == "enqueue"
-                run = await runs_store.insert_starting(conn, queue=queue, **fields)
-                if run is None and queue:
-                    # A worker started a queued run of this chat meanwhile: queue behind it.
-                    run = await runs_store.insert_pending(conn, **fields)
+            try:
+                if not self.execute:
+                    run = await runs_store.insert_pending(
+                        conn, if_free=strategy != "enqueue", **fields
+                    )
+                else:
+                    queue = strategy == "enqueue"
+                    run = await runs_store.insert_starting(conn, queue=queue, **fields)
+                    if run is None and queue:
+                        # A worker started a queued run of this chat meanwhile: queue behind it.
+                        run = await runs_store.insert_pending(conn, **fields)
+            except ForeignKeyViolation:
+                # The chat (or its user) was deleted since the caller read it.
+                raise ChatGone from None
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
         # Known at insert time for a run that starts now; a queued one asks once it starts.

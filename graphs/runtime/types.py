@@ -29,6 +29,10 @@ class ChatBusy(Exception):
         self.active_run_id = active_run_id
 
 
+class ChatGone(Exception):
+    """The chat was deleted while its run was being started (after the caller had read it)."""
+
+
 class EventWriter(Protocol):
     """What one run's events look like to its clients: a wire format, written into its log.
 
