@@ -231,6 +231,46 @@ PROTOCOL_STREAMED: dict[str, dict[str, Any]] = {
             "step": {"type": "integer"},
         },
     },
+    # LangGraph's own task payloads, as the official server forwards them: a task starting
+    # (``langgraph.types.TaskPayload``), then its result (``TaskResultPayload``).
+    "tasks": {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["id", "name", "input", "triggers"],
+                "properties": {
+                    "id": NON_EMPTY,
+                    "name": NON_EMPTY,
+                    "triggers": {"type": "array", "items": {"type": "string"}},
+                    "metadata": {"type": "object"},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["id", "name", "error", "interrupts", "result"],
+                "properties": {
+                    "id": NON_EMPTY,
+                    "name": NON_EMPTY,
+                    "error": {"type": ["string", "null"]},
+                    "interrupts": {"type": "array"},
+                    "result": {"type": "object"},
+                },
+            },
+        ]
+    },
+    # LangGraph's checkpoint payload (``langgraph.types.CheckpointPayload``): one per
+    # checkpoint the run writes, its id in ``config.configurable.checkpoint_id``.
+    "checkpoints": {
+        "type": "object",
+        "required": ["config", "parent_config", "values", "metadata", "next", "tasks"],
+        "properties": {
+            "config": {"type": ["object", "null"]},
+            "parent_config": {"type": ["object", "null"]},
+            "metadata": {"type": "object"},
+            "next": {"type": "array", "items": {"type": "string"}},
+            "tasks": {"type": "array", "items": {"type": "object"}},
+        },
+    },
 }
 PROTOCOL_OWN: dict[str, dict[str, Any]] = {
     "metadata": _object({"run_id": UUID, "attempt": {"type": "integer", "minimum": 1}}),

@@ -292,12 +292,15 @@ class RunCreate(BaseModel):
         list[str],
         WithJsonSchema(
             {
-                "anyOf": [_STREAM_MODE, {"type": "array", "items": _STREAM_MODE, "maxItems": 7}],
+                "anyOf": [
+                    _STREAM_MODE,
+                    {"type": "array", "items": _STREAM_MODE, "maxItems": len(STREAM_MODES)},
+                ],
                 "default": ["values"],
                 "description": "One stream mode or several (repeats count once)",
             }
         ),
-    ] = Field(default_factory=lambda: ["values"], max_length=7)
+    ] = Field(default_factory=lambda: ["values"], max_length=len(STREAM_MODES))
     stream_subgraphs: JsonBool = False
     stream_resumable: JsonBool = False
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"

@@ -6,7 +6,10 @@ what the first reader saw. Event names and payloads follow ``langgraph-api``:
     ``metadata`` {run_id, attempt} first · ``values`` state · ``updates`` {node: update} ·
     ``messages`` [chunk, metadata] (requested as ``messages-tuple``) ·
     ``messages/metadata``, ``messages/partial`` (requested as ``messages``) · ``custom`` ·
-    ``debug`` · ``events`` · ``error`` {error, message} · ``end`` {status} last (ours).
+    ``debug`` · ``tasks`` (LangGraph's task payloads: each task's start {id, name, input,
+    triggers}, then its result {id, name, error, interrupts, result}) · ``checkpoints``
+    (LangGraph's checkpoint payload {config, parent_config, values, metadata, next, tasks}) ·
+    ``events`` · ``error`` {error, message} · ``end`` {status} last (ours).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from graphs.events import RunLog, encode
 from graphs.runtime.inputs import ProtocolInput
 
 FAILED = "The agent could not answer. Try again."
-STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug")
+STREAM_MODES = (
+    "values", "updates", "messages", "messages-tuple", "custom", "events", "debug", "tasks",
+    "checkpoints",
+)  # fmt: skip
 # Requested mode -> the LangGraph stream mode that feeds it.
 _SOURCES = {"messages-tuple": "messages", "events": None}
 
