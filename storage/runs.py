@@ -127,6 +127,21 @@ ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 """
 COUNT_FOR_CHAT = f"SELECT count(*) AS n FROM runs WHERE {_OF_CHAT}"
 DELETE_RUN = "DELETE FROM runs WHERE id = %s"
+# A bulk cancel by ids: the user's runs among ``ids`` in their chat ``chat_id`` (primary key).
+SELECT_OWNED_IN_CHAT = f"""
+SELECT {RUN_COLUMNS} FROM runs
+WHERE id = ANY(%(ids)s) AND chat_id = %(chat_id)s AND user_id = %(user_id)s
+ORDER BY created_at, id
+"""
+# A bulk cancel by status: the user's active runs in ``statuses``, in every chat. The literal
+# condition lets the planner read them through the partial index on active runs (a handful
+# at any time, whatever the number of finished runs), whatever ``statuses`` holds.
+SELECT_ACTIVE_OF_USER = f"""
+SELECT {RUN_COLUMNS} FROM runs
+WHERE status IN ('pending', 'running') AND status = ANY(%(statuses)s)
+  AND user_id = %(user_id)s
+ORDER BY created_at, id
+"""
 
 
 async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> RunRow | None:
@@ -264,6 +279,25 @@ async def list_for_chat(
     total = await cur.fetchone()
     assert total is not None
     return rows, total["n"]
+
+
+async def owned_in_chat(
+    conn: Conn, run_ids: Sequence[UUID], chat_id: UUID, user_id: UUID
+) -> list[RunRow]:
+    """The runs among ``run_ids`` that ``user_id`` started in chat ``chat_id``, oldest first
+    (the others, anyone else's included, are left out)."""
+    cur = await conn.execute(
+        SELECT_OWNED_IN_CHAT, {"ids": list(run_ids), "chat_id": chat_id, "user_id": user_id}
+    )
+    return cast(list[RunRow], await cur.fetchall())
+
+
+async def active_of_user(conn: Conn, user_id: UUID, statuses: Sequence[RunStatus]) -> list[RunRow]:
+    """The user's active runs whose status is in ``statuses``, in every chat, oldest first."""
+    cur = await conn.execute(
+        SELECT_ACTIVE_OF_USER, {"user_id": user_id, "statuses": list(statuses)}
+    )
+    return cast(list[RunRow], await cur.fetchall())
 
 
 # Queued runs beat too: their waiting task is alive, so they are not orphans.

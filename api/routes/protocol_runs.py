@@ -1,4 +1,5 @@
-"""Agent Protocol runs: ``/threads/{id}/runs…`` and the stateless ``/runs/stream``, ``/runs/wait``.
+"""Agent Protocol runs: ``/threads/{id}/runs…``, the stateless ``/runs``, ``/runs/batch``,
+``/runs/stream``, ``/runs/wait``, and ``/runs/cancel``.
 
 Same runs, same event logs and the same rules as the native API (one run per thread,
 strategies, resume with ``Last-Event-ID``, cancel); the events are LangGraph's stream modes.
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
@@ -20,7 +21,7 @@ from api.deps import CurrentUser, State, TokenUserId
 from api.openapi import errors
 from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
 from api.schemas.protocol_out import Run
-from api.schemas.protocol_runs import RunCreate
+from api.schemas.protocol_runs import MAX_BATCH_RUNS, RunCreate, RunsCancel
 from api.services import protocol_runs as service
 from api.services import runs as runs_service
 from api.wire.protocol import json_response
@@ -114,6 +115,56 @@ async def stream_stateless(
     `on_completion` is `keep`."""
     run, events, _ = await service.start(state, user_id, None, body)
     return _stream(state, run, events, body, stateless=True)
+
+
+@router.post("/runs", response_model=Run, responses=errors(404, 409))
+async def create_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
+    """A run on a new thread, in the background; the thread is deleted once it ends unless
+    `on_completion` is `keep`."""
+    run, _, _ = await service.start(state, user_id, None, body)
+    return json_response(service.run_json(run), headers=_locations(run, stateless=True))
+
+
+@router.post(
+    "/runs/batch",
+    response_model=list[Run],
+    response_description="The runs, in the order of the request",
+    responses=errors(404, 409),
+)
+async def create_batch(
+    body: Annotated[list[RunCreate], Body(min_length=1, max_length=MAX_BATCH_RUNS)],
+    user_id: TokenUserId,
+    state: State,
+) -> JSONResponse:
+    """Several runs on new threads, in the background, as `POST /runs` starts one each; all
+    or none: a body with one invalid run (422) or one naming no assistant (404) starts
+    nothing."""
+    runs = await service.start_batch(state, user_id, body)
+    return json_response([service.run_json(run) for run in runs])
+
+
+@router.post(
+    "/runs/cancel",
+    status_code=204,
+    response_class=Response,
+    response_description="The runs named were stopped (those already ended are left as they are)",
+    responses=errors(404),
+)
+async def cancel_many(
+    body: RunsCancel,
+    user: CurrentUser,
+    state: State,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    """Stop several of your runs: every one with `status` (`pending`, `running`, `all`), or
+    `run_ids` of your thread `thread_id` (`interrupt` keeps what they checkpointed,
+    `rollback` removes it). Answers once they have ended. A 404 when none of your runs
+    matches, or none of those is still active; runs of other users are never touched."""
+    await service.cancel_many(
+        state, user["id"], thread_id=body.thread_id, run_ids=body.run_ids, status=body.status,
+        rollback=action == "rollback",
+    )  # fmt: skip
+    return Response(status_code=204)
 
 
 @router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409))

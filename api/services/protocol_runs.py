@@ -18,10 +18,12 @@ from api.wire.protocol import jsonable
 from graphs.events import Event, EventSource, read_all
 from storage import agents as agents_store
 from storage import chats as chats_store
+from storage import runs as runs_store
 from storage import turns as turns_store
 from storage.db import Conn
 from storage.rows import AgentRow, ChatRow, RunRow
-from storage.types import RunStatus
+from storage.turns import Turn
+from storage.types import ACTIVE, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,19 @@ async def _thread(
     return chat
 
 
+async def _turn(conn: Conn, user_id: UUID, thread_id: UUID | None, body: RunCreate) -> Turn:
+    """The user, their thread (if named) and the live assistant ``body`` names: 401 when the
+    user is gone, 404 when the assistant names nothing."""
+    turn = await turns_store.for_protocol_run(
+        conn, user_id, thread_id, assistant_ref(body.assistant_id)
+    )
+    if turn is None:
+        raise Unauthorized(INVALID_TOKEN)
+    if turn.agent is None:
+        raise await unknown_assistant(conn, body.assistant_id)
+    return turn
+
+
 async def start(
     state: AppState,
     user_id: UUID,
@@ -58,21 +73,19 @@ async def start(
     body: RunCreate,
     *,
     delete_when_done: bool = True,
+    turn: Turn | None = None,
 ) -> tuple[RunRow, EventSource, AgentRow]:
     """Start a run on the user's thread (or on a new, stateless one): (run, events, agent).
 
     A stateless run's thread is deleted once the run ends (``on_completion: "delete"``), unless
     the caller does it itself (``delete_when_done=False``: ``wait`` reads the values first).
+    ``turn``: a stateless run's user and assistant, already read (a batch reads them first).
     """
     async with state.pool.connection() as conn:
-        turn = await turns_store.for_protocol_run(
-            conn, user_id, thread_id, assistant_ref(body.assistant_id)
-        )
-        if turn is None:
-            raise Unauthorized(INVALID_TOKEN)
+        if turn is None or thread_id is not None:
+            turn = await _turn(conn, user_id, thread_id, body)
         agent = turn.agent
-        if agent is None:
-            raise await unknown_assistant(conn, body.assistant_id)
+        assert agent is not None
         if thread_id is None:
             chat = await chats_store.insert(conn, user_id=user_id, agent_id=agent["id"], title=None)
         else:
@@ -97,6 +110,78 @@ async def start(
         deletion = state.runs.background(delete_after_run(state, run, user_id))
         events = _EndAfter(events, deletion)
     return run, events, agent
+
+
+async def start_batch(state: AppState, user_id: UUID, bodies: list[RunCreate]) -> list[RunRow]:
+    """Several stateless runs in the background, all or none: every assistant is found before
+    anything is created (a 404 creates nothing), and if one run cannot start (the server is
+    shutting down), the runs already started are stopped and their threads deleted."""
+    turns: dict[str, Turn] = {}
+    async with state.pool.connection() as conn:
+        for body in bodies:
+            if body.assistant_id not in turns:
+                turns[body.assistant_id] = await _turn(conn, user_id, None, body)
+    started: list[RunRow] = []
+    try:
+        for body in bodies:
+            run, _, _ = await start(state, user_id, None, body, turn=turns[body.assistant_id])
+            started.append(run)
+    except BaseException:
+        for run in started:
+            await asyncio.shield(_undo(state, run, user_id))
+        raise
+    return started
+
+
+async def _undo(state: AppState, run: RunRow, user_id: UUID) -> None:
+    """A run of a batch that failed: stopped, and its thread gone."""
+    await state.runs.stop(run["id"], "interrupted", wait=10)
+    await delete_stateless_thread(state, run, user_id)
+
+
+NO_RUNS = "No runs found to cancel."
+NONE_ACTIVE = (
+    "No matching runs to cancel. Please verify the thread ID and run IDs are correct, and the "
+    "runs haven't been deleted or completed."
+)
+# What a bulk cancel's ``status`` means.
+_CANCEL_STATUSES: dict[str, list[RunStatus]] = {
+    "pending": ["pending"],
+    "running": ["running"],
+    "all": ["pending", "running"],
+}
+
+
+async def cancel_many(
+    state: AppState,
+    user_id: UUID,
+    *,
+    thread_id: UUID | None,
+    run_ids: list[UUID] | None,
+    status: str | None,
+    rollback: bool,
+) -> list[UUID]:
+    """Stop the user's runs a bulk cancel names, as the official server does: ``run_ids`` of
+    the thread ``thread_id``, or every run with ``status`` (``pending``, ``running`` or
+    ``all`` of them), in the user's threads only. Runs that are not the user's, not of that
+    thread or already ended are left as they are; a 404 when none of the user's runs matched
+    (``No runs found``) or none of those was active. The stopped runs' ids, once they ended
+    (at most 10 s each)."""
+    async with state.pool.connection() as conn:
+        if status is not None:
+            runs = await runs_store.active_of_user(conn, user_id, _CANCEL_STATUSES[status])
+        else:
+            assert thread_id is not None and run_ids is not None
+            runs = await runs_store.owned_in_chat(conn, run_ids, thread_id, user_id)
+    if not runs:
+        raise NotFound(NO_RUNS)
+    active = [run for run in runs if run["status"] in ACTIVE]
+    if not active:
+        raise NotFound(NONE_ACTIVE)
+    await asyncio.gather(
+        *(state.runs.stop(run["id"], "interrupted", wait=10, rollback=rollback) for run in active)
+    )
+    return [run["id"] for run in active]
 
 
 class _EndAfter:
