@@ -1,5 +1,5 @@
-"""Agent Protocol runs: ``/threads/{id}/runs…``, the stateless ``/runs``, ``/runs/batch``,
-``/runs/stream``, ``/runs/wait``, and ``/runs/cancel``.
+"""Agent Protocol runs: ``/threads/{id}/runs…``, a thread's stream (``/threads/{id}/stream``),
+the stateless ``/runs``, ``/runs/batch``, ``/runs/stream``, ``/runs/wait``, and ``/runs/cancel``.
 
 Same runs, same event logs and the same rules as the native API (one run per thread,
 strategies, resume with ``Last-Event-ID``, cancel); the events are LangGraph's stream modes.
@@ -19,13 +19,13 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, State, TokenUserId
 from api.openapi import errors
-from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
+from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, THREAD_EVENT, sse_content
 from api.schemas.protocol_out import Run
 from api.schemas.protocol_runs import MAX_BATCH_RUNS, RunCreate, RunsCancel
 from api.services import protocol_runs as service
 from api.services import runs as runs_service
-from api.wire.protocol import json_response
-from api.wire.sse import parse_last_event_id, run_stream
+from api.wire.protocol import json_response, thread_events
+from api.wire.sse import parse_last_event_id, parse_thread_event_id, run_stream, thread_stream
 from graphs.events import Event
 
 router = APIRouter(tags=["agent protocol: runs"])
@@ -48,6 +48,18 @@ _JOIN_SSE = {
         }
     }
 }
+
+
+_THREAD_SSE = {
+    "responses": {
+        200: {
+            "description": "The thread's runs' events, live, until the client leaves",
+            "content": sse_content(THREAD_EVENT),
+        }
+    }
+}
+# What a thread's stream sends: every event of each run, or only their lifecycle.
+ThreadStreamMode = Literal["run_modes", "lifecycle"]
 
 
 def _locations(run: Mapping[str, Any], stateless: bool = False) -> dict[str, str]:
@@ -268,6 +280,45 @@ async def join_stream(
         on_disconnect=cancel,
         shutdown=state.runs.shutdown,
     )
+
+
+@router.get(
+    "/threads/{thread_id}/stream",
+    response_class=EventSourceResponse,
+    openapi_extra=_THREAD_SSE,
+)
+async def join_thread_stream(
+    thread_id: UUID,
+    user: CurrentUser,
+    state: State,
+    stream_mode: Annotated[
+        list[ThreadStreamMode] | None,
+        Query(
+            description="`run_modes` (default): every event of every run; `lifecycle`: "
+            "each run's first event, its `end` and `run_done`"
+        ),
+    ] = None,
+    stream_modes: Annotated[
+        list[ThreadStreamMode] | None, Query(description="The same (the official name)")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """The thread's runs one after the other, live: its current run from its first event
+    (or after `Last-Event-ID`, an id this stream sent), then each run it gets next, until you
+    close the stream or the thread is deleted. Each run's events are those of the API that
+    started it, with the ids `<run id>:<event id>`; after its `end` comes `metadata`
+    `{status: "run_done", run_id}`."""
+    modes = {*(stream_mode or ()), *(stream_modes or ())}
+    lifecycle_only = bool(modes) and "run_modes" not in modes
+    runs = await service.thread_runs(
+        state, user["id"], thread_id, parse_thread_event_id(last_event_id)
+    )
+
+    async def parts() -> AsyncIterator[list[tuple[str, str, str]]]:
+        async for run, after, batch in runs:
+            yield list(thread_events(run["id"], after, batch, lifecycle_only))
+
+    return thread_stream(parts(), shutdown=state.runs.shutdown)
 
 
 @router.post(

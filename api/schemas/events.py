@@ -314,6 +314,44 @@ PROTOCOL_EVENT: dict[str, Any] = _event_schema(
 )
 
 
+# --- a thread's stream (``GET /threads/{id}/stream``) --------------------------------------------
+
+# ``<run id>:<event id>``: the run's own event ids, behind the run they belong to.
+THREAD_EVENT_ID: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[1-9][0-9]*$",
+}
+
+
+def _with_thread_ids(schema: dict[str, Any]) -> dict[str, Any]:
+    schema = copy.deepcopy(schema)
+    schema["properties"]["id"] = THREAD_EVENT_ID
+    return schema
+
+
+THREAD_EVENT: dict[str, Any] = {
+    "description": "One event of a thread's stream: each run's events as its own stream sends "
+    "them (Agent Protocol or native, by the API that started the run), with ids "
+    "`<run id>:<event id>`; after each run's `end`, `metadata {status: run_done, run_id}`",
+    "anyOf": [
+        _with_thread_ids(PROTOCOL_EVENT),
+        _with_thread_ids(NATIVE_EVENT),
+        _with_thread_ids(
+            _event_schema(
+                {"const": "metadata"},
+                [
+                    (
+                        {"const": "metadata"},
+                        _object({"status": {"const": "run_done"}, "run_id": UUID}),
+                    )
+                ],
+                "A run of the thread has ended (the official server's `run_done`)",
+            )
+        ),
+    ],
+}
+
+
 def sse_content(schema: dict[str, Any]) -> dict[str, Any]:
     """A route's ``responses=`` content for a stream of events that each match ``schema``."""
     return {"text/event-stream": {"schema": copy.deepcopy(schema)}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, get_args
@@ -258,3 +259,77 @@ async def outcome(state: AppState, run: RunRow, events: EventSource) -> Any:
     if snapshot.interrupts:
         values["__interrupt__"] = jsonable(list(snapshot.interrupts))
     return values
+
+
+# How often a thread's stream asks Postgres for the thread's next run while none is going:
+# runs recorded by this process wake it at once, those of other processes within this.
+NEXT_RUN_POLL_SECONDS = 1.0
+
+
+class ThreadRuns:
+    """The runs of one of the user's threads, one after the other, as a thread's stream
+    follows them: the current one (or the one a client left off in, after its last event),
+    then each run created after it, live, until the thread is deleted, the server shuts down
+    or the reader leaves. Each item is ``(run, after, events)``: a batch of the run's events
+    read after event ``after`` (a finished run's log may send its ``end`` again)."""
+
+    def __init__(
+        self, state: AppState, user_id: UUID, thread_id: UUID, first: RunRow | None, after: int,
+        cursor: RunRow | None,
+    ) -> None:  # fmt: skip
+        self.state, self.user_id, self.thread_id = state, user_id, thread_id
+        self.first, self.after, self.cursor = first, after, cursor
+
+    async def __aiter__(self) -> AsyncIterator[tuple[RunRow, int, list[Event]]]:
+        run, after, cursor = self.first, self.after, self.cursor
+        with self.state.runs.watch_starts(self.thread_id) as started:
+            while True:
+                if run is None:
+                    run = await self._next(cursor, started)
+                    if run is None:
+                        return
+                    after = 0
+                source = await self.state.runs.events(run["id"], active=run["status"] in ACTIVE)
+                # A run whose events have expired has nothing left to send.
+                if source is not None:
+                    async for batch in source.read_batches(after):
+                        yield run, after, batch
+                cursor, run = run, None
+
+    async def _next(self, cursor: RunRow | None, started: asyncio.Event) -> RunRow | None:
+        """The thread's first run created after ``cursor``, once there is one; ``None`` when
+        the thread is gone or the server shuts down."""
+        shutdown, _ = self.state.runs.shutdown
+        while not shutdown.is_set():
+            started.clear()
+            async with self.state.pool.connection() as conn:
+                owned, run = await runs_store.next_of_owned_chat(
+                    conn, self.thread_id, self.user_id, cursor
+                )
+            if not owned:
+                return None
+            if run is not None:
+                return run
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), NEXT_RUN_POLL_SECONDS)
+        return None
+
+
+async def thread_runs(
+    state: AppState, user_id: UUID, thread_id: UUID, resume: tuple[UUID, int] | None
+) -> ThreadRuns:
+    """What ``GET /threads/{id}/stream`` follows: after event ``resume[1]`` of run
+    ``resume[0]`` (when that is a run of this thread of the user's), else from the first event
+    of the thread's current run (its oldest active one), else from the next run it gets. 404
+    when the thread is not the user's."""
+    async with state.pool.connection() as conn:
+        if await chats_store.get_owned(conn, thread_id, user_id) is None:
+            raise NotFound("Thread not found")
+        if resume is not None:
+            run = await runs_store.get_owned(conn, resume[0], user_id)
+            if run is not None and run["chat_id"] == thread_id:
+                return ThreadRuns(state, user_id, thread_id, run, resume[1], None)
+        current, active = await runs_store.current_of_chat(conn, thread_id)
+    if active:
+        return ThreadRuns(state, user_id, thread_id, current, 0, None)
+    return ThreadRuns(state, user_id, thread_id, None, 0, current)

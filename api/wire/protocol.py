@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from pydantic import BaseModel
 
-from graphs.events import RunLog, encode
+from graphs.events import Event, RunLog, encode
 from graphs.runtime.inputs import ProtocolInput
 
 FAILED = "The agent could not answer. Try again."
@@ -152,6 +152,26 @@ class ProtocolWriter:
         self.log.append(
             "error", {"error": error, "message": "The agent could not answer. Try again."}
         )
+
+
+# What a thread's stream sends of each run with ``stream_mode=lifecycle``: its first event
+# (``metadata``, or a native run's ``run``), its ``end`` and the official ``run_done``.
+_LIFECYCLE = {"metadata", "run", "end"}
+
+
+def thread_events(
+    run_id: Any, after: int, batch: Sequence[Event], lifecycle_only: bool
+) -> Iterator[tuple[str, str, str]]:
+    """``(id, event, data as JSON)`` of what a thread's stream sends for a batch of one run's
+    events read after ``after``: the run's events (only its lifecycle with
+    ``lifecycle_only``), each with the id ``<run id>:<event id>``, and after its ``end`` the
+    official server's ``metadata {"status": "run_done", "run_id"}`` (id: the end's + 1)."""
+    for event in batch:
+        if event.id > after and (not lifecycle_only or event.event in _LIFECYCLE):
+            yield f"{run_id}:{event.id}", event.event, event.json
+        if event.event == "end" and after <= event.id:
+            done = {"status": "run_done", "run_id": str(run_id)}
+            yield f"{run_id}:{event.id + 1}", "metadata", encode(done)
 
 
 def json_response(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
