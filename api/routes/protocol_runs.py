@@ -18,13 +18,13 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, State, TokenUserId
-from api.openapi import errors
+from api.openapi import PAGINATED, errors
 from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, THREAD_EVENT, sse_content
 from api.schemas.protocol_out import Run
 from api.schemas.protocol_runs import MAX_BATCH_RUNS, RunCreate, RunsCancel
 from api.services import protocol_runs as service
 from api.services import runs as runs_service
-from api.wire.protocol import json_response, thread_events
+from api.wire.protocol import json_response, pagination_headers, thread_events
 from api.wire.sse import parse_last_event_id, parse_thread_event_id, run_stream, thread_stream
 from graphs.events import Event
 
@@ -193,7 +193,7 @@ async def wait_stateless(body: RunCreate, user_id: TokenUserId, state: State) ->
             await asyncio.shield(deletion)
 
 
-@router.get("/threads/{thread_id}/runs", response_model=list[Run])
+@router.get("/threads/{thread_id}/runs", response_model=list[Run], responses={200: PAGINATED})
 async def list_runs(
     thread_id: UUID,
     user: CurrentUser,
@@ -204,7 +204,7 @@ async def list_runs(
     | None = None,
 ) -> JSONResponse:
     """The thread's runs, newest first."""
-    rows, _ = await runs_service.list_for_chat(
+    rows, total = await runs_service.list_for_chat(
         state,
         user["id"],
         thread_id,
@@ -212,7 +212,8 @@ async def list_runs(
         offset=offset,
         statuses=service.statuses(status) if status is not None else None,
     )
-    return json_response([service.run_json(row) for row in rows])
+    headers = pagination_headers(offset, limit, len(rows), total)
+    return json_response([service.run_json(row) for row in rows], headers)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run)

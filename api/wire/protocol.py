@@ -174,6 +174,24 @@ def thread_events(
             yield f"{run_id}:{event.id + 1}", "metadata", encode(done)
 
 
+def known_total(returned: int, offset: int, limit: int) -> int | None:
+    """How many items match a search, when a page of ``returned`` items from ``offset`` tells
+    (a short page that is not past the end); ``None`` when only counting them does."""
+    if returned < limit and (returned > 0 or offset == 0):
+        return offset + returned
+    return None
+
+
+def pagination_headers(offset: int, limit: int, returned: int, total: int) -> dict[str, str]:
+    """``X-Pagination-Total`` (how many match) and, unless this page is the last,
+    ``X-Pagination-Next`` (the offset of the next one), the headers the official server sends
+    with a search's page and its clients read."""
+    headers = {"X-Pagination-Total": str(total)}
+    if offset + returned < total:
+        headers["X-Pagination-Next"] = str(offset + limit)
+    return headers
+
+
 def json_response(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     """An Agent Protocol answer: ``content`` (rows, datetimes, UUIDs…) as JSON, sent as it is.
 
