@@ -235,7 +235,12 @@ async def test_tasks_mode_sends_langgraphs_task_payloads(live: Live) -> None:
     ]  # fmt: skip
     started, result = [data for event, data in got if event == "tasks"]
     # LangGraph's own payloads (langgraph.types), as the official server forwards them.
-    assert TaskPayload.__required_keys__ <= set(started) <= set(TaskPayload.__annotations__)
+    assert set(started) == set(TaskPayload.__annotations__)  # its metadata included
+    assert started["metadata"] == {
+        "ls_integration": "langchain_create_agent", "lc_agent_name": "t5",
+        "run_id": got[0][1]["run_id"], "assistant_id": live.agents["t5"]["id"],
+        "graph_id": "t5", "run_attempt": 1,
+    }  # fmt: skip
     assert set(result) == set(TaskResultPayload.__annotations__)
     assert (started["name"], result["name"], result["id"]) == ("model", "model", started["id"])
     assert started["triggers"] == ["branch:to:model"]
