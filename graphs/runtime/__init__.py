@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -215,6 +216,12 @@ class Runtime:
     async def stop_chat(self, chat_id: UUID, status: StopStatus = "cancelled") -> None:
         """Stop every active run of a chat and wait for their ends (before deleting it)."""
         await self.scheduler.stop_chat(chat_id, status)
+
+    def watch_starts(self, chat_id: UUID | str) -> AbstractContextManager[asyncio.Event]:
+        """While open, an event set whenever this process records a run of the chat (a
+        thread's stream waits on it for the chat's next run; other processes' runs are found
+        by asking Postgres)."""
+        return self.scheduler.starts.watch(str(chat_id))
 
     def request_stop(self, run_id: UUID) -> None:
         """``stop`` from synchronous code (a client that disconnected), in the background."""

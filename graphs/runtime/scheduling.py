@@ -30,7 +30,7 @@ from graphs.runtime.inputs import (
 )
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
+from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown, Starts
 from graphs.spec import AgentContext
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -69,6 +69,8 @@ class Scheduler:
         # Set when a queued run may have become claimable (queued, or a chat or slot freed).
         self._work_available = asyncio.Event()
         self._chat_freed: dict[str, asyncio.Event] = {}
+        # Told of every run recorded in this process (a thread's stream waits for its next).
+        self.starts = Starts()
         executor.wait_turn = self.wait_turn
         executor.on_ended = self.chat_is_free
 
@@ -118,6 +120,7 @@ class Scheduler:
                 raise ChatGone from None
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
+        self.starts.announce(str(chat["id"]))
         # Known at insert time for a run that starts now; a queued one asks once it starts.
         needs_closing = run.pop("needs_closing", None)
         if run["status"] != "running":
