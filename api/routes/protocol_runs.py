@@ -141,7 +141,7 @@ async def list_runs(
     | None = None,
 ) -> JSONResponse:
     """The thread's runs, newest first."""
-    rows, _ = await runs_service.list_for_chat(
+    rows, _, deliveries = await runs_service.list_for_chat(
         state,
         user["id"],
         thread_id,
@@ -149,13 +149,14 @@ async def list_runs(
         offset=offset,
         statuses=service.statuses(status) if status is not None else None,
     )
-    return json_response([service.run_json(row) for row in rows])
+    return json_response([service.run_json(row, deliveries.get(row["id"])) for row in rows])
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run)
 async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
-    run = await runs_service.get_owned(state, user["id"], run_id, chat_id=thread_id)
-    return json_response(service.run_json(run))
+    """The run; `webhook` shows its webhook's delivery attempts."""
+    run, delivery = await runs_service.read(state, user["id"], run_id, chat_id=thread_id)
+    return json_response(service.run_json(run, delivery))
 
 
 @router.delete(

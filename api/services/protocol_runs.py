@@ -11,6 +11,7 @@ from uuid import UUID
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.schemas.protocol_runs import RunCreate
 from api.services import chats as chats_service
+from api.services import webhooks as webhooks_service
 from api.services.agents import assistant_ref, unknown_assistant
 from api.services.messages import profile
 from api.state import AppState
@@ -20,7 +21,7 @@ from storage import agents as agents_store
 from storage import chats as chats_store
 from storage import turns as turns_store
 from storage.db import Conn
-from storage.rows import AgentRow, ChatRow, RunRow
+from storage.rows import AgentRow, ChatRow, DeliveryStateRow, RunRow
 from storage.types import RunStatus
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ async def start(
 
     A stateless run's thread is deleted once the run ends (``on_completion: "delete"``), unless
     the caller does it itself (``delete_when_done=False``: ``wait`` reads the values first).
+    A ``webhook`` is checked first, as the rest of the body was: refused, nothing is made.
     """
+    webhook = await webhooks_service.checked(state.settings, body.webhook)
     async with state.pool.connection() as conn:
         turn = await turns_store.for_protocol_run(
             conn, user_id, thread_id, assistant_ref(body.assistant_id)
@@ -86,6 +89,7 @@ async def start(
             request=body.graph_request(),
             profile=profile(turn.user, turn.interests),
             strategy=body.multitask_strategy,
+            webhook_url=webhook,
         )
     except Exception:
         if turn.chat is None:
@@ -139,8 +143,8 @@ def statuses(status: str) -> list[RunStatus]:
     return [ours for ours in get_args(RunStatus) if PROTOCOL_STATUS.get(ours, ours) == status]
 
 
-def run_json(run: RunRow) -> dict[str, Any]:
-    """A run as the protocol shows it."""
+def run_json(run: RunRow, delivery: DeliveryStateRow | None = None) -> dict[str, Any]:
+    """A run as the protocol shows it, with its webhook ``delivery`` once there is one."""
     payload = dict(run.get("input") or {})
     metadata = payload.get("metadata") or {}
     kwargs = {k: payload.get(k) for k in ("input", "command", "config", "stream_mode")}
@@ -154,6 +158,7 @@ def run_json(run: RunRow) -> dict[str, Any]:
         "metadata": metadata,
         "kwargs": kwargs,
         "multitask_strategy": run["multitask_strategy"],
+        "webhook": webhooks_service.webhook_out(run, delivery),
     }
 
 
