@@ -38,6 +38,7 @@ from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
 from api.services.store_reindexer import MemoryReindexer
 from api.services.store_sweeper import StoreSweeper
+from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = reindexer = sweeper = None
+            driver = indexer = reindexer = sweeper = deliverer = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -94,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await reindexer.open()
                 sweeper = state.sweeper = StoreSweeper(state, interval=settings.store_sweep_seconds)
                 await sweeper.open()
+                deliverer = state.webhooks = WebhookDeliverer(pool, settings)
+                runtime.when_run_ends(deliverer.run_ended)
+                await deliverer.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
@@ -107,6 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if driver is not None:
                     await driver.aclose()
                 await runtime.aclose()
+                # After the drain: the webhooks of the runs it ended go out meanwhile.
+                if deliverer is not None:
+                    await deliverer.aclose()
                 await pool.close()
         finally:
             # Explicitly: uvicorn's SIGTERM handling skips atexit, where pgserver would stop it.
@@ -123,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
-    openapi.install(app)
+    openapi.install(app, webhooks=settings.webhook_secret is not None)
     # Innermost of ours: CORS (when on) still adds its headers to a 413.
     app.add_middleware(
         BodyLimit,

@@ -181,8 +181,23 @@ def _error_response(status: int) -> dict[str, Any]:
     return response
 
 
-def _document(document: dict[str, Any], app: FastAPI) -> None:
+def _without_webhooks(schemas: dict[str, Any]) -> None:
+    """A server without a webhook secret refuses any webhook (422 `webhooks_disabled`): the
+    request bodies that name one say it can only be null."""
+    for schema in schemas.values():
+        found = schema.get("properties", {}).get("webhook")
+        if found is not None and any(v.get("type") == "string" for v in found.get("anyOf", [])):
+            schema["properties"]["webhook"] = {
+                "type": "null",
+                "description": "This server sends no webhooks (SWITCHBOARD_WEBHOOK_SECRET is "
+                "not set): a URL is a 422 `webhooks_disabled`",
+            }
+
+
+def _document(document: dict[str, Any], app: FastAPI, *, webhooks: bool) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    if not webhooks:
+        _without_webhooks(schemas)
     error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas["ErrorBody"] = error_schema
@@ -204,13 +219,14 @@ def _document(document: dict[str, Any], app: FastAPI) -> None:
             schemas.pop(unused, None)
 
 
-def install(app: FastAPI) -> None:
-    """Serve an OpenAPI document whose every operation lists the errors it can answer."""
+def install(app: FastAPI, *, webhooks: bool = True) -> None:
+    """Serve an OpenAPI document whose every operation lists the errors it can answer (and,
+    without ``webhooks``, takes no webhook)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _document(build(), app)
+            _document(build(), app, webhooks=webhooks)
         assert app.openapi_schema is not None
         return app.openapi_schema
 

@@ -121,6 +121,19 @@ class Settings(BaseSettings):
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []
 
+    # Webhooks (api/services/webhooks.py): a run that names one is POSTed its final record when
+    # it ends, signed with HMAC-SHA256 under this secret. Unset: runs naming a webhook are
+    # refused (422 `webhooks_disabled`) and this process delivers none.
+    webhook_secret: SecretStr | None = None
+    # Hosts (as written in the URL, e.g. "127.0.0.1", "hooks.internal") a webhook may name
+    # although they resolve to loopback, private or link-local addresses (tools/net_guard.py).
+    webhook_allowed_hosts: list[str] = []
+    # Attempts per delivery (connection errors, timeouts, 5xx and 429 are tried again), the
+    # delay before the second (doubling each time after), and each attempt's time limit.
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_seconds: float = Field(default=5, ge=0, le=3600)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:

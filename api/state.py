@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from api.services.replay_driver import ReplayDriver
     from api.services.store_reindexer import MemoryReindexer
     from api.services.store_sweeper import StoreSweeper
+    from api.services.webhook_delivery import WebhookDeliverer
 
 
 @dataclass
@@ -30,6 +31,7 @@ class AppState:
     indexer: KnowledgeIndexer = field(init=False)
     reindexer: MemoryReindexer = field(init=False)
     sweeper: StoreSweeper = field(init=False)
+    webhooks: WebhookDeliverer = field(init=False)
 
     @property
     def store(self) -> Store:

@@ -13,6 +13,7 @@ import logging
 import signal
 
 from api.bootstrap import settle_heap
+from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
 from api.wire import writer_for
 from graphs import patches
@@ -34,6 +35,10 @@ async def run_worker(settings: Settings) -> None:
     )
     try:
         runs = await open_runtime(settings, pool, writers=writer_for, execute=True)
+        # Webhooks of the runs that end here (and of any run: deliveries are shared).
+        deliverer = WebhookDeliverer(pool, settings)
+        runs.when_run_ends(deliverer.run_ended)
+        await deliverer.open()
         stopping, _ = runs.shutdown
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -47,6 +52,7 @@ async def run_worker(settings: Settings) -> None:
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("worker %s stopping", runs.worker_id)
         await runs.aclose()
+        await deliverer.aclose()
         work.cancel()
         stop.cancel()
         failure, _ = await asyncio.gather(work, stop, return_exceptions=True)

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from storage.types import (
     ChatStatus,
+    DeliveryStatus,
     DocumentStatus,
     MultitaskStrategy,
     ReplayStatus,
@@ -192,9 +193,29 @@ class RunRow(TypedDict):
     ended_at: datetime | None
     # jsonb: what the run executes (``graphs.runtime.inputs``), validated when read back.
     input: dict[str, Any] | None
+    # Where the run's final record is POSTed when it ends (``storage.webhooks``), if anywhere.
+    webhook_url: str | None
     # Only in the row ``runs.insert_starting`` returns (the scheduler pops it): whether the
     # thread may hold tool calls a stopped run left unanswered.
     needs_closing: NotRequired[bool]
+
+
+class ClaimedDeliveryRow(TypedDict):
+    """A webhook delivery a process claimed (``webhooks.claim_due``): where to, how many
+    attempts came before, and the run as it was when it ended."""
+
+    url: str
+    attempted: int
+    run: RunRow
+
+
+class DeliveryStateRow(TypedDict):
+    """Where a run's webhook delivery stands (``webhooks.states``)."""
+
+    run_id: UUID
+    status: DeliveryStatus
+    # jsonb: [{at, status_code, error}], oldest first.
+    attempts: list[dict[str, Any]]
 
 
 class ActiveRunRow(TypedDict):

@@ -16,7 +16,7 @@ from storage.types import RunStatus
 
 RUN_COLUMNS = """
     id, chat_id, user_id, agent_id, agent_version, model_name, status, multitask_strategy,
-    error, usage, worker_id, heartbeat_at, created_at, started_at, ended_at, input
+    error, usage, worker_id, heartbeat_at, created_at, started_at, ended_at, input, webhook_url
 """
 
 # ``created_at`` is the queue's order, so it is read after the chat's lock is held:
@@ -24,10 +24,10 @@ RUN_COLUMNS = """
 # lock would be ordered by when they asked, not by when they were queued.
 _INSERT = """
 INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
-                  status, worker_id, started_at, heartbeat_at, input, created_at)
+                  status, worker_id, started_at, heartbeat_at, input, webhook_url, created_at)
 SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
        %(multitask_strategy)s, {status}, %(worker_id)s, {started}, now(), %(input)s,
-       clock_timestamp()
+       %(webhook_url)s, clock_timestamp()
 """
 # Starts now if no run of the chat is active or queued; otherwise it is queued behind them,
 # or (``queue`` false) not inserted at all. The unique index on running runs settles races
@@ -35,11 +35,11 @@ SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s
 # needs no further query to know whether tool calls were left open.
 INSERT_STARTING = f"""
 INSERT INTO runs (chat_id, user_id, agent_id, agent_version, model_name, multitask_strategy,
-                  status, worker_id, started_at, heartbeat_at, input, created_at)
+                  status, worker_id, started_at, heartbeat_at, input, webhook_url, created_at)
 SELECT %(chat_id)s, %(user_id)s, %(agent_id)s, %(agent_version)s, %(model_name)s,
        %(multitask_strategy)s, CASE WHEN busy THEN 'pending' ELSE 'running' END,
        %(worker_id)s, CASE WHEN busy THEN NULL ELSE now() END, now(), %(input)s,
-       clock_timestamp()
+       %(webhook_url)s, clock_timestamp()
 FROM (SELECT EXISTS (SELECT 1 FROM runs WHERE chat_id = %(chat_id)s
                      AND status IN ('pending', 'running')) AS busy) chat
 WHERE %(queue)s OR NOT busy
@@ -172,7 +172,7 @@ async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> RunRow |
     """Record a run that starts now when its chat is free; otherwise queue it (``queue``) or
     return ``None``. Its row has ``needs_closing``, true when the thread may hold tool calls a
     stopped run left unanswered (meaningful for a run that starts now)."""
-    params = {**fields, "queue": queue}
+    params = {"webhook_url": None, **fields, "queue": queue}
     try:
         # The lock and the insert are one transaction sent in one round trip (a pipeline);
         # each statement takes a fresh snapshot, so the insert sees what the lock waited for.
@@ -190,9 +190,10 @@ async def insert_pending(conn: Conn, *, if_free: bool = False, **fields: Any) ->
     With ``if_free``, only when the chat has none (``None`` otherwise). A ``worker_id`` of
     ``None`` leaves the run to whichever worker claims it first.
     """
+    params = {"webhook_url": None, **fields}
     async with conn.pipeline(), conn.transaction():
         await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
-        cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, fields)
+        cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, params)
     return cast(RunRow | None, await cur.fetchone())
 
 

@@ -22,3 +22,5 @@ UserRole = Literal["user", "admin"]
 ShareRole = Literal["viewer"]
 # A knowledge document: waiting to be indexed, being indexed, searchable, or given up on.
 DocumentStatus = Literal["pending", "indexing", "indexed", "failed"]
+# A run's webhook delivery: not sent yet (or to be tried again), received, or given up on.
+DeliveryStatus = Literal["pending", "delivered", "failed"]

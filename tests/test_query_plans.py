@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from storage import chats, runs, shares, store
+from storage import chats, runs, shares, store, webhooks
 
 ANY_ID = uuid.uuid4()
 HOST_PATTERN = socket.gethostname() + ":%"
@@ -91,6 +91,15 @@ QUERIES: dict[str, tuple[str, Any]] = {
         store.REINDEXING_PREFIX,
         {"prefix": f"users.{ANY_ID}.memories", "pattern": f"users.{ANY_ID}.memories.%"},
     ),
+    # Every process looks for due webhook deliveries every few seconds and after each run;
+    # GET run reads a run's delivery; each attempt is recorded.
+    "claim_webhooks": (webhooks.CLAIM_DUE, {"limit": 16, "lease": 15.0}),
+    "webhook_states": (webhooks.SELECT_STATES, ([ANY_ID],)),
+    "record_webhook_attempt": (
+        webhooks.RECORD_ATTEMPT,
+        {"run_id": ANY_ID, "attempt": "{}", "status": "pending", "retry_in": 5.0},
+    ),
+    "delete_settled_webhook": (webhooks.DELETE_SETTLED, (ANY_ID,)),
     "finish_with_summary": (
         runs.FINISH_WITH_SUMMARY,
         {

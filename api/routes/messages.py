@@ -106,7 +106,7 @@ async def send_message(
     `tool_call`, `tool_result`, `error`, `end`) as they happen.
     """
     run, run_log = await messages_service.send(
-        state, user_id, chat_id, body.content, body.multitask_strategy
+        state, user_id, chat_id, body.content, body.multitask_strategy, body.webhook
     )
     return await _respond(state, run, run_log, accept=accept, on_disconnect=body.on_disconnect)
 

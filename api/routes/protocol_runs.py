@@ -204,7 +204,7 @@ async def list_runs(
     | None = None,
 ) -> JSONResponse:
     """The thread's runs, newest first."""
-    rows, total = await runs_service.list_for_chat(
+    rows, total, deliveries = await runs_service.list_for_chat(
         state,
         user["id"],
         thread_id,
@@ -213,13 +213,16 @@ async def list_runs(
         statuses=service.statuses(status) if status is not None else None,
     )
     headers = pagination_headers(offset, limit, len(rows), total)
-    return json_response([service.run_json(row) for row in rows], headers)
+    return json_response(
+        [service.run_json(row, deliveries.get(row["id"])) for row in rows], headers
+    )
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run)
 async def get_run(thread_id: UUID, run_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
-    run = await runs_service.get_owned(state, user["id"], run_id, chat_id=thread_id)
-    return json_response(service.run_json(run))
+    """The run; `webhook` shows its webhook's delivery attempts."""
+    run, delivery = await runs_service.read(state, user["id"], run_id, chat_id=thread_id)
+    return json_response(service.run_json(run, delivery))
 
 
 @router.delete(

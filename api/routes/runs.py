@@ -18,6 +18,7 @@ from api.schemas.common import Page
 from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
 from api.schemas.messages import RunOut
 from api.services import runs as runs_service
+from api.services.webhooks import webhook_out
 from api.wire.sse import parse_last_event_id, run_stream
 
 router = APIRouter(tags=["runs"])
@@ -25,7 +26,9 @@ router = APIRouter(tags=["runs"])
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 async def get_run(run_id: UUID, user: CurrentUser, state: State) -> Mapping[str, Any]:
-    return await runs_service.get_owned(state, user["id"], run_id)
+    """The run; `webhook` shows its webhook's delivery attempts."""
+    run, delivery = await runs_service.read(state, user["id"], run_id)
+    return {**run, "webhook": webhook_out(run, delivery)}
 
 
 @router.get(
@@ -126,7 +129,8 @@ async def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
     """The chat's runs, newest first."""
-    rows, total = await runs_service.list_for_chat(
+    rows, total, deliveries = await runs_service.list_for_chat(
         state, user["id"], chat_id, limit=limit, offset=offset
     )
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    items = [{**row, "webhook": webhook_out(row, deliveries.get(row["id"]))} for row in rows]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     GetJsonSchemaHandler,
     Strict,
     StringConstraints,
@@ -231,6 +232,21 @@ ToolArgsNulFree = _NulFree(max_depth=MAX_TOOL_ARGS_DEPTH)
 def text_rules(*, min_length: int = 0, max_length: int, strip: bool = True) -> StringConstraints:
     """The bounds of a text field: trimmed unless ``strip=False``, ``min_length..max_length``."""
     return StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length)
+
+
+# A run's webhook, in both APIs: an absolute http(s) URL that the SSRF guard accepts, checked
+# when the run is created (api/services/webhooks.py); 1-65536 characters, as the official
+# server's schema has it. A server without a webhook secret documents it as null only
+# (api/openapi.py), since it takes none.
+WebhookUrl = Annotated[
+    str, Field(min_length=1, max_length=65536, json_schema_extra={"format": "uri"}), NoNul
+]
+WEBHOOK_DESCRIPTION = (
+    "POSTed the run's final record, signed, when the run ends. An http(s) URL without user "
+    "info whose host resolves only to public addresses (or is on "
+    "`SWITCHBOARD_WEBHOOK_ALLOWED_HOSTS`); otherwise a 422 `webhook_not_allowed` and nothing "
+    "is created"
+)
 
 
 class RequestModel(BaseModel):

@@ -8,7 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
 
-from api.schemas.common import NotBlank, RequestModel, text_rules
+from api.schemas.common import (
+    WEBHOOK_DESCRIPTION,
+    NotBlank,
+    RequestModel,
+    WebhookUrl,
+    text_rules,
+)
 
 MAX_MESSAGE_CHARS = 32_000
 MessageContent = Annotated[
@@ -29,6 +35,7 @@ class MessageCreate(RequestModel):
         "`enqueue` (run after it), `interrupt` (stop it, keep what it wrote) or `rollback` "
         "(stop it and remove what it wrote)",
     )
+    webhook: WebhookUrl | None = Field(None, description=WEBHOOK_DESCRIPTION)
 
     @field_validator("content")
     @classmethod
@@ -92,6 +99,30 @@ class RunAnswer(BaseModel):
     error: RunError | None = None
 
 
+class WebhookAttemptOut(BaseModel):
+    at: datetime = Field(description="When the attempt started")
+    status_code: int | None = Field(
+        description="The receiver's HTTP status; null when no answer came"
+    )
+    error: str | None = Field(
+        description="Why no answer came (`ConnectError`, `Timeout`, `name_not_resolved` …), "
+        "or `webhook_not_allowed` when the URL no longer passed the SSRF guard; null with a "
+        "status code"
+    )
+
+
+class WebhookOut(BaseModel):
+    """Where a run's webhook delivery stands."""
+
+    url: str
+    status: Literal["pending", "delivered", "failed"] = Field(
+        description="`pending` until the run has ended and a 2xx answered (or while another "
+        "attempt is due), `delivered`, or `failed` once the attempts ran out or an answer "
+        "was neither 2xx, 429 nor 5xx"
+    )
+    attempts: list[WebhookAttemptOut] = Field(description="Oldest first")
+
+
 class RunOut(BaseModel):
     id: UUID
     chat_id: UUID
@@ -105,6 +136,9 @@ class RunOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    webhook: WebhookOut | None = Field(
+        None, description="The run's webhook and its delivery attempts; null without one"
+    )
 
 
 class CheckpointOut(BaseModel):

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from api.schemas.messages import WebhookOut
 from storage.types import MultitaskStrategy
 
 
@@ -147,3 +148,6 @@ class Run(BaseModel):
     metadata: dict[str, Any]
     kwargs: RunKwargs
     multitask_strategy: MultitaskStrategy
+    webhook: WebhookOut | None = Field(
+        description="Switchboard's: the run's webhook and its delivery attempts; null without one"
+    )

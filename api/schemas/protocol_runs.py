@@ -21,6 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from api.schemas.common import (
     NO_NUL,
+    WEBHOOK_DESCRIPTION,
     JsonBool,
     JsonInteger,
     MetadataLimits,
@@ -28,6 +29,7 @@ from api.schemas.common import (
     NoNul,
     NulFree,
     SchemaOnly,
+    WebhookUrl,
     json_object_schema,
     json_value_schema,
 )
@@ -275,7 +277,7 @@ _INPUT_OR_COMMAND: JsonDict = {
 class RunCreate(BaseModel):
     """A run: what to send the graph, and how to stream it back.
 
-    Fields the SDK may send that Switchboard has no use for (webhook, feedback_keys, durability,
+    Fields the SDK may send that Switchboard has no use for (feedback_keys, durability,
     after_seconds, langsmith_tracer …) are accepted and ignored, so clients work unchanged.
     """
 
@@ -312,6 +314,7 @@ class RunCreate(BaseModel):
     checkpoint: CheckpointRef | None = None
     interrupt_before: Literal["*"] | list[Annotated[str, NoNul]] | None = None
     interrupt_after: Literal["*"] | list[Annotated[str, NoNul]] | None = None
+    webhook: WebhookUrl | None = Field(None, description=WEBHOOK_DESCRIPTION)
 
     @field_validator("stream_mode", mode="before")
     @classmethod

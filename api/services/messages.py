@@ -8,6 +8,7 @@ from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.services import feedback as feedback_service
+from api.services import webhooks as webhooks_service
 from api.services.chats import get_readable
 from api.state import AppState
 from api.wire.native import is_visible, to_api
@@ -59,13 +60,16 @@ async def send(
     chat_id: UUID,
     content: str,
     strategy: MultitaskStrategy = "reject",
+    webhook: str | None = None,
 ) -> tuple[RunRow, EventSource]:
-    """Check the chat can take a message, then start the run that answers it."""
+    """Check the run may have its ``webhook`` (as the rest of the body was, first) and the
+    chat can take a message, then start the run that answers it."""
+    webhook = await webhooks_service.checked(state.settings, webhook)
     _, chat, agent, personal = await ready(state, user_id, chat_id)
     # ChatBusy and ShuttingDown are answered by api/errors.py.
     return await state.runs.start(
         chat=chat, agent=agent, user_id=user_id, content=content, profile=personal,
-        strategy=strategy,
+        strategy=strategy, webhook_url=webhook,
     )  # fmt: skip
 
 

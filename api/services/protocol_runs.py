@@ -12,6 +12,7 @@ from uuid import UUID
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.schemas.protocol_runs import RunCreate
 from api.services import chats as chats_service
+from api.services import webhooks as webhooks_service
 from api.services.agents import assistant_ref, unknown_assistant
 from api.services.messages import profile
 from api.state import AppState
@@ -22,7 +23,7 @@ from storage import chats as chats_store
 from storage import runs as runs_store
 from storage import turns as turns_store
 from storage.db import Conn
-from storage.rows import AgentRow, ChatRow, RunRow
+from storage.rows import AgentRow, ChatRow, DeliveryStateRow, RunRow
 from storage.turns import Turn
 from storage.types import ACTIVE, RunStatus
 
@@ -81,7 +82,9 @@ async def start(
     A stateless run's thread is deleted once the run ends (``on_completion: "delete"``), unless
     the caller does it itself (``delete_when_done=False``: ``wait`` reads the values first).
     ``turn``: a stateless run's user and assistant, already read (a batch reads them first).
+    A ``webhook`` is checked first, as the rest of the body was: refused, nothing is made.
     """
+    webhook = await webhooks_service.checked(state.settings, body.webhook)
     async with state.pool.connection() as conn:
         if turn is None or thread_id is not None:
             turn = await _turn(conn, user_id, thread_id, body)
@@ -100,6 +103,7 @@ async def start(
             request=body.graph_request(),
             profile=profile(turn.user, turn.interests),
             strategy=body.multitask_strategy,
+            webhook_url=webhook,
         )
     except Exception:
         if turn.chat is None:
@@ -114,10 +118,14 @@ async def start(
 
 
 async def start_batch(state: AppState, user_id: UUID, bodies: list[RunCreate]) -> list[RunRow]:
-    """Several stateless runs in the background, all or none: every assistant is found before
-    anything is created (a 404 creates nothing), and if one run cannot start (the server is
+    """Several stateless runs in the background, all or none: every assistant is found and
+    every webhook checked before anything is created (a 404 or 422 creates nothing), and if one
+    run cannot start (the server is
     shutting down), the runs already started are stopped and their threads deleted."""
     turns: dict[str, Turn] = {}
+    for body in bodies:
+        # A refused webhook must refuse the batch before any run starts (and ends, undone).
+        await webhooks_service.checked(state.settings, body.webhook)
     async with state.pool.connection() as conn:
         for body in bodies:
             if body.assistant_id not in turns:
@@ -225,8 +233,8 @@ def statuses(status: str) -> list[RunStatus]:
     return [ours for ours in get_args(RunStatus) if PROTOCOL_STATUS.get(ours, ours) == status]
 
 
-def run_json(run: RunRow) -> dict[str, Any]:
-    """A run as the protocol shows it."""
+def run_json(run: RunRow, delivery: DeliveryStateRow | None = None) -> dict[str, Any]:
+    """A run as the protocol shows it, with its webhook ``delivery`` once there is one."""
     payload = dict(run.get("input") or {})
     metadata = payload.get("metadata") or {}
     kwargs = {k: payload.get(k) for k in ("input", "command", "config", "stream_mode")}
@@ -240,6 +248,7 @@ def run_json(run: RunRow) -> dict[str, Any]:
         "metadata": metadata,
         "kwargs": kwargs,
         "multitask_strategy": run["multitask_strategy"],
+        "webhook": webhooks_service.webhook_out(run, delivery),
     }
 
 

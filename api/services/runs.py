@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
+from api.services import webhooks as webhooks_service
 from api.services.chats import get_owned as get_owned_chat
 from api.state import AppState
 from graphs.events import EventSource
 from storage import runs as runs_store
 from storage import users as users_store
-from storage.rows import RunRow
+from storage.rows import DeliveryStateRow, RunRow
 from storage.types import ACTIVE, RunStatus, StopStatus
 
 EXPIRED = "Run not found, or its events have expired"
@@ -31,6 +32,16 @@ async def get_owned(
     if run is None or (chat_id is not None and run["chat_id"] != chat_id):
         raise NotFound("Run not found")
     return run
+
+
+async def read(
+    state: AppState, user_id: UUID, run_id: UUID, *, chat_id: UUID | None = None
+) -> tuple[RunRow, DeliveryStateRow | None]:
+    """The run as ``get_owned`` finds it, with its webhook delivery (``None`` without one, or
+    before the run has ended)."""
+    run = await get_owned(state, user_id, run_id, chat_id=chat_id)
+    found = await webhooks_service.deliveries(state, [run])
+    return run, found.get(run["id"])
 
 
 async def events(state: AppState, run: RunRow) -> EventSource | None:
@@ -85,14 +96,15 @@ async def list_for_chat(
     offset: int,
     statuses: Sequence[RunStatus] | None = None,
     not_found: str = "Chat not found",
-) -> tuple[list[RunRow], int]:
-    """A page of the chat's runs, newest first (only those in ``statuses``, when given), and
-    how many there are in all."""
+) -> tuple[list[RunRow], int, dict[UUID, DeliveryStateRow]]:
+    """A page of the chat's runs, newest first (only those in ``statuses``, when given), how
+    many there are in all, and the webhook deliveries of those that have one."""
     async with state.pool.connection() as conn:
         await get_owned_chat(conn, chat_id, user_id, not_found=not_found)
-        return await runs_store.list_for_chat(
+        rows, total = await runs_store.list_for_chat(
             conn, chat_id, limit=limit, offset=offset, statuses=statuses
         )
+    return rows, total, await webhooks_service.deliveries(state, rows)
 
 
 async def delete_ended(state: AppState, user_id: UUID, run_id: UUID, chat_id: UUID) -> None:

@@ -19,7 +19,7 @@ the process only queues runs, and ``switchboard worker`` processes (``work()``) 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -174,6 +174,7 @@ class Runtime:
         checkpoint_id: str | None = None,
         message_id: str | None = None,
         model_name: str | None = None,
+        webhook_url: str | None = None,
     ) -> tuple[RunRow, EventSource]:
         """Record a run answering ``content`` and start it in the background (or queue it).
 
@@ -186,12 +187,15 @@ class Runtime:
         raises ``ChatBusy``; ``enqueue`` queues this run behind it; ``interrupt`` stops the
         running one (its checkpoints stay); ``rollback`` stops it and removes its checkpoints.
         Raises ``ShuttingDown`` once the server is draining.
+
+        ``webhook_url`` (checked by the caller) is recorded with the run: when the run ends, a
+        delivery of its final record to it is queued in the same transaction.
         """
         run_input = NativeInput(
             content=content, profile=profile, checkpoint_id=checkpoint_id, message_id=message_id,
             model_name=model_name,
         )  # fmt: skip
-        return await self.scheduler.start(chat, agent, user_id, run_input, strategy)
+        return await self.scheduler.start(chat, agent, user_id, run_input, strategy, webhook_url)
 
     async def start_protocol(
         self,
@@ -202,11 +206,13 @@ class Runtime:
         request: ProtocolInput,
         profile: dict[str, Any] | None,
         strategy: MultitaskStrategy = "enqueue",
+        webhook_url: str | None = None,
     ) -> tuple[RunRow, EventSource]:
         """A run of the Agent Protocol: ``request`` holds its input or command, stream modes,
-        config, metadata, checkpoint and interrupt points (stored with the run)."""
+        config, metadata, checkpoint and interrupt points (stored with the run); a webhook as
+        in ``start``."""
         run_input = request.model_copy(update={"profile": profile})
-        return await self.scheduler.start(chat, agent, user_id, run_input, strategy)
+        return await self.scheduler.start(chat, agent, user_id, run_input, strategy, webhook_url)
 
     async def events(self, run_id: UUID, *, active: bool) -> EventSource | None:
         """A reader of the run's events; ``None`` once they have expired (or never were here).
@@ -222,6 +228,11 @@ class Runtime:
         thread's stream waits on it for the chat's next run; other processes' runs are found
         by asking Postgres)."""
         return self.scheduler.starts.watch(str(chat_id))
+
+    def when_run_ends(self, callback: Callable[[RunRow], None]) -> None:
+        """Call ``callback`` with each run of this process that ends (as it was created), once
+        its end is recorded; runs that recovery ends, or other processes, are not told."""
+        self.executor.ended.append(callback)
 
     def request_stop(self, run_id: UUID) -> None:
         """``stop`` from synchronous code (a client that disconnected), in the background."""

@@ -60,6 +60,8 @@ class Executor:
         self._stopped: dict[UUID, str] = {}
         self.wait_turn: Callable[[UUID, str], Awaitable[None]] | None = None
         self.on_ended: Callable[[str], Awaitable[None]] | None = None
+        # Told of every run of this process that ends, once its end is recorded.
+        self.ended: list[Callable[[RunRow], None]] = []
         # Handed to every run's context, for the knowledge_search tool (set by the runtime).
         self.knowledge: Any = None
 
@@ -236,8 +238,14 @@ class Executor:
         finally:
             ctx.log.append("end", {"status": ctx.status, "usage": ctx.usage})
             ctx.log.close()
+            self.tell_ended(ctx.run)
             if self.on_ended is not None:
                 await self.on_ended(ctx.chat_id)
+
+    def tell_ended(self, run: RunRow) -> None:
+        """Tell ``ended``'s callbacks (``Runtime.when_run_ends``) that ``run`` has ended."""
+        for callback in self.ended:
+            callback(run)
 
     async def _closing_messages(self, ctx: RunContext) -> list[ToolMessage]:
         """Answers for tool calls a stopped run left unanswered, to add before the new message.

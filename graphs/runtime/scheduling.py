@@ -81,6 +81,7 @@ class Scheduler:
         user_id: UUID,
         run_input: NativeInput | ProtocolInput,
         strategy: MultitaskStrategy,
+        webhook_url: str | None = None,
     ) -> tuple[RunRow, EventSource]:
         if not self.liveness.accepting:
             raise ShuttingDown()
@@ -102,6 +103,7 @@ class Scheduler:
             # Everything a worker needs to execute the run without this request.
             "input": Jsonb(run_input.model_dump(mode="json")),
             "worker_id": worker_id,
+            "webhook_url": webhook_url,
         }
         async with self.pool.connection() as conn:
             try:
@@ -178,6 +180,7 @@ class Scheduler:
             self.executor.writers(run_log, run, _input_or_empty(run["input"])).opened()
             run_log.append("end", {"status": status, "usage": {}})
             run_log.close()
+            self.executor.tell_ended(run)
             await self.chat_is_free(str(run["chat_id"]))
             return True
         if self.bus is None:
@@ -277,6 +280,7 @@ class Scheduler:
         if error is not None:
             async with self.pool.connection() as conn:
                 await runs_store.finish(conn, run["id"], status="error", error=error, usage=None)
+            self.executor.tell_ended(run)
             await self.logs.end_orphan(run["id"], "error")
             await self.chat_is_free(str(run["chat_id"]))
             return
