@@ -21,7 +21,9 @@ from api.schemas.protocol_out import (
 )
 from tests.conftest import User
 
-PROTOCOL_PREFIXES = ("/assistants", "/threads", "/runs/stream", "/runs/wait", "/store")
+PROTOCOL_PREFIXES = (
+    "/assistants", "/threads", "/runs/stream", "/runs/wait", "/runs/crons", "/store"
+)  # fmt: skip
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
