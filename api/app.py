@@ -150,8 +150,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["*"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-        )
+            # ``X-Api-Key``: what the official clients send when given an API key.
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Api-Key"],
+            # What a browser's script may read: where a run's stream and record are, and the
+            # pages of a search (the JS client reads them).
+            expose_headers=[
+                "Content-Location", "Location", "X-Pagination-Total", "X-Pagination-Next"
+            ],
+        )  # fmt: skip
     # FastAPI tries routes in the order they were included, so the routes of every chat turn
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.security import redact_path
 from graphs.models import UnknownModel
-from graphs.runtime.types import ChatBusy, ShuttingDown
+from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,8 @@ async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ChatBusy):
         detail = f"The chat already has an active run: {exc.active_run_id}"
         return _error(409, detail, Conflict.code)
+    if isinstance(exc, ChatGone):
+        return _error(404, "Chat not found", NotFound.code)
     if isinstance(exc, ShuttingDown):
         detail = "The server is shutting down; retry on another instance"
         return _error(503, detail, Unavailable.code, {"Retry-After": "1"})
@@ -258,6 +260,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.DataError, _data_error)
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_unavailable)
-    for refused in (ChatBusy, ShuttingDown, UnknownModel):
+    for refused in (ChatBusy, ChatGone, ShuttingDown, UnknownModel):
         app.add_exception_handler(refused, _runtime_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -66,6 +66,21 @@ _DESCRIPTIONS: dict[int, str] = {
 }
 
 
+# The headers of a search's page (``api/wire/protocol.pagination_headers``), as documented.
+PAGINATED: dict[str, Any] = {
+    "headers": {
+        "X-Pagination-Total": {
+            "description": "How many items match the search in all",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        },
+        "X-Pagination-Next": {
+            "description": "The offset of the next page; absent on the last page",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        },
+    }
+}
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route for error statuses only its code knows about."""
     return {status: _error_response(status) for status in statuses}

@@ -127,6 +127,45 @@ ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 """
 COUNT_FOR_CHAT = f"SELECT count(*) AS n FROM runs WHERE {_OF_CHAT}"
 DELETE_RUN = "DELETE FROM runs WHERE id = %s"
+# A bulk cancel by ids: the user's runs among ``ids`` in their chat ``chat_id`` (primary key).
+SELECT_OWNED_IN_CHAT = f"""
+SELECT {RUN_COLUMNS} FROM runs
+WHERE id = ANY(%(ids)s) AND chat_id = %(chat_id)s AND user_id = %(user_id)s
+ORDER BY created_at, id
+"""
+# A bulk cancel by status: the user's active runs in ``statuses``, in every chat. The literal
+# condition lets the planner read them through the partial index on active runs (a handful
+# at any time, whatever the number of finished runs), whatever ``statuses`` holds.
+SELECT_ACTIVE_OF_USER = f"""
+SELECT {RUN_COLUMNS} FROM runs
+WHERE status IN ('pending', 'running') AND status = ANY(%(statuses)s)
+  AND user_id = %(user_id)s
+ORDER BY created_at, id
+"""
+# What a thread's stream follows: the chat's oldest active run (the current one), or, when
+# none is, the newest run it has (followed by the runs created after it).
+SELECT_CURRENT_OF_CHAT = f"""
+(SELECT {RUN_COLUMNS}, true AS active FROM runs
+ WHERE chat_id = %(chat_id)s AND status IN ('pending', 'running')
+ ORDER BY created_at, id LIMIT 1)
+UNION ALL
+(SELECT {RUN_COLUMNS}, false AS active FROM runs
+ WHERE chat_id = %(chat_id)s
+ ORDER BY created_at DESC, id DESC LIMIT 1)
+"""
+# The run a thread's stream follows next: the first one created after the last it followed,
+# if the chat is still the user's (``owned`` null: it was deleted, the stream ends).
+SELECT_NEXT_OF_OWNED_CHAT = f"""
+SELECT c.id AS owned, r.* FROM chats c
+LEFT JOIN LATERAL (
+    SELECT {RUN_COLUMNS} FROM runs
+    WHERE runs.chat_id = c.id
+      AND (%(after_created)s::timestamptz IS NULL
+           OR (runs.created_at, runs.id) > (%(after_created)s::timestamptz, %(after_id)s::uuid))
+    ORDER BY runs.created_at, runs.id LIMIT 1
+) r ON true
+WHERE c.id = %(chat_id)s AND c.user_id = %(user_id)s
+"""
 
 
 async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> RunRow | None:
@@ -264,6 +303,58 @@ async def list_for_chat(
     total = await cur.fetchone()
     assert total is not None
     return rows, total["n"]
+
+
+async def owned_in_chat(
+    conn: Conn, run_ids: Sequence[UUID], chat_id: UUID, user_id: UUID
+) -> list[RunRow]:
+    """The runs among ``run_ids`` that ``user_id`` started in chat ``chat_id``, oldest first
+    (the others, anyone else's included, are left out)."""
+    cur = await conn.execute(
+        SELECT_OWNED_IN_CHAT, {"ids": list(run_ids), "chat_id": chat_id, "user_id": user_id}
+    )
+    return cast(list[RunRow], await cur.fetchall())
+
+
+async def active_of_user(conn: Conn, user_id: UUID, statuses: Sequence[RunStatus]) -> list[RunRow]:
+    """The user's active runs whose status is in ``statuses``, in every chat, oldest first."""
+    cur = await conn.execute(
+        SELECT_ACTIVE_OF_USER, {"user_id": user_id, "statuses": list(statuses)}
+    )
+    return cast(list[RunRow], await cur.fetchall())
+
+
+async def current_of_chat(conn: Conn, chat_id: UUID) -> tuple[RunRow | None, bool]:
+    """The chat's oldest active run and ``True``; else its newest run (or ``None``) and
+    ``False``."""
+    cur = await conn.execute(SELECT_CURRENT_OF_CHAT, {"chat_id": chat_id})
+    rows = await cur.fetchall()
+    if not rows:
+        return None, False
+    row = dict(rows[0])
+    active = bool(row.pop("active"))
+    return cast(RunRow, row), active
+
+
+async def next_of_owned_chat(
+    conn: Conn, chat_id: UUID, user_id: UUID, after: RunRow | None
+) -> tuple[bool, RunRow | None]:
+    """Whether chat ``chat_id`` is still ``user_id``'s, and its first run created after run
+    ``after`` (its first run at all without one; ``None`` when there is none yet)."""
+    cur = await conn.execute(
+        SELECT_NEXT_OF_OWNED_CHAT,
+        {
+            "chat_id": chat_id, "user_id": user_id,
+            "after_created": after["created_at"] if after else None,
+            "after_id": after["id"] if after else None,
+        },
+    )  # fmt: skip
+    row = await cur.fetchone()
+    if row is None:
+        return False, None
+    row = dict(row)
+    row.pop("owned")
+    return True, cast(RunRow, row) if row["id"] is not None else None
 
 
 # Queued runs beat too: their waiting task is alive, so they are not orphans.

@@ -70,6 +70,9 @@ OWNED_ROUTES = [
     ("GET", "/threads/{chat}/runs/{run}/join", None),
     ("GET", "/threads/{chat}/runs/{run}/stream", None),
     ("POST", "/threads/{chat}/runs/{run}/cancel", None),
+    ("GET", "/threads/{chat}/stream", None),
+    # A bulk cancel naming someone else's thread and run: as if neither existed.
+    ("POST", "/runs/cancel", {"thread_id": "{chat}", "run_ids": ["{run}"]}),
     ("GET", "/threads/{chat}", None),
     ("PATCH", "/threads/{chat}", {"metadata": {"x": 1}}),
     ("DELETE", "/threads/{chat}", None),
@@ -122,6 +125,8 @@ def fill(body: Any, ids: dict[str, str]) -> Any:
     """``body`` with the ids of ``{name}`` placeholders in its strings."""
     if isinstance(body, dict):
         return {key: fill(value, ids) for key, value in body.items()}
+    if isinstance(body, list):
+        return [fill(value, ids) for value in body]
     return body.format(**ids) if isinstance(body, str) else body
 
 
@@ -285,7 +290,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 100
+    assert len(routes) == 104
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -324,6 +329,7 @@ async def test_every_protected_route_needs_a_valid_token(
         ("GET", "/threads/not-a-uuid/runs"),
         ("GET", "/threads/not-a-uuid/runs/not-a-uuid"),
         ("POST", "/threads/not-a-uuid/runs/not-a-uuid/cancel"),
+        ("GET", "/threads/not-a-uuid/stream"),
         ("POST", "/threads/not-a-uuid/runs/crons"),
         ("GET", "/runs/crons/not-a-uuid"),
         ("PATCH", "/runs/crons/not-a-uuid"),
@@ -363,6 +369,8 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
             ("POST", f"/threads/{uuid.uuid4()}/runs", {**run, "if_not_exists": "create"}),
             ("POST", "/runs/stream", run),
             ("POST", "/runs/wait", run),
+            ("POST", "/runs", run),
+            ("POST", "/runs/batch", [run, run]),
         ]:
             response = await client.request(method, path, json=body, headers=user.headers)
             assert_error(response, 401, "unauthorized")
@@ -383,6 +391,9 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/threads/{thread_id}/runs/wait"): PROTOCOL_RUN,
     ("POST", "/runs/stream"): PROTOCOL_RUN,
     ("POST", "/runs/wait"): PROTOCOL_RUN,
+    ("POST", "/runs"): PROTOCOL_RUN,
+    ("POST", "/runs/batch"): [PROTOCOL_RUN],
+    ("POST", "/runs/cancel"): {"status": "all"},
     ("PUT", "/store/items"): {"namespace": ["notes"], "key": "k", "value": {"text": "x"}},
     ("POST", "/runs/crons"): CRON,
     ("POST", "/threads/{thread_id}/runs/crons"): CRON,
@@ -415,7 +426,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 100
+    assert len(routes) == 104
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(

@@ -143,3 +143,34 @@ async def test_deleting_another_users_chat_is_a_404_and_stops_nothing(
     events, _ = parse((await asyncio.wait_for(streaming, timeout=RUN_SECONDS)).text)
     assert events[-1].data["status"] == "success"
     assert sum(e.event == "token" for e in events) == 20
+
+
+async def test_a_run_started_for_a_chat_deleted_after_it_was_read_is_chat_gone(
+    app: Any, client: httpx.AsyncClient, user: User, database_url: str
+) -> None:
+    # The window every route and the replay driver have between reading the chat and the run's
+    # insert: the insert's foreign key refuses it, and that is a ChatGone (a 404 for a route),
+    # not an unexpected database error (a 500, or a replay failed "on an unexpected error").
+    from uuid import UUID
+
+    from graphs.runtime import ChatGone
+    from storage import agents as agents_store
+    from storage import chats as chats_store
+    from storage.db import connection_kwargs
+
+    agents = (await client.get("/agents/", headers=user.headers)).json()["items"]
+    chat = await client.post("/chats/", json={"agent_id": agents[0]["id"]}, headers=user.headers)
+    chat_id = UUID(chat.json()["id"])
+    async with await psycopg.AsyncConnection.connect(database_url, **connection_kwargs()) as conn:
+        row = await chats_store.get_owned(conn, chat_id, UUID(user.id))
+        agent = await agents_store.get(conn, UUID(agents[0]["id"]))
+    assert row is not None and agent is not None
+    deleted = await client.delete(f"/chats/{chat_id}", headers=user.headers)
+    assert deleted.status_code == 204
+    with pytest.raises(ChatGone):
+        await app.state.switchboard.runs.start(
+            chat=row, agent=agent, user_id=UUID(user.id), content="hello", profile=None
+        )
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT count(*) FROM runs WHERE chat_id = %s", (chat_id,))
+        assert await cur.fetchone() == (0,)

@@ -53,8 +53,13 @@ def libdir(tmp_path: Path) -> Path:
     install = tmp_path / "pginstall"
     (install / "lib").mkdir(parents=True)
     shutil.copytree(wheel.parent.parent / "bin", install / "bin")
-    shutil.copytree(wheel, install / "lib" / "postgresql")
-    return install / "lib" / "postgresql"
+    copy = install / "lib" / "postgresql"
+    shutil.copytree(wheel, copy)
+    # As the wheel installed it, even where `switchboard db build-pgvector` already ran.
+    if (copy / "vector.so.wheel").exists():
+        (copy / "vector.so.wheel").replace(copy / "vector.so")
+    (copy / pgvector.MARKER).unlink(missing_ok=True)
+    return copy
 
 
 @pytest.fixture

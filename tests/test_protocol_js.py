@@ -46,3 +46,27 @@ def test_the_js_client_streams_a_run_and_reads_the_history(node: str, live: Live
     assert result["text"] == TOKENS
     assert result["history"] == [2, 1, 0]
     assert result["final"] == [["human", "hello from js"], ["ai", TOKENS]]
+
+
+def test_the_js_client_pages_searches_and_follows_a_threads_stream(node: str, live: Live) -> None:
+    headers = live.user()
+    token = headers["Authorization"].removeprefix("Bearer ")
+    done = subprocess.run(
+        [node, "pages_and_thread_stream.mjs", live.url, token, "t5"],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    # The server's agents and the three the tests made.
+    assert result["total"] == 8
+    assert result["first"] == [2, "2"]
+    assert result["last"] == [1, None]
+    run = result["run_id"]
+    assert result["events"] == [
+        ["metadata", f"{run}:1"], ["updates", f"{run}:2"], ["end", f"{run}:3"],
+        ["metadata", f"{run}:4"],
+    ]  # fmt: skip

@@ -22,8 +22,10 @@ from api.schemas.protocol_out import (
 from tests.conftest import User
 
 PROTOCOL_PREFIXES = (
-    "/assistants", "/threads", "/runs/stream", "/runs/wait", "/runs/crons", "/store"
+    "/assistants", "/threads", "/runs/stream", "/runs/wait", "/runs/batch", "/runs/cancel",
+    "/runs/crons", "/store",
 )  # fmt: skip
+PROTOCOL_PATHS = {"/runs"}
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
@@ -31,7 +33,7 @@ def _protocol_operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (method.upper(), path, operation)
         for path, operations in app.openapi()["paths"].items()
-        if path.startswith(PROTOCOL_PREFIXES)
+        if path.startswith(PROTOCOL_PREFIXES) or path in PROTOCOL_PATHS
         for method, operation in operations.items()
         if method in METHODS
     ]

@@ -54,6 +54,30 @@ QUERIES: dict[str, tuple[str, Any]] = {
         runs.LIST_FOR_CHAT,
         {"chat_id": ANY_ID, "statuses": ["success"], "limit": 20, "offset": 0},
     ),
+    # A bulk cancel (POST /runs/cancel) by ids and by status; a thread's stream finding its
+    # current run, then each next one.
+    "runs_owned_in_chat": (
+        runs.SELECT_OWNED_IN_CHAT,
+        {"ids": [ANY_ID], "chat_id": ANY_ID, "user_id": ANY_ID},
+    ),
+    "active_runs_of_user": (
+        runs.SELECT_ACTIVE_OF_USER,
+        {"statuses": ["pending", "running"], "user_id": ANY_ID},
+    ),
+    "current_run_of_chat": (runs.SELECT_CURRENT_OF_CHAT, {"chat_id": ANY_ID}),
+    "next_run_of_chat": (
+        runs.SELECT_NEXT_OF_OWNED_CHAT,
+        {
+            "chat_id": ANY_ID,
+            "user_id": ANY_ID,
+            "after_created": datetime(2026, 1, 1, tzinfo=UTC),
+            "after_id": ANY_ID,
+        },
+    ),
+    "first_run_of_chat": (
+        runs.SELECT_NEXT_OF_OWNED_CHAT,
+        {"chat_id": ANY_ID, "user_id": ANY_ID, "after_created": None, "after_id": None},
+    ),
     # Every read of a chat (the owner's too) checks for a share; "shared with me"; a link.
     "readable_chat": (shares.SELECT_READABLE, {"chat_id": ANY_ID, "user_id": ANY_ID}),
     "shares_of_chat": (shares.SELECT_SHARES, {"chat_id": ANY_ID, "limit": 50, "offset": 0}),

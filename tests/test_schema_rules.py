@@ -210,6 +210,9 @@ async def test_allow_names_the_methods_of_the_route_the_path_means(
         (f"/threads/{thread}/runs/stream", "POST"),
         (f"/threads/{thread}/state/checkpoint", "POST"),
         ("/runs/wait", "POST"),
+        # And /runs/batch, /runs/cancel: routes of their own, not run ids.
+        ("/runs/batch", "POST"),
+        ("/runs/cancel", "POST"),
     ):
         response = await client.request("OPTIONS", path, headers=user.headers)
         assert_error(response, 405, "method_not_allowed")

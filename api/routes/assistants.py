@@ -8,13 +8,13 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import AdminUser, CurrentUser, State
-from api.openapi import errors
+from api.openapi import PAGINATED, errors
 from api.schemas.agents import AgentCreate
 from api.schemas.protocol import AssistantCreate, AssistantPatch, AssistantSearch
 from api.schemas.protocol_out import Assistant, AssistantGraph, GraphSchema
 from api.services import agents as agents_service
 from api.services.threads import assistant_json, graph_of
-from api.wire.protocol import json_response, jsonable
+from api.wire.protocol import json_response, jsonable, known_total, pagination_headers
 
 router = APIRouter(prefix="/assistants", tags=["agent protocol: assistants"])
 
@@ -23,14 +23,18 @@ router = APIRouter(prefix="/assistants", tags=["agent protocol: assistants"])
     "/search",
     response_model=list[Assistant],
     response_description="The assistants; with `select`, each has only the fields selected",
+    responses={200: PAGINATED},
 )
 async def search_assistants(body: AssistantSearch, _: CurrentUser, state: State) -> JSONResponse:
     async with state.pool.connection() as conn:
         rows = await agents_service.search(conn, body)
+        total = known_total(len(rows), body.offset, body.limit)
+        if total is None:
+            total = await agents_service.count_matching(conn, body)
     page = [assistant_json(row) for row in rows]
     if body.select:
         page = [{k: a[k] for k in body.select if k in a} for a in page]
-    return json_response(page)
+    return json_response(page, pagination_headers(body.offset, body.limit, len(page), total))
 
 
 @router.post("/count", response_model=int)

@@ -1,4 +1,5 @@
-"""Agent Protocol runs: ``/threads/{id}/runs…`` and the stateless ``/runs/stream``, ``/runs/wait``.
+"""Agent Protocol runs: ``/threads/{id}/runs…``, a thread's stream (``/threads/{id}/stream``),
+the stateless ``/runs``, ``/runs/batch``, ``/runs/stream``, ``/runs/wait``, and ``/runs/cancel``.
 
 Same runs, same event logs and the same rules as the native API (one run per thread,
 strategies, resume with ``Last-Event-ID``, cancel); the events are LangGraph's stream modes.
@@ -12,19 +13,19 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import CurrentUser, State, TokenUserId
-from api.openapi import errors
-from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, sse_content
+from api.openapi import PAGINATED, errors
+from api.schemas.events import NATIVE_EVENT, PROTOCOL_EVENT, THREAD_EVENT, sse_content
 from api.schemas.protocol_out import Run
-from api.schemas.protocol_runs import RunCreate
+from api.schemas.protocol_runs import MAX_BATCH_RUNS, RunCreate, RunsCancel
 from api.services import protocol_runs as service
 from api.services import runs as runs_service
-from api.wire.protocol import json_response
-from api.wire.sse import parse_last_event_id, run_stream
+from api.wire.protocol import json_response, pagination_headers, thread_events
+from api.wire.sse import parse_last_event_id, parse_thread_event_id, run_stream, thread_stream
 from graphs.events import Event
 
 router = APIRouter(tags=["agent protocol: runs"])
@@ -47,6 +48,18 @@ _JOIN_SSE = {
         }
     }
 }
+
+
+_THREAD_SSE = {
+    "responses": {
+        200: {
+            "description": "The thread's runs' events, live, until the client leaves",
+            "content": sse_content(THREAD_EVENT),
+        }
+    }
+}
+# What a thread's stream sends: every event of each run, or only their lifecycle.
+ThreadStreamMode = Literal["run_modes", "lifecycle"]
 
 
 def _locations(run: Mapping[str, Any], stateless: bool = False) -> dict[str, str]:
@@ -116,6 +129,56 @@ async def stream_stateless(
     return _stream(state, run, events, body, stateless=True)
 
 
+@router.post("/runs", response_model=Run, responses=errors(404, 409))
+async def create_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
+    """A run on a new thread, in the background; the thread is deleted once it ends unless
+    `on_completion` is `keep`."""
+    run, _, _ = await service.start(state, user_id, None, body)
+    return json_response(service.run_json(run), headers=_locations(run, stateless=True))
+
+
+@router.post(
+    "/runs/batch",
+    response_model=list[Run],
+    response_description="The runs, in the order of the request",
+    responses=errors(404, 409),
+)
+async def create_batch(
+    body: Annotated[list[RunCreate], Body(min_length=1, max_length=MAX_BATCH_RUNS)],
+    user_id: TokenUserId,
+    state: State,
+) -> JSONResponse:
+    """Several runs on new threads, in the background, as `POST /runs` starts one each; all
+    or none: a body with one invalid run (422) or one naming no assistant (404) starts
+    nothing."""
+    runs = await service.start_batch(state, user_id, body)
+    return json_response([service.run_json(run) for run in runs])
+
+
+@router.post(
+    "/runs/cancel",
+    status_code=204,
+    response_class=Response,
+    response_description="The runs named were stopped (those already ended are left as they are)",
+    responses=errors(404),
+)
+async def cancel_many(
+    body: RunsCancel,
+    user: CurrentUser,
+    state: State,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    """Stop several of your runs: every one with `status` (`pending`, `running`, `all`), or
+    `run_ids` of your thread `thread_id` (`interrupt` keeps what they checkpointed,
+    `rollback` removes it). Answers once they have ended. A 404 when none of your runs
+    matches, or none of those is still active; runs of other users are never touched."""
+    await service.cancel_many(
+        state, user["id"], thread_id=body.thread_id, run_ids=body.run_ids, status=body.status,
+        rollback=action == "rollback",
+    )  # fmt: skip
+    return Response(status_code=204)
+
+
 @router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409))
 async def wait_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
@@ -130,7 +193,7 @@ async def wait_stateless(body: RunCreate, user_id: TokenUserId, state: State) ->
             await asyncio.shield(deletion)
 
 
-@router.get("/threads/{thread_id}/runs", response_model=list[Run])
+@router.get("/threads/{thread_id}/runs", response_model=list[Run], responses={200: PAGINATED})
 async def list_runs(
     thread_id: UUID,
     user: CurrentUser,
@@ -141,7 +204,7 @@ async def list_runs(
     | None = None,
 ) -> JSONResponse:
     """The thread's runs, newest first."""
-    rows, _ = await runs_service.list_for_chat(
+    rows, total = await runs_service.list_for_chat(
         state,
         user["id"],
         thread_id,
@@ -149,7 +212,8 @@ async def list_runs(
         offset=offset,
         statuses=service.statuses(status) if status is not None else None,
     )
-    return json_response([service.run_json(row) for row in rows])
+    headers = pagination_headers(offset, limit, len(rows), total)
+    return json_response([service.run_json(row) for row in rows], headers)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", response_model=Run)
@@ -217,6 +281,45 @@ async def join_stream(
         on_disconnect=cancel,
         shutdown=state.runs.shutdown,
     )
+
+
+@router.get(
+    "/threads/{thread_id}/stream",
+    response_class=EventSourceResponse,
+    openapi_extra=_THREAD_SSE,
+)
+async def join_thread_stream(
+    thread_id: UUID,
+    user: CurrentUser,
+    state: State,
+    stream_mode: Annotated[
+        list[ThreadStreamMode] | None,
+        Query(
+            description="`run_modes` (default): every event of every run; `lifecycle`: "
+            "each run's first event, its `end` and `run_done`"
+        ),
+    ] = None,
+    stream_modes: Annotated[
+        list[ThreadStreamMode] | None, Query(description="The same (the official name)")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """The thread's runs one after the other, live: its current run from its first event
+    (or after `Last-Event-ID`, an id this stream sent), then each run it gets next, until you
+    close the stream or the thread is deleted. Each run's events are those of the API that
+    started it, with the ids `<run id>:<event id>`; after its `end` comes `metadata`
+    `{status: "run_done", run_id}`."""
+    modes = {*(stream_mode or ()), *(stream_modes or ())}
+    lifecycle_only = bool(modes) and "run_modes" not in modes
+    runs = await service.thread_runs(
+        state, user["id"], thread_id, parse_thread_event_id(last_event_id)
+    )
+
+    async def parts() -> AsyncIterator[list[tuple[str, str, str]]]:
+        async for run, after, batch in runs:
+            yield list(thread_events(run["id"], after, batch, lifecycle_only))
+
+    return thread_stream(parts(), shutdown=state.runs.shutdown)
 
 
 @router.post(

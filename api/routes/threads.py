@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUser, State, TokenUserId
-from api.openapi import errors
+from api.openapi import PAGINATED, errors
 from api.schemas.protocol import (
     HistoryQuery,
     StateUpdate,
@@ -20,7 +20,7 @@ from api.schemas.protocol import (
 from api.schemas.protocol_out import Thread, ThreadState, ThreadStateUpdateResponse
 from api.services import chats as chats_service
 from api.services import threads as service
-from api.wire.protocol import json_response
+from api.wire.protocol import json_response, pagination_headers
 
 router = APIRouter(prefix="/threads", tags=["agent protocol: threads"])
 
@@ -31,10 +31,12 @@ async def create_thread(body: ThreadCreate, user_id: TokenUserId, state: State) 
     return json_response(await service.create(state, user_id, body))
 
 
-@router.post("/search", response_model=list[Thread])
+@router.post("/search", response_model=list[Thread], responses={200: PAGINATED})
 async def search_threads(body: ThreadSearch, user: CurrentUser, state: State) -> JSONResponse:
-    """Your threads (never anyone else's, whatever the filter), newest first by default."""
-    return json_response(await service.search(state, user["id"], body))
+    """Your threads (never anyone else's, whatever the filter), newest first by default;
+    `X-Pagination-Total` says how many match, `X-Pagination-Next` the next page's offset."""
+    page, total = await service.search_page(state, user["id"], body)
+    return json_response(page, pagination_headers(body.offset, body.limit, len(page), total))
 
 
 @router.post("/count", response_model=int)

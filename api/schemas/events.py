@@ -231,6 +231,46 @@ PROTOCOL_STREAMED: dict[str, dict[str, Any]] = {
             "step": {"type": "integer"},
         },
     },
+    # LangGraph's own task payloads, as the official server forwards them: a task starting
+    # (``langgraph.types.TaskPayload``), then its result (``TaskResultPayload``).
+    "tasks": {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["id", "name", "input", "triggers"],
+                "properties": {
+                    "id": NON_EMPTY,
+                    "name": NON_EMPTY,
+                    "triggers": {"type": "array", "items": {"type": "string"}},
+                    "metadata": {"type": "object"},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["id", "name", "error", "interrupts", "result"],
+                "properties": {
+                    "id": NON_EMPTY,
+                    "name": NON_EMPTY,
+                    "error": {"type": ["string", "null"]},
+                    "interrupts": {"type": "array"},
+                    "result": {"type": "object"},
+                },
+            },
+        ]
+    },
+    # LangGraph's checkpoint payload (``langgraph.types.CheckpointPayload``): one per
+    # checkpoint the run writes, its id in ``config.configurable.checkpoint_id``.
+    "checkpoints": {
+        "type": "object",
+        "required": ["config", "parent_config", "values", "metadata", "next", "tasks"],
+        "properties": {
+            "config": {"type": ["object", "null"]},
+            "parent_config": {"type": ["object", "null"]},
+            "metadata": {"type": "object"},
+            "next": {"type": "array", "items": {"type": "string"}},
+            "tasks": {"type": "array", "items": {"type": "object"}},
+        },
+    },
 }
 PROTOCOL_OWN: dict[str, dict[str, Any]] = {
     "metadata": _object({"run_id": UUID, "attempt": {"type": "integer", "minimum": 1}}),
@@ -272,6 +312,44 @@ PROTOCOL_EVENT: dict[str, Any] = _event_schema(
     "One event of an Agent Protocol run: `metadata` first, then the requested stream modes' "
     "events (a subgraph's with `|<namespace>` after the name), `error` if it failed, `end` last",
 )
+
+
+# --- a thread's stream (``GET /threads/{id}/stream``) --------------------------------------------
+
+# ``<run id>:<event id>``: the run's own event ids, behind the run they belong to.
+THREAD_EVENT_ID: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[1-9][0-9]*$",
+}
+
+
+def _with_thread_ids(schema: dict[str, Any]) -> dict[str, Any]:
+    schema = copy.deepcopy(schema)
+    schema["properties"]["id"] = THREAD_EVENT_ID
+    return schema
+
+
+THREAD_EVENT: dict[str, Any] = {
+    "description": "One event of a thread's stream: each run's events as its own stream sends "
+    "them (Agent Protocol or native, by the API that started the run), with ids "
+    "`<run id>:<event id>`; after each run's `end`, `metadata {status: run_done, run_id}`",
+    "anyOf": [
+        _with_thread_ids(PROTOCOL_EVENT),
+        _with_thread_ids(NATIVE_EVENT),
+        _with_thread_ids(
+            _event_schema(
+                {"const": "metadata"},
+                [
+                    (
+                        {"const": "metadata"},
+                        _object({"status": {"const": "run_done"}, "run_id": UUID}),
+                    )
+                ],
+                "A run of the thread has ended (the official server's `run_done`)",
+            )
+        ),
+    ],
+}
 
 
 def sse_content(schema: dict[str, Any]) -> dict[str, Any]:

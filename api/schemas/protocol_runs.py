@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from langchain_core.messages import convert_to_messages
 from pydantic import (
@@ -292,12 +293,15 @@ class RunCreate(BaseModel):
         list[str],
         WithJsonSchema(
             {
-                "anyOf": [_STREAM_MODE, {"type": "array", "items": _STREAM_MODE, "maxItems": 7}],
+                "anyOf": [
+                    _STREAM_MODE,
+                    {"type": "array", "items": _STREAM_MODE, "maxItems": len(STREAM_MODES)},
+                ],
                 "default": ["values"],
                 "description": "One stream mode or several (repeats count once)",
             }
         ),
-    ] = Field(default_factory=lambda: ["values"], max_length=7)
+    ] = Field(default_factory=lambda: ["values"], max_length=len(STREAM_MODES))
     stream_subgraphs: JsonBool = False
     stream_resumable: JsonBool = False
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
@@ -344,3 +348,76 @@ class RunCreate(BaseModel):
             interrupt_before=self.interrupt_before,
             interrupt_after=self.interrupt_after,
         )
+
+
+# The most runs one ``POST /runs/batch`` starts, and one ``POST /runs/cancel`` names.
+MAX_BATCH_RUNS = 100
+MAX_CANCEL_RUN_IDS = 1000
+
+# One form or the other, as the official schema says (``oneOf``), and stated so that a body
+# with both, or with a thread and no runs, is refused by the schema as by the server.
+_STATUS_OR_RUNS: JsonDict = {
+    "anyOf": [
+        {
+            "required": ["status"],
+            "not": {"anyOf": [{"required": ["thread_id"]}, {"required": ["run_ids"]}]},
+        },
+        {"required": ["thread_id", "run_ids"], "not": {"required": ["status"]}},
+    ]
+}
+
+
+class RunsCancel(BaseModel):
+    """``POST /runs/cancel``: the caller's runs with ``status`` (in every thread of theirs),
+    or the runs ``run_ids`` of their thread ``thread_id``."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_STATUS_OR_RUNS)
+
+    # Absent rather than null: the clients leave out what they do not send.
+    status: Annotated[
+        Literal["pending", "running", "all"] | None,
+        WithJsonSchema(
+            {
+                "enum": ["pending", "running", "all"],
+                "description": "Every run of yours that is `pending`, `running`, or either",
+            }
+        ),
+    ] = None
+    thread_id: Annotated[
+        UUID | None,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "format": "uuid",
+                "description": "Your thread whose runs `run_ids` names",
+            }
+        ),
+    ] = None
+    run_ids: Annotated[
+        list[UUID] | None,
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"type": "string", "format": "uuid"},
+                "maxItems": MAX_CANCEL_RUN_IDS,
+            }
+        ),
+    ] = Field(None, max_length=MAX_CANCEL_RUN_IDS)
+
+    @field_validator("status", "thread_id", "run_ids", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("Leave the field out rather than send null")
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RunsCancel:
+        if self.status is not None:
+            if self.thread_id is not None or self.run_ids is not None:
+                raise ValueError(
+                    "When providing a 'status', 'thread_id' and 'run_ids' must be omitted"
+                )
+        elif self.thread_id is None or self.run_ids is None:
+            raise ValueError("Must provide either a status or both 'thread_id' and 'run_ids'")
+        return self

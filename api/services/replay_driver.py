@@ -24,7 +24,7 @@ from api.errors import AppError, NotFound
 from api.services.comparison import answer_after, similarity
 from api.services.forks import start_point
 from api.services.messages import ready
-from graphs.runtime import ShuttingDown
+from graphs.runtime import ChatGone, ShuttingDown
 from storage import replays as replays_store
 from storage import runs as runs_store
 from storage.db import pid_alive
@@ -119,6 +119,9 @@ class ReplayDriver:
             await self._turns(replay_id)
         except ShuttingDown:
             pass  # resumed by the next process
+        except ChatGone:
+            # Deleted between our look at it and the run's insert.
+            await self._fail(replay_id, CHAT_GONE)
         except AppError as exc:
             # The chat cannot take the next message: deleted, archived, its agent retired.
             detail = CHAT_GONE if isinstance(exc, NotFound) else exc.detail

@@ -14,7 +14,7 @@ from api.schemas.common import json_size
 from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 from api.services import chats as chats_service
 from api.state import AppState
-from api.wire.protocol import jsonable
+from api.wire.protocol import jsonable, known_total
 from graphs.runtime.inputs import stamp_messages
 from storage import agents as agents_store
 from storage import threads as threads_store
@@ -315,6 +315,18 @@ async def search(state: AppState, user_id: UUID, body: ThreadSearch) -> list[dic
             offset=body.offset,
         )
     return [await thread_json(state, row) for row in rows]
+
+
+async def search_page(
+    state: AppState, user_id: UUID, body: ThreadSearch
+) -> tuple[list[dict[str, Any]], int]:
+    """A search's page, and how many of the user's threads match it in all (counted only
+    when the page does not tell)."""
+    page = await search(state, user_id, body)
+    total = known_total(len(page), body.offset, body.limit)
+    if total is None:
+        total = await count(state, user_id, body)
+    return page, total
 
 
 async def count(state: AppState, user_id: UUID, body: ThreadSearch) -> int:

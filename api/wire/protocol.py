@@ -6,7 +6,10 @@ what the first reader saw. Event names and payloads follow ``langgraph-api``:
     ``metadata`` {run_id, attempt} first · ``values`` state · ``updates`` {node: update} ·
     ``messages`` [chunk, metadata] (requested as ``messages-tuple``) ·
     ``messages/metadata``, ``messages/partial`` (requested as ``messages``) · ``custom`` ·
-    ``debug`` · ``events`` · ``error`` {error, message} · ``end`` {status} last (ours).
+    ``debug`` · ``tasks`` (LangGraph's task payloads: each task's start {id, name, input,
+    triggers}, then its result {id, name, error, interrupts, result}) · ``checkpoints``
+    (LangGraph's checkpoint payload {config, parent_config, values, metadata, next, tasks}) ·
+    ``events`` · ``error`` {error, message} · ``end`` {status} last (ours).
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from fastapi.responses import JSONResponse
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from pydantic import BaseModel
 
-from graphs.events import RunLog, encode
+from graphs.events import Event, RunLog, encode
 from graphs.runtime.inputs import ProtocolInput
 
 FAILED = "The agent could not answer. Try again."
-STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug")
+STREAM_MODES = (
+    "values", "updates", "messages", "messages-tuple", "custom", "events", "debug", "tasks",
+    "checkpoints",
+)  # fmt: skip
 # Requested mode -> the LangGraph stream mode that feeds it.
 _SOURCES = {"messages-tuple": "messages", "events": None}
 
@@ -146,6 +152,44 @@ class ProtocolWriter:
         self.log.append(
             "error", {"error": error, "message": "The agent could not answer. Try again."}
         )
+
+
+# What a thread's stream sends of each run with ``stream_mode=lifecycle``: its first event
+# (``metadata``, or a native run's ``run``), its ``end`` and the official ``run_done``.
+_LIFECYCLE = {"metadata", "run", "end"}
+
+
+def thread_events(
+    run_id: Any, after: int, batch: Sequence[Event], lifecycle_only: bool
+) -> Iterator[tuple[str, str, str]]:
+    """``(id, event, data as JSON)`` of what a thread's stream sends for a batch of one run's
+    events read after ``after``: the run's events (only its lifecycle with
+    ``lifecycle_only``), each with the id ``<run id>:<event id>``, and after its ``end`` the
+    official server's ``metadata {"status": "run_done", "run_id"}`` (id: the end's + 1)."""
+    for event in batch:
+        if event.id > after and (not lifecycle_only or event.event in _LIFECYCLE):
+            yield f"{run_id}:{event.id}", event.event, event.json
+        if event.event == "end" and after <= event.id:
+            done = {"status": "run_done", "run_id": str(run_id)}
+            yield f"{run_id}:{event.id + 1}", "metadata", encode(done)
+
+
+def known_total(returned: int, offset: int, limit: int) -> int | None:
+    """How many items match a search, when a page of ``returned`` items from ``offset`` tells
+    (a short page that is not past the end); ``None`` when only counting them does."""
+    if returned < limit and (returned > 0 or offset == 0):
+        return offset + returned
+    return None
+
+
+def pagination_headers(offset: int, limit: int, returned: int, total: int) -> dict[str, str]:
+    """``X-Pagination-Total`` (how many match) and, unless this page is the last,
+    ``X-Pagination-Next`` (the offset of the next one), the headers the official server sends
+    with a search's page and its clients read."""
+    headers = {"X-Pagination-Total": str(total)}
+    if offset + returned < total:
+        headers["X-Pagination-Next"] = str(offset + limit)
+    return headers
 
 
 def json_response(content: Any, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -6,6 +6,7 @@ The only place that knows SSE framing; the event logs hold names and JSON.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from uuid import UUID
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -72,6 +73,36 @@ def run_stream(
     )
 
 
+async def _thread_events(
+    parts: AsyncIterator[list[tuple[str, str, str]]],
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    yield _ping()
+    async for batch in parts:
+        if batch:
+            yield b"".join(
+                f"id: {sse_id}\r\nevent: {name}\r\ndata: {data}\r\n\r\n".encode()
+                for sse_id, name, data in batch
+            )
+
+
+def thread_stream(
+    parts: AsyncIterator[list[tuple[str, str, str]]],
+    *,
+    shutdown: tuple[anyio.Event, float] | None = None,
+) -> EventSourceResponse:
+    """A thread's stream: batches of ``(id, event, data as JSON)``, open until ``parts`` ends
+    (the thread is gone, or the server shuts down) or the client leaves."""
+    event, grace = shutdown if shutdown is not None else (None, 0.0)
+    return EventSourceResponse(
+        _thread_events(parts),
+        headers=SSE_HEADERS,
+        ping=PING_SECONDS,
+        ping_message_factory=_ping,
+        shutdown_event=event,
+        shutdown_grace_period=grace + 5 if event is not None else 0,
+    )
+
+
 # The longest ``Last-Event-ID`` taken as an event id: 18 digits always fit a signed 64-bit int.
 LAST_EVENT_ID_DIGITS = 18
 
@@ -88,3 +119,18 @@ def parse_last_event_id(value: str | None) -> int:
     if value and len(value) <= LAST_EVENT_ID_DIGITS and value.isascii() and value.isdigit():
         return int(value)
     return 0
+
+
+def parse_thread_event_id(value: str | None) -> tuple[UUID, int] | None:
+    """The run and event a thread stream's ``Last-Event-ID`` (``<run id>:<event id>``) names;
+    ``None`` when it is absent or unusable (the stream then starts as if it were absent)."""
+    if not value or value.count(":") != 1:
+        return None
+    run, _, event = value.partition(":")
+    try:
+        run_id = UUID(run)
+    except ValueError:
+        return None
+    if not (event.isascii() and event.isdigit() and len(event) <= LAST_EVENT_ID_DIGITS):
+        return None
+    return run_id, int(event)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -32,7 +33,7 @@ from graphs.runtime.inputs import NativeInput, ProtocolInput
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.scheduling import Scheduler
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ShuttingDown, WriterFactory
+from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown, WriterFactory
 from storage import runs as runs_store
 from storage.checkpoints import Checkpointer
 from storage.db import PoolType
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
     from graphs.redis_logs import ControlBus
 
-__all__ = ["ChatBusy", "Runtime", "ShuttingDown", "open_runtime"]
+__all__ = ["ChatBusy", "ChatGone", "Runtime", "ShuttingDown", "open_runtime"]
 
 
 class Runtime:
@@ -215,6 +216,12 @@ class Runtime:
     async def stop_chat(self, chat_id: UUID, status: StopStatus = "cancelled") -> None:
         """Stop every active run of a chat and wait for their ends (before deleting it)."""
         await self.scheduler.stop_chat(chat_id, status)
+
+    def watch_starts(self, chat_id: UUID | str) -> AbstractContextManager[asyncio.Event]:
+        """While open, an event set whenever this process records a run of the chat (a
+        thread's stream waits on it for the chat's next run; other processes' runs are found
+        by asking Postgres)."""
+        return self.scheduler.starts.watch(str(chat_id))
 
     def request_stop(self, run_id: UUID) -> None:
         """``stop`` from synchronous code (a client that disconnected), in the background."""

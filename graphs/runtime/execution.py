@@ -127,11 +127,9 @@ class Executor:
 
         def take(part: Any) -> None:
             namespace, (mode, data) = (part[0], part[1:]) if subgraphs else ((), part)
-            if mode == "checkpoints":
-                if not namespace:
-                    self.threads.remember(data)
-                return
-            if mode == "updates" and not namespace:
+            if mode == "checkpoints" and not namespace:
+                self.threads.remember(data)
+            elif mode == "updates" and not namespace:
                 ctx.tally.paused |= pauses(data)
                 for message in updated_messages(data):
                     ctx.tally.added += 1

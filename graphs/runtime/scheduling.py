@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from psycopg.errors import ForeignKeyViolation
 from psycopg.types.json import Jsonb
 
 from graphs.events import EventLogs, EventSource, read_all
@@ -29,7 +30,7 @@ from graphs.runtime.inputs import (
 )
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ShuttingDown
+from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown, Starts
 from graphs.spec import AgentContext
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -68,6 +69,8 @@ class Scheduler:
         # Set when a queued run may have become claimable (queued, or a chat or slot freed).
         self._work_available = asyncio.Event()
         self._chat_freed: dict[str, asyncio.Event] = {}
+        # Told of every run recorded in this process (a thread's stream waits for its next).
+        self.starts = Starts()
         executor.wait_turn = self.wait_turn
         executor.on_ended = self.chat_is_free
 
@@ -101,16 +104,23 @@ class Scheduler:
             "worker_id": worker_id,
         }
         async with self.pool.connection() as conn:
-            if not self.execute:
-                run = await runs_store.insert_pending(conn, if_free=strategy != "enqueue", **fields)
-            else:
-                queue = strategy == "enqueue"
-                run = await runs_store.insert_starting(conn, queue=queue, **fields)
-                if run is None and queue:
-                    # A worker started a queued run of this chat meanwhile: queue behind it.
-                    run = await runs_store.insert_pending(conn, **fields)
+            try:
+                if not self.execute:
+                    run = await runs_store.insert_pending(
+                        conn, if_free=strategy != "enqueue", **fields
+                    )
+                else:
+                    queue = strategy == "enqueue"
+                    run = await runs_store.insert_starting(conn, queue=queue, **fields)
+                    if run is None and queue:
+                        # A worker started a queued run of this chat meanwhile: queue behind it.
+                        run = await runs_store.insert_pending(conn, **fields)
+            except ForeignKeyViolation:
+                # The chat (or its user) was deleted since the caller read it.
+                raise ChatGone from None
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
+        self.starts.announce(str(chat["id"]))
         # Known at insert time for a run that starts now; a queued one asks once it starts.
         needs_closing = run.pop("needs_closing", None)
         if run["status"] != "running":

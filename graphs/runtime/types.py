@@ -3,7 +3,9 @@ runtime raises to its callers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -27,6 +29,10 @@ class ChatBusy(Exception):
     def __init__(self, active_run_id: UUID | None):
         super().__init__("chat has an active run")
         self.active_run_id = active_run_id
+
+
+class ChatGone(Exception):
+    """The chat was deleted while its run was being started (after the caller had read it)."""
 
 
 class EventWriter(Protocol):
@@ -106,3 +112,29 @@ class RunContext:
     @property
     def protocol(self) -> bool:
         return isinstance(self.input, ProtocolInput)
+
+
+class Starts:
+    """Who waits for the next run of a chat this process records (a thread's stream)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+
+    def announce(self, chat_id: str) -> None:
+        for started in self._waiting.get(chat_id, ()):
+            started.set()
+
+    @contextlib.contextmanager
+    def watch(self, chat_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever a run of the chat is recorded here (clear it to wait for the
+        next one); runs recorded by other processes are not seen."""
+        started = asyncio.Event()
+        self._waiting.setdefault(chat_id, set()).add(started)
+        try:
+            yield started
+        finally:
+            waiting = self._waiting.get(chat_id)
+            if waiting is not None:
+                waiting.discard(started)
+                if not waiting:
+                    del self._waiting[chat_id]
