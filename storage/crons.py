@@ -179,8 +179,9 @@ async def count(
     agent: UUID | str | None,
     chat_id: UUID | None,
     metadata: dict[str, Any] | None,
+    enabled: bool | None = None,
 ) -> int:
-    cur = await conn.execute(COUNT, _filters(user_id, agent, chat_id, None, metadata))
+    cur = await conn.execute(COUNT, _filters(user_id, agent, chat_id, enabled, metadata))
     row = await cur.fetchone()
     assert row is not None
     return int(row["n"])

@@ -193,6 +193,15 @@ async def test_the_sdk_creates_searches_counts_updates_and_deletes_crons(
     assert [c["cron_id"] for c in oldest_first] == [weekday["cron_id"], daily["cron_id"]]
     paged = await alice.crons.search(limit=1, offset=1)
     assert [c["cron_id"] for c in paged] == [weekday["cron_id"]]
+    # The official pagination headers: how many match, and where the next page starts.
+    for page, expected in (
+        ({"limit": 1}, ("2", "1")),
+        ({"limit": 1, "offset": 1}, ("2", None)),
+        ({"limit": 5, "metadata": {"team": "a"}}, ("1", None)),
+    ):
+        answer = await client.post("/runs/crons/search", json=page, headers=user.headers)
+        headers = answer.headers
+        assert (headers["X-Pagination-Total"], headers.get("X-Pagination-Next")) == expected
     picked = await alice.crons.search(select=["cron_id", "schedule"])
     assert picked == [
         {"cron_id": daily["cron_id"], "schedule": "@daily"},
@@ -228,6 +237,10 @@ async def test_the_sdk_creates_searches_counts_updates_and_deletes_crons(
     read = await client.get(f"/runs/crons/{weekday['cron_id']}", headers=user.headers)
     assert read.json() == updated
     assert [c["cron_id"] for c in await alice.crons.search(enabled=False)] == [weekday["cron_id"]]
+    disabled = await client.post(
+        "/runs/crons/search", json={"enabled": False, "limit": 1}, headers=user.headers
+    )
+    assert disabled.headers["X-Pagination-Total"] == "1"
 
     # Delete: gone for every route; the other stays.
     await alice.crons.delete(weekday["cron_id"])

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentUserId, State
-from api.openapi import errors
+from api.openapi import PAGINATED, errors
 from api.schemas.crons import Cron, CronCount, CronCreate, CronPatch, CronSearch, ThreadCronCreate
 from api.services import crons as service
-from api.wire.protocol import json_response
+from api.wire.protocol import json_response, pagination_headers
 
 router = APIRouter(tags=["agent protocol: crons"])
 
@@ -56,10 +56,13 @@ async def create_thread_cron(
     "/runs/crons/search",
     response_model=list[Cron],
     response_description="Your crons; with `select`, each has only the fields selected",
+    responses={200: PAGINATED},
 )
 async def search_crons(body: CronSearch, user_id: CurrentUserId, state: State) -> JSONResponse:
-    """Your crons (never anyone else's, whatever the filters), newest first by default."""
-    return json_response(await service.search(state, user_id, body))
+    """Your crons (never anyone else's, whatever the filters), newest first by default;
+    `X-Pagination-Total` says how many match, `X-Pagination-Next` the next page's offset."""
+    page, total = await service.search(state, user_id, body)
+    return json_response(page, pagination_headers(body.offset, body.limit, len(page), total))
 
 
 @router.post("/runs/crons/count", response_model=int)

@@ -33,6 +33,7 @@ from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs
 from api.services.agents import assistant_ref, find_assistant
 from api.state import AppState
+from api.wire.protocol import known_total
 from graphs.models import UnknownModel
 from graphs.runtime import ChatBusy, ShuttingDown
 from storage import crons as crons_store
@@ -195,14 +196,17 @@ async def delete(state: AppState, user_id: UUID, cron_id: UUID) -> None:
             raise NotFound(CRON_NOT_FOUND)
 
 
-async def search(state: AppState, user_id: UUID, body: CronSearch) -> list[dict[str, Any]]:
-    """A page of the user's crons (only theirs, whatever the filters); with ``select``, only
-    those fields of each."""
+async def search(
+    state: AppState, user_id: UUID, body: CronSearch
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the user's crons (only theirs, whatever the filters; with ``select``, only
+    those fields of each) and how many match."""
+    agent = assistant_ref(body.assistant_id) if body.assistant_id else None
     async with state.pool.connection() as conn:
         rows = await crons_store.search(
             conn,
             user_id,
-            agent=assistant_ref(body.assistant_id) if body.assistant_id else None,
+            agent=agent,
             chat_id=body.thread_id,
             enabled=body.enabled,
             metadata=body.metadata,
@@ -211,10 +215,16 @@ async def search(state: AppState, user_id: UUID, body: CronSearch) -> list[dict[
             limit=body.limit,
             offset=body.offset,
         )
+        total = known_total(len(rows), body.offset, body.limit)
+        if total is None:
+            total = await crons_store.count(
+                conn, user_id, agent=agent, chat_id=body.thread_id, metadata=body.metadata,
+                enabled=body.enabled,
+            )  # fmt: skip
     page = [cron_json(row) for row in rows]
     if body.select:
         page = [{key: cron[key] for key in body.select} for cron in page]
-    return page
+    return page, total
 
 
 async def count(state: AppState, user_id: UUID, body: CronCount) -> int:
