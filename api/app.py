@@ -19,6 +19,7 @@ from api.routes import (
     catalog,
     chats,
     conversations,
+    crons,
     exports,
     knowledge,
     memories,
@@ -34,6 +35,7 @@ from api.routes import (
 )
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION, TokenCodec
+from api.services.cron_scheduler import CronScheduler
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
 from api.services.store_reindexer import MemoryReindexer
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = reindexer = sweeper = deliverer = None
+            driver = indexer = reindexer = sweeper = deliverer = scheduler = None
             try:
                 app.state.switchboard = AppState(
                     settings=settings,
@@ -98,10 +100,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 deliverer = state.webhooks = WebhookDeliverer(pool, settings)
                 runtime.when_run_ends(deliverer.run_ended)
                 await deliverer.open()
+                scheduler = state.crons = CronScheduler(
+                    state, poll_seconds=settings.cron_poll_seconds
+                )
+                await scheduler.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
             finally:
+                # First: the runs of the ticks it claimed start before the runtime drains.
+                if scheduler is not None:
+                    await scheduler.aclose()
                 if sweeper is not None:
                     await sweeper.aclose()
                 if reindexer is not None:
@@ -161,7 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # regular expression and some bookkeeping per route tried.
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
-        meta, auth, users, memories, catalog, agents, knowledge, assistants, store,
+        meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons,
     ):  # fmt: skip
         app.include_router(module.router)
     pages.install(app)

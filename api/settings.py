@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # Expired store items (a ttl given to PUT /store/items), already left out of reads, are
     # deleted this often (api/services/store_sweeper.py); 0: never.
     store_sweep_seconds: float = Field(default=300, ge=0)
+    # Every process (API and worker) starts the runs of due crons on time; it looks this often
+    # for crons other processes made or changed (api/services/cron_scheduler.py); 0: this
+    # process starts none.
+    cron_poll_seconds: float = Field(default=5, ge=0)
 
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []

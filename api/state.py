@@ -12,6 +12,7 @@ from storage.db import EmbeddedPostgres, PoolType
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from api.services.cron_scheduler import CronScheduler
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
     from api.services.store_reindexer import MemoryReindexer
@@ -32,6 +33,7 @@ class AppState:
     reindexer: MemoryReindexer = field(init=False)
     sweeper: StoreSweeper = field(init=False)
     webhooks: WebhookDeliverer = field(init=False)
+    crons: CronScheduler = field(init=False)
 
     @property
     def store(self) -> Store:

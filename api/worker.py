@@ -2,8 +2,9 @@
 
 API processes started with ``SWITCHBOARD_EXECUTE_RUNS=false`` queue every run in Postgres; each
 worker claims the next one it may start (``FOR UPDATE SKIP LOCKED``), executes it and writes its
-events to Redis, where any API process reads them. SIGTERM (or Ctrl+C) stops claiming, gives
-active runs the grace period, then interrupts the rest.
+events to Redis, where any API process reads them. Like an API process, it also starts the runs
+of due crons (``CronScheduler``). SIGTERM (or Ctrl+C) stops claiming, gives active runs the
+grace period, then interrupts the rest.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import logging
 import signal
 
 from api.bootstrap import settle_heap
+from api.security import TokenCodec
+from api.services.cron_scheduler import CronScheduler
 from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
+from api.state import AppState
 from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
@@ -43,6 +47,20 @@ async def run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
+        # What the services a cron's tick goes through share (no HTTP: the tokens go unused).
+        state = AppState(
+            settings=settings,
+            pool=pool,
+            tokens=TokenCodec(
+                secret=settings.jwt_secret.get_secret_value(),
+                algorithm=settings.jwt_algorithm,
+                ttl_seconds=settings.access_token_ttl_seconds,
+            ),
+            runs=runs,
+        )
+        state.webhooks = deliverer
+        scheduler = state.crons = CronScheduler(state, poll_seconds=settings.cron_poll_seconds)
+        await scheduler.open()
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
@@ -51,6 +69,7 @@ async def run_worker(settings: Settings) -> None:
         stop = asyncio.create_task(stopping.wait(), name="stop")
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("worker %s stopping", runs.worker_id)
+        await scheduler.aclose()
         await runs.aclose()
         await deliverer.aclose()
         work.cancel()

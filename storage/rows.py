@@ -339,3 +339,31 @@ class ReindexRow(TypedDict):
     key: str
     field_name: str
     value: dict[str, Any] | None
+
+
+class CronRow(TypedDict):
+    """``crons``: ``CRON_COLUMNS``. ``chat_id`` null: a stateless cron (a new thread each tick),
+    whose ``on_run_completed`` says what becomes of that thread; null for a thread cron."""
+
+    id: UUID
+    user_id: UUID
+    agent_id: UUID
+    chat_id: UUID | None
+    schedule: str
+    timezone: str | None
+    end_time: datetime | None
+    enabled: bool
+    on_run_completed: Literal["delete", "keep"] | None
+    # The run each tick starts: its assistant_id, input, config, stream modes … (jsonb).
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    # Null once no tick is left before ``end_time``.
+    next_run_date: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DueCronRow(CronRow):
+    """A due cron a scheduler claimed (``crons.claim_due``), with the database's time then."""
+
+    now: datetime

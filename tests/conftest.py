@@ -81,6 +81,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "default_model": "fake:echo",
         "admin_email": None,
         "admin_password": None,
+        # No cron starts a run by itself: a test drives the scheduler one round at a time
+        # (``state.crons.step()``), or asks for a process whose scheduler runs.
+        "cron_poll_seconds": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

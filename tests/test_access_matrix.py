@@ -21,6 +21,8 @@ PROTOCOL_RUN = {
     "assistant_id": "assistant",
     "input": {"messages": [{"role": "user", "content": "x"}]},
 }
+# A cron with no tick while a test runs (once a year).
+CRON = {"assistant_id": "assistant", "schedule": "0 0 1 1 *"}
 # (method, path template, JSON body) for every route that acts on a chat or run by id.
 OWNED_ROUTES = [
     ("GET", "/chats/{chat}", None),
@@ -79,6 +81,11 @@ OWNED_ROUTES = [
     ("GET", "/threads/{chat}/history", None),
     ("POST", "/threads/{chat}/history", {"limit": 2}),
     ("POST", "/threads/{chat}/copy", None),
+    # Crons: a thread's, and any cron by id.
+    ("POST", "/threads/{chat}/runs/crons", CRON),
+    ("GET", "/runs/crons/{cron}", None),
+    ("PATCH", "/runs/crons/{cron}", {"enabled": False}),
+    ("DELETE", "/runs/crons/{cron}", None),
 ]
 # What a user the chat is shared with may do: read it, as its owner does. Every other route
 # of OWNED_ROUTES is a 404 for them, exactly as for a stranger.
@@ -158,6 +165,9 @@ async def _owned_objects(
     )
     assert filed.status_code == 202, filed.text
     ids["file"] = filed.json()["id"]
+    cron = await client.post(f"/threads/{chat['id']}/runs/crons", json=CRON, headers=owner.headers)
+    assert cron.status_code == 200, cron.text
+    ids["cron"] = cron.json()["cron_id"]
     if viewer is not None:
         shared = await client.post(
             f"/chats/{chat['id']}/shares", json={"email": viewer.email}, headers=owner.headers
@@ -178,10 +188,11 @@ async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str])
     shares = (await client.get(f"/chats/{ids['chat']}/shares", headers=owner.headers)).json()
     link = (await client.get(f"/chats/{ids['chat']}/share-link", headers=owner.headers)).json()
     files = (await client.get(f"/chats/{ids['chat']}/files", headers=owner.headers)).json()
+    crons = (await client.post("/runs/crons/search", json={}, headers=owner.headers)).json()
     # The indexer may be working on the file: its status is not the stranger's doing.
     files = [{k: v for k, v in f.items() if k not in ("status", "chunk_count", "embedding_model",
               "indexed_at", "error")} for f in files["items"]]  # fmt: skip
-    return chat, messages, runs, replays, replay, shares, link, files
+    return chat, messages, runs, replays, replay, shares, link, files, crons
 
 
 async def _assert_like_a_stranger(
@@ -279,7 +290,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 97
+    assert len(routes) == 104
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -287,7 +298,7 @@ async def test_every_protected_route_needs_a_valid_token(
         url = url.replace("{assistant_id}", fake_id).replace("{checkpoint_id}", fake_id)
         url = url.replace("{message_id}", fake_id).replace("{replay_id}", fake_id)
         url = url.replace("{user_id}", fake_id).replace("{document_id}", fake_id)
-        url = url.replace("{file_id}", fake_id)
+        url = url.replace("{file_id}", fake_id).replace("{cron_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")
@@ -319,6 +330,10 @@ async def test_every_protected_route_needs_a_valid_token(
         ("GET", "/threads/not-a-uuid/runs/not-a-uuid"),
         ("POST", "/threads/not-a-uuid/runs/not-a-uuid/cancel"),
         ("GET", "/threads/not-a-uuid/stream"),
+        ("POST", "/threads/not-a-uuid/runs/crons"),
+        ("GET", "/runs/crons/not-a-uuid"),
+        ("PATCH", "/runs/crons/not-a-uuid"),
+        ("DELETE", "/runs/crons/not-a-uuid"),
     ],
 )
 async def test_malformed_ids_are_422(
@@ -380,6 +395,9 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/runs/batch"): [PROTOCOL_RUN],
     ("POST", "/runs/cancel"): {"status": "all"},
     ("PUT", "/store/items"): {"namespace": ["notes"], "key": "k", "value": {"text": "x"}},
+    ("POST", "/runs/crons"): CRON,
+    ("POST", "/threads/{thread_id}/runs/crons"): CRON,
+    ("PATCH", "/runs/crons/{cron_id}"): {"enabled": False},
     ("DELETE", "/users/me"): {"password": PASSWORD},
 }
 
@@ -400,6 +418,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         "message_id": ids["message"], "replay_id": ids["replay"], "file_id": ids["file"],
         "agent_id": ids["agent"], "assistant_id": ids["agent"], "user_id": user.id,
         "document_id": str(uuid.uuid4()), "checkpoint_id": str(uuid.uuid4()), "key": "k",
+        "cron_id": ids["cron"],
     }  # fmt: skip
     routes = [
         (method.upper(), path)
@@ -407,7 +426,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 97
+    assert len(routes) == 104
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(
@@ -419,7 +438,8 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         counts = await (
             await db.execute(
                 "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM chats),"
-                " (SELECT count(*) FROM runs), (SELECT count(*) FROM store)"
+                " (SELECT count(*) FROM runs), (SELECT count(*) FROM store),"
+                " (SELECT count(*) FROM crons)"
             )
         ).fetchone()
-    assert counts == (0, 0, 0, 0)
+    assert counts == (0, 0, 0, 0, 0)

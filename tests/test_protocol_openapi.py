@@ -23,7 +23,7 @@ from tests.conftest import User
 
 PROTOCOL_PREFIXES = (
     "/assistants", "/threads", "/runs/stream", "/runs/wait", "/runs/batch", "/runs/cancel",
-    "/store",
+    "/runs/crons", "/store",
 )  # fmt: skip
 PROTOCOL_PATHS = {"/runs"}
 METHODS = {"get", "post", "put", "patch", "delete"}

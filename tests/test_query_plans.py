@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
-from storage import chats, runs, shares, store, webhooks
+from storage import chats, crons, runs, shares, store, webhooks
 
 ANY_ID = uuid.uuid4()
 HOST_PATTERN = socket.gethostname() + ":%"
@@ -100,6 +101,22 @@ QUERIES: dict[str, tuple[str, Any]] = {
         {"run_id": ANY_ID, "attempt": "{}", "status": "pending", "retry_in": 5.0},
     ),
     "delete_settled_webhook": (webhooks.DELETE_SETTLED, (ANY_ID,)),
+    # The cron schedulers' rounds (every few seconds in every process), and a user's crons.
+    "claim_due_crons": (crons.CLAIM_DUE, {"limit": 100}),
+    "seconds_until_a_cron_is_due": (crons.SECONDS_UNTIL_DUE, None),
+    "search_crons": (
+        crons.SEARCH.format(order="created_at DESC NULLS LAST, id DESC"),
+        {
+            "user_id": ANY_ID,
+            "agent_id": None,
+            "slug": None,
+            "chat_id": None,
+            "enabled": None,
+            "metadata": Jsonb({}),
+            "limit": 10,
+            "offset": 0,
+        },
+    ),
     "finish_with_summary": (
         runs.FINISH_WITH_SUMMARY,
         {

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from schemathesis.generation.jsonschema.builder import build
 
 from api.app import create_app
+from api.schemas.crons import CronCreate, CronPatch, ThreadCronCreate
 from api.schemas.protocol import StateUpdate
 from api.schemas.protocol_runs import RunCreate
 from api.settings import Settings
@@ -144,17 +145,24 @@ async def test_a_message_the_graph_cannot_read_is_refused_before_anything_is_mad
 
 
 @pytest.mark.parametrize(
-    ("path", "model"),
-    [("/threads/{thread_id}/runs/stream", RunCreate), ("/threads/{thread_id}/state", StateUpdate)],
+    ("method", "path", "model"),
+    [
+        ("post", "/threads/{thread_id}/runs/stream", RunCreate),
+        ("post", "/threads/{thread_id}/state", StateUpdate),
+        # A cron's schedule, time zone and end are patterns and an enumeration by hand.
+        ("post", "/runs/crons", CronCreate),
+        ("post", "/threads/{thread_id}/runs/crons", ThreadCronCreate),
+        ("patch", "/runs/crons/{cron_id}", CronPatch),
+    ],
 )
 def test_every_body_the_schema_admits_passes_validation(
-    settings: Settings, path: str, model: type[BaseModel]
+    settings: Settings, method: str, path: str, model: type[BaseModel]
 ) -> None:
     # The messages' schema is written by hand beside the check that mirrors it (LangChain's
     # coercion is the real rule): draw bodies from the published schema, the way the attack
     # run does, and each must validate. Found: extra keys in a tool call (ST202).
     document = create_app(settings).openapi()
-    body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    body = document["paths"][path][method]["requestBody"]["content"]["application/json"]
     schema = {**body["schema"], "components": document["components"]}
     bodies = build(schema, draft=jsonschema_rs.Draft202012, formats={})
 

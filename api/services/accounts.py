@@ -2,6 +2,7 @@
 
 What goes, in this order:
 
+0. The user's crons, so that none starts a run (on a new thread) while the rest goes.
 1. Each chat of the user's, exactly as ``DELETE /chats/{id}`` deletes it (``chats.delete``):
    its active runs are stopped first, then the chat with its runs, feedback, shares, share
    link, replays and files (and their knowledge chunks), then every checkpoint of its thread.
@@ -32,6 +33,7 @@ from api.services import auth as auth_service
 from api.services import chats as chats_service
 from api.state import AppState
 from storage import chats as chats_store
+from storage import crons as crons_store
 from storage import store as store_db
 from storage import users as users_store
 from storage.rows import UserRow
@@ -48,6 +50,8 @@ async def delete(state: AppState, user: UserRow, password: str, *, client: str) 
     nothing changes; 429 past the login limits)."""
     await auth_service.confirm_password(state, user, password, client=client)
     user_id = user["id"]
+    async with state.pool.connection() as conn:
+        await crons_store.delete_of_user(conn, user_id)
     for _ in range(ROUNDS):
         await _delete_chats(state, user_id)
         async with state.pool.connection() as conn, conn.transaction():

@@ -1,7 +1,8 @@
 """A job one task per process runs in the background: work until there is none, then wait for
-a wake-up or ``poll_seconds``, until ``aclose``.
+a wake-up or ``poll_seconds`` (or what ``wait_seconds`` says), until ``aclose``.
 
-Shared by the knowledge indexer, the memory re-indexer and the store's TTL sweeper.
+Shared by the knowledge indexer, the memory re-indexer, the store's TTL sweeper and the cron
+scheduler.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class BackgroundJob:
     name = "background-job"
     # ``True``: wait before the first step (a sweep that has nothing to do at start).
     wait_first = False
+    # How long ``aclose`` lets a round under way end by itself before it cancels it (0: not at
+    # all). For work that must not stop halfway: the cron scheduler starts the runs it claimed.
+    drain_seconds = 0.0
 
     def __init__(self, *, poll_seconds: float) -> None:
         self.poll_seconds = poll_seconds
@@ -32,6 +36,11 @@ class BackgroundJob:
     def finished_round(self, steps: int) -> None:
         """Called after a round of steps that found work (``steps`` of them)."""
 
+    def wait_seconds(self) -> float:
+        """How long to wait after a round for a wake-up: ``poll_seconds`` unless the job knows
+        better (when its next piece of work is due)."""
+        return self.poll_seconds
+
     async def open(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)
 
@@ -43,6 +52,10 @@ class BackgroundJob:
         # shutdown hung. The flag ends the loop at its next turn regardless.
         self._stopping = True
         self._wake.set()
+        if self.drain_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.drain_seconds):
+                    await asyncio.shield(self._task)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -73,5 +86,5 @@ class BackgroundJob:
         # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the
         # event is set as the task is cancelled, swallowing the cancellation.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_seconds):
+            async with asyncio.timeout(self.wait_seconds()):
                 await self._wake.wait()
