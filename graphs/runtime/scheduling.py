@@ -16,7 +16,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from psycopg.errors import ForeignKeyViolation
 from psycopg.types.json import Jsonb
 
 from graphs.events import EventLogs, EventSource, read_all
@@ -30,7 +29,7 @@ from graphs.runtime.inputs import (
 )
 from graphs.runtime.liveness import Liveness
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown, Starts
+from graphs.runtime.types import ChatBusy, ShuttingDown, Starts, chat_gone_if_deleted
 from graphs.spec import AgentContext
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -106,20 +105,15 @@ class Scheduler:
             "webhook_url": webhook_url,
         }
         async with self.pool.connection() as conn:
-            try:
+            queue = strategy == "enqueue"
+            with chat_gone_if_deleted():
                 if not self.execute:
-                    run = await runs_store.insert_pending(
-                        conn, if_free=strategy != "enqueue", **fields
-                    )
+                    run = await runs_store.insert_pending(conn, if_free=not queue, **fields)
                 else:
-                    queue = strategy == "enqueue"
                     run = await runs_store.insert_starting(conn, queue=queue, **fields)
                     if run is None and queue:
                         # A worker started a queued run of this chat meanwhile: queue behind it.
                         run = await runs_store.insert_pending(conn, **fields)
-            except ForeignKeyViolation:
-                # The chat (or its user) was deleted since the caller read it.
-                raise ChatGone from None
             if run is None:
                 raise ChatBusy(await runs_store.active_run_id(conn, chat["id"]))
         self.starts.announce(str(chat["id"]))

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from langchain_core.messages import BaseMessage
+from psycopg.errors import ForeignKeyViolation
 
 from graphs.events import RunLog
 from graphs.runtime.inputs import ProtocolInput, RunInput
@@ -33,6 +34,16 @@ class ChatBusy(Exception):
 
 class ChatGone(Exception):
     """The chat was deleted while its run was being started (after the caller had read it)."""
+
+
+@contextlib.contextmanager
+def chat_gone_if_deleted() -> Iterator[None]:
+    """A run's insert refused by its chat's foreign key is ``ChatGone``: the chat (or its
+    user) was deleted since the caller read it."""
+    try:
+        yield
+    except ForeignKeyViolation:
+        raise ChatGone from None
 
 
 class EventWriter(Protocol):
