@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
@@ -81,9 +82,38 @@ def make_model(model_name: str) -> BaseChatModel:
         key = None if os.environ.get("OPENAI_API_KEY") else SecretStr("OPENAI_API_KEY-is-not-set")
         if key is not None:
             log.warning("OPENAI_API_KEY is not set: runs on %s will fail", model_name)
+            return _keyless(ChatOpenAI)(
+                model=ref.model, streaming=True, stream_usage=True, max_retries=0, api_key=key
+            )
         return ChatOpenAI(
             model=ref.model, streaming=True, stream_usage=True, max_retries=1, api_key=key
         )
     from graphs.local import local_model
 
     return local_model(ref.model)
+
+
+class MissingKey(RuntimeError):
+    """An ``openai:`` model was called with no ``OPENAI_API_KEY`` set."""
+
+
+def _keyless(base: Any) -> Any:
+    """``base`` (ChatOpenAI) whose calls fail at once, saying why. Without it the SDK would
+    first serialise the whole request on the event loop (seconds for a long thread, stalling
+    every other request) only to be refused by the provider, or to try the network at all."""
+
+    class Keyless(base):
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            raise MissingKey("OPENAI_API_KEY is not set")
+
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            raise MissingKey("OPENAI_API_KEY is not set")
+
+        def _stream(self, *args: Any, **kwargs: Any) -> Any:
+            raise MissingKey("OPENAI_API_KEY is not set")
+
+        async def _astream(self, *args: Any, **kwargs: Any) -> Any:
+            raise MissingKey("OPENAI_API_KEY is not set")
+            yield  # an async generator, as the base's
+
+    return Keyless

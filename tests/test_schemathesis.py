@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,13 @@ EXAMPLES = os.environ.get("SWITCHBOARD_ST_EXAMPLES", "10")
 SEED = os.environ.get("SWITCHBOARD_ST_SEED", "20261203")
 
 
+def _closed_port() -> int:
+    """A loopback port that was free a moment ago: connections to it are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-schemathesis-", dir="/tmp"))
@@ -41,8 +49,18 @@ def server() -> Iterator[Server]:
     # few of them outlasted the 30 s client timeout on a busy machine.
     # And a short shutdown grace: the teardown's SIGTERM must end within the 30 s it waits,
     # whatever runs the attack left going (once, on a loaded machine, it did not).
+    # An admin may also create agents on `openai:*` models: their calls go to a local port
+    # nothing listens on (refused at once), never to the internet. And the crons it creates
+    # (hundreds, many every minute) are not fired: each firing would be a run competing with
+    # the attack's requests; crons' firing is tested in tests/test_crons.py.
     env = admin_env(
-        data_dir, SWITCHBOARD_RUN_TIMEOUT_SECONDS="2", SWITCHBOARD_SHUTDOWN_GRACE_SECONDS="5"
+        data_dir,
+        SWITCHBOARD_RUN_TIMEOUT_SECONDS="2",
+        SWITCHBOARD_SHUTDOWN_GRACE_SECONDS="5",
+        SWITCHBOARD_CRON_POLL_SECONDS="0",
+        # Each token is taken once, before a run that can outlast the default 15 minutes.
+        SWITCHBOARD_ACCESS_TOKEN_TTL_SECONDS="3600",
+        OPENAI_BASE_URL=f"http://127.0.0.1:{_closed_port()}/v1",
     )
     started = Server(data_dir, env)
     try:
