@@ -34,7 +34,7 @@ from api.routes import (
     users,
 )
 from api.routes.meta import server_version
-from api.security import ACCESS_LOG_REDACTION, TokenCodec
+from api.security import ACCESS_LOG_REDACTION
 from api.services.cron_scheduler import CronScheduler
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
@@ -76,17 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             driver = indexer = reindexer = sweeper = deliverer = scheduler = None
             try:
-                app.state.switchboard = AppState(
-                    settings=settings,
-                    pool=pool,
-                    tokens=TokenCodec(
-                        secret=settings.jwt_secret.get_secret_value(),
-                        algorithm=settings.jwt_algorithm,
-                        ttl_seconds=settings.access_token_ttl_seconds,
-                    ),
-                    runs=runtime,
-                    embedded=embedded,
-                )
+                app.state.switchboard = AppState.open(settings, pool, runtime, embedded)
                 await bootstrap_admin(settings, pool)
                 driver = app.state.switchboard.replays = ReplayDriver(app.state.switchboard)
                 await driver.open()

@@ -35,6 +35,22 @@ class AppState:
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
 
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        pool: PoolType,
+        runs: Runtime,
+        embedded: EmbeddedPostgres | None = None,
+    ) -> AppState:
+        """The state of an API process or a worker, its token codec from ``settings``."""
+        tokens = TokenCodec(
+            secret=settings.jwt_secret.get_secret_value(),
+            algorithm=settings.jwt_algorithm,
+            ttl_seconds=settings.access_token_ttl_seconds,
+        )
+        return cls(settings=settings, pool=pool, tokens=tokens, runs=runs, embedded=embedded)
+
     @property
     def store(self) -> Store:
         """Long-term memory and the Agent Protocol store (LangGraph's, on ``pool``)."""

@@ -14,7 +14,6 @@ import logging
 import signal
 
 from api.bootstrap import settle_heap
-from api.security import TokenCodec
 from api.services.cron_scheduler import CronScheduler
 from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
@@ -48,16 +47,7 @@ async def run_worker(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         # What the services a cron's tick goes through share (no HTTP: the tokens go unused).
-        state = AppState(
-            settings=settings,
-            pool=pool,
-            tokens=TokenCodec(
-                secret=settings.jwt_secret.get_secret_value(),
-                algorithm=settings.jwt_algorithm,
-                ttl_seconds=settings.access_token_ttl_seconds,
-            ),
-            runs=runs,
-        )
+        state = AppState.open(settings, pool, runs)
         state.webhooks = deliverer
         scheduler = state.crons = CronScheduler(state, poll_seconds=settings.cron_poll_seconds)
         await scheduler.open()
