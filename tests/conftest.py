@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from langchain_core.tools import tool
+from psycopg import sql
 
 from api.app import create_app
 from api.bootstrap import upgrade_database
@@ -91,18 +92,31 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 async def _truncate(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, **connection_kwargs()) as conn:
-        # The session app's knowledge indexer may be writing the seeded glossary's chunks: a
-        # TRUNCATE that deadlocks with it is tried again.
-        for attempt in range(5):
+        cursor = await conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        tables = sql.SQL(", ").join(
+            sql.Identifier(row["tablename"]) for row in await cursor.fetchall()
+        )
+        # A background job of a running app (the knowledge indexer writing the seeded glossary's
+        # chunks, a cron or webhook round) may hold a lock on one table and want another: a
+        # TRUNCATE that locks tables one by one as it goes deadlocked with it (twice in one CI
+        # run, five tries in a row). Taking every lock at once without waiting never holds one
+        # lock while waiting for another, so it cannot deadlock; it is tried until the jobs'
+        # short transactions let it in.
+        while True:
             try:
-                await conn.execute(
-                    "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits,"
-                    " user_interests, chats, agents, store CASCADE"
-                )
+                async with conn.transaction():
+                    await conn.execute(
+                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT").format(tables)
+                    )
+                    await conn.execute(
+                        "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits,"
+                        " user_interests, chats, agents, store CASCADE"
+                    )
                 break
-            except psycopg.errors.DeadlockDetected:
-                if attempt == 4:
-                    raise
+            except psycopg.errors.LockNotAvailable:
+                await asyncio.sleep(0.01)
         await seed_agents(conn)
 
 
