@@ -16,7 +16,8 @@ from storage.rows import AgentRow
 
 AGENT_COLUMNS = """
     id, slug, name, description, system_prompt, avatar_url, model_name, tools_enabled,
-    interest_area_ids, version, created_by, created_at, updated_at, deleted_at
+    tools_requiring_approval, interest_area_ids, version, created_by, created_at, updated_at,
+    deleted_at
 """
 
 SELECT_LIVE = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND deleted_at IS NULL"
@@ -66,9 +67,9 @@ COUNT_MATCHING = f"SELECT count(*) AS n FROM agents WHERE {_MATCHING}"
 SLUG_TAKEN = "SELECT 1 FROM agents WHERE slug = %s"
 INSERT_AGENT = f"""
 INSERT INTO agents (slug, name, description, system_prompt, avatar_url, model_name,
-                    tools_enabled, interest_area_ids, created_by)
+                    tools_enabled, tools_requiring_approval, interest_area_ids, created_by)
 VALUES (%(slug)s, %(name)s, %(description)s, %(system_prompt)s, %(avatar_url)s, %(model_name)s,
-        %(tools_enabled)s, %(interest_area_ids)s, %(created_by)s)
+        %(tools_enabled)s, %(tools_requiring_approval)s, %(interest_area_ids)s, %(created_by)s)
 RETURNING {AGENT_COLUMNS}
 """
 SOFT_DELETE = """
@@ -87,12 +88,16 @@ UPDATABLE = (
     "avatar_url",
     "model_name",
     "tools_enabled",
+    "tools_requiring_approval",
     "interest_area_ids",
 )
 
 
+JSON_COLUMNS = ("tools_enabled", "tools_requiring_approval")
+
+
 def _params(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: Jsonb(v) if k == "tools_enabled" else v for k, v in fields.items()}
+    return {k: Jsonb(v) if k in JSON_COLUMNS else v for k, v in fields.items()}
 
 
 async def get(conn: Conn, agent_id: UUID, *, include_deleted: bool = False) -> AgentRow | None:

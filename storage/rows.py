@@ -77,6 +77,8 @@ class AgentRow(TypedDict):
     model_name: str | None
     # jsonb: the names of the enabled tools, in the agent's order.
     tools_enabled: list[str]
+    # jsonb: the enabled tools whose calls wait for a person's decision (graphs/approval.py).
+    tools_requiring_approval: list[str]
     interest_area_ids: list[UUID]
     version: int
     created_by: UUID | None

@@ -30,6 +30,11 @@ OWNED_ROUTES = [
     ("DELETE", "/chats/{chat}", None),
     ("GET", "/chats/{chat}/messages", None),
     ("POST", "/chats/{chat}/messages", {"content": "hi"}),
+    (
+        "POST",
+        "/chats/{chat}/approvals",
+        {"decisions": [{"tool_call_id": "x", "action": "approve"}]},
+    ),
     ("GET", "/chats/{chat}/runs", None),
     ("GET", "/chats/{chat}/history", None),
     ("GET", "/chats/{chat}/state", None),
@@ -290,7 +295,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 104
+    assert len(routes) == 105
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -385,6 +390,9 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
 DELETED_ACCOUNT_BODIES = {
     ("POST", "/chats/"): {"agent_id": "{agent}"},
     ("POST", "/chats/{chat_id}/messages"): {"content": "hi"},
+    ("POST", "/chats/{chat_id}/approvals"): {
+        "decisions": [{"tool_call_id": "x", "action": "approve"}]
+    },
     ("POST", "/threads"): {},
     ("POST", "/threads/{thread_id}/runs"): PROTOCOL_RUN,
     ("POST", "/threads/{thread_id}/runs/stream"): PROTOCOL_RUN,
@@ -426,7 +434,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 104
+    assert len(routes) == 105
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(

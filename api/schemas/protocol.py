@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.schemas.agents import (
+    APPROVAL_DESCRIPTION,
     AgentName,
     AgentUpdate,
     Description,
@@ -55,11 +56,14 @@ class AssistantConfigurable(_Body):
     system_prompt: SystemPrompt | None = None
     model_name: ModelName | None = None
     tools_enabled: Annotated[list[ToolName] | None, UniqueItems] = Field(None, max_length=50)
+    tools_requiring_approval: Annotated[list[ToolName] | None, UniqueItems] = Field(
+        None, max_length=50, description=APPROVAL_DESCRIPTION
+    )
 
-    @field_validator("tools_enabled")
+    @field_validator("tools_enabled", "tools_requiring_approval")
     @classmethod
-    def _tools_unique(cls, v: list[str] | None) -> list[str] | None:
-        return unique(v, "tools_enabled")
+    def _tools_unique(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return unique(v, info.field_name or "tools")
 
 
 class AssistantConfig(_Body):

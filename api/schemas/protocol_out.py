@@ -22,6 +22,9 @@ from storage.types import MultitaskStrategy
 class AssistantConfigurableOut(BaseModel):
     model_name: str | None = Field(description="The agent's model; null: the server's default")
     tools_enabled: list[str] = Field(description="The agent's enabled tools, in order")
+    tools_requiring_approval: list[str] = Field(
+        description="The tools whose calls wait for a person's decision (an interrupt)"
+    )
 
 
 class AssistantConfigOut(BaseModel):

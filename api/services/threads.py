@@ -32,6 +32,7 @@ def assistant_json(agent: AgentRow) -> dict[str, Any]:
             "configurable": {
                 "model_name": agent["model_name"],
                 "tools_enabled": agent["tools_enabled"],
+                "tools_requiring_approval": agent["tools_requiring_approval"],
             }
         },
         "context": {},

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from langchain_core.messages import BaseMessage
 
+from graphs import approval
 from graphs.build import GraphCache, thread_reader
 from graphs.spec import AgentSpec
 from storage import chats as chats_store
@@ -103,6 +104,15 @@ class Threads:
             else:
                 high = middle
         return chain, low
+
+    async def pending_approval(self, chat_id: UUID | str) -> list[dict[str, Any]] | None:
+        """The tool calls (``{id, name, args}``) the thread waits on a person's decision for;
+        ``None`` when it waits on none (it may still wait on another interrupt)."""
+        snapshot = await self.snapshot(chat_id)
+        request = approval.request_in(snapshot.interrupts) if snapshot is not None else None
+        if request is None:
+            return None
+        return approval.calls(request, snapshot.values.get("messages", []))
 
     async def summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
