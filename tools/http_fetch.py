@@ -86,10 +86,11 @@ def _is_text(content_type: str) -> bool:
     return content_type.startswith(_TEXT_TYPES) or content_type.endswith(_TEXT_SUFFIXES)
 
 
-def _html_to_text(html: str) -> str:
+def _html_to_text(html: str, url: str) -> str:
     import html2text
 
-    converter = html2text.HTML2Text()
+    # Links made absolute (against the page's URL), so the model can fetch one next.
+    converter = html2text.HTML2Text(baseurl=url)
     converter.body_width = 0
     converter.ignore_images = True
     return converter.handle(html).strip()
@@ -109,14 +110,14 @@ async def _body(response: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _text(response: httpx.Response, body: bytes, content_type: str) -> str:
+def _text(response: httpx.Response, body: bytes, content_type: str, url: str) -> str:
     charset = response.charset_encoding or "utf-8"
     try:
         decoded = body.decode(charset, errors="replace")
     except LookupError:  # a charset Python does not know
         decoded = body.decode("utf-8", errors="replace")
     if content_type in ("text/html", "application/xhtml+xml"):
-        return _html_to_text(decoded)
+        return _html_to_text(decoded, url)
     return decoded.strip()
 
 
@@ -176,7 +177,8 @@ async def _get(client: httpx.AsyncClient, url: str, policy: FetchPolicy) -> Page
         if not _is_text(content_type):
             raise ToolInputError(f"{url} is {content_type}, not a text page; it cannot be read.")
         body = await _body(response, policy.max_bytes)
-        return Page(url, response.status_code, content_type, _text(response, body, content_type))
+        text = _text(response, body, content_type, url)
+        return Page(url, response.status_code, content_type, text)
     finally:
         await response.aclose()
 
