@@ -29,6 +29,8 @@ from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, v
 from typing import Any
 
 from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel
 
 from tools import CONFIGURED, TOOLS
 
@@ -63,6 +65,15 @@ def _built_in() -> ToolSource:
 def source_of(name: str) -> ToolSource:
     """Where the tool ``name`` of ``TOOLS`` comes from."""
     return _SOURCES.get(name) or _built_in()
+
+
+def parameters(tool: BaseTool) -> dict[str, Any]:
+    """The JSON schema of ``tool``'s arguments, as ``GET /tools`` shows it."""
+    schema = tool.tool_call_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    # A plugin's tool may bring a JSON schema, or a pydantic v1 model: as a provider sees it.
+    return dict(convert_to_openai_tool(tool)["function"].get("parameters") or {})
 
 
 def _package(entry: EntryPoint) -> ToolSource:
@@ -120,7 +131,7 @@ def load(settings: Any) -> dict[str, ToolSource]:
             )  # fmt: skip
             continue
         for tool in tools:
-            refused = _refusal(tool.name)
+            refused = _refusal(tool)
             if refused is not None:
                 log.warning(
                     "tool %r of plugin %r (package %s) is skipped: %s",
@@ -137,9 +148,14 @@ def load(settings: Any) -> dict[str, ToolSource]:
     return dict(_SOURCES)
 
 
-def _refusal(name: Any) -> str | None:
+def _refusal(tool: BaseTool) -> str | None:
+    name = tool.name
     if not isinstance(name, str) or not TOOL_NAME.match(name):
         return "a tool name is 1 to 64 letters, digits, '_' or '-'"
+    try:
+        parameters(tool)
+    except Exception as exc:
+        return f"its arguments have no JSON schema ({type(exc).__name__})"
     if name in _SOURCES:
         return f"the name is taken by package {_SOURCES[name].package}"
     if name in TOOLS:

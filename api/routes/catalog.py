@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter
-from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, Pool
 from api.schemas.onboarding import InterestAreaOut
 from api.services import profiles
 from tools import TOOLS
-from tools.plugins import source_of
+from tools.plugins import parameters, source_of
 
 router = APIRouter(tags=["catalog"])
 
@@ -44,17 +43,9 @@ async def tools(_: CurrentUser) -> list[dict[str, Any]]:
         {
             "name": name,
             "description": tool.description,
-            "parameters": _parameters(tool),
+            "parameters": parameters(tool),
             "package": source_of(name).package,
             "version": source_of(name).version,
         }
         for name, tool in sorted(TOOLS.items())
     ]
-
-
-def _parameters(tool: BaseTool) -> dict[str, Any]:
-    # ``@tool`` functions have a pydantic (v2) model; a plugin's tool may give a JSON schema.
-    schema = tool.tool_call_schema
-    if isinstance(schema, dict):
-        return schema
-    return cast(type[BaseModel], schema).model_json_schema()
