@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from api.settings import Settings
 from tests.conftest import JWT_SECRET, User
-from tests.servers import beside_the_tests
+from tests.servers import Worker, beside_the_tests, clean_env, redis_server
 from tools import TOOLS, plugins
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "switchboard-example-tools"
@@ -256,3 +257,52 @@ def test_a_started_server_serves_plugin_tools_and_survives_a_broken_plugin(
         refused = http.post("/agents/", json=body, headers=admin.headers)
         assert refused.status_code == 422
         assert refused.json()["detail"].startswith("Unknown tool(s): broken; available: ")
+
+
+def test_a_worker_loads_plugins_and_runs_their_tools(
+    database_url: str, example_site: Path, admin: User, user: User, tmp_path: Path
+) -> None:
+    """An API process that only queues runs and a ``switchboard worker`` that executes them,
+    both with the plugin installed: the worker has the tool when it runs the agent."""
+    path = os.pathsep.join([str(example_site), os.environ.get("PYTHONPATH", "")])
+    with redis_server(tmp_path) as redis_url:
+        env = {"REDIS_URL": redis_url, "PYTHONPATH": path}
+        with beside_the_tests(
+            database_url, JWT_SECRET, SWITCHBOARD_EXECUTE_RUNS="false", **env
+        ) as server:
+            worker = Worker(
+                tmp_path,
+                clean_env(DATABASE_URL=database_url, SWITCHBOARD_JWT_SECRET=JWT_SECRET, **env),
+            )
+            try:
+                assert (
+                    "tool plugins: greet (switchboard-example-tools 0.2.0), reverse_text"
+                    " (switchboard-example-tools 0.2.0), shout (switchboard-example-tools 0.2.0),"
+                    " word_count (switchboard-example-tools 0.2.0)"
+                ) in worker.log.read_text()
+                http = httpx.Client(base_url=server.url, timeout=30)
+                body = {"name": "Shouter", "model_name": "fake:tools", "tools_enabled": ["shout"]}
+                agent = http.post("/agents/", json=body, headers=admin.headers)
+                assert agent.status_code == 201, agent.text
+                chat = http.post(
+                    "/chats/", json={"agent_id": agent.json()["id"]}, headers=user.headers
+                )
+                sent = http.post(
+                    f"/chats/{chat.json()['id']}/messages",
+                    json={"content": "quiet please"},
+                    headers=user.headers,
+                )
+                assert sent.status_code == 201, sent.text
+                answer = sent.json()
+                assert answer["status"] == "success", answer
+                assert [(m["sender"], m["content"]) for m in answer["messages"]] == [
+                    ("user", "quiet please"), ("agent", ""), ("tool", "QUIET PLEASE"),
+                    ("agent", "QUIET PLEASE"),
+                ]  # fmt: skip
+                with psycopg.connect(database_url) as conn:
+                    row = conn.execute(
+                        "SELECT worker_id FROM runs WHERE id = %s", (answer["run_id"],)
+                    ).fetchone()
+                assert row == (worker.worker_id,)
+            finally:
+                assert worker.stop() == 0
