@@ -122,7 +122,23 @@ def broken_site(tmp_path: Path) -> Path:
             "missing": "switchboard_zz_clashing_tools:no_such_name",
         },
     )  # fmt: skip
+    # A distribution without metadata (no METADATA file): its tools load, from "unknown".
+    info = site / "switchboard_bare_tools-0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[switchboard.tools]\nbare = switchboard_bare:tool\n")
+    (site / "switchboard_bare.py").write_text(BARE)
     return site
+
+
+BARE = '''
+from langchain_core.tools import tool
+
+
+@tool("bare_tool")
+def tool(text: str) -> str:
+    """Answers `text` as it is."""
+    return text
+'''
 
 
 @pytest.fixture
@@ -182,8 +198,9 @@ def test_a_broken_plugin_is_logged_by_name_and_skipped_and_names_are_not_taken_o
     builtin_calculator = TOOLS["calculator"]
     with caplog.at_level(logging.WARNING, logger="switchboard.tools"):
         loaded = plugins.load(settings)
-    assert sorted(loaded) == ["echo_back", *EXAMPLE_TOOLS]
+    assert sorted(loaded) == ["bare_tool", "echo_back", *EXAMPLE_TOOLS]
     assert loaded["echo_back"] == plugins.ToolSource("switchboard-zz-clashing-tools", "3.1")
+    assert loaded["bare_tool"] == plugins.ToolSource("unknown", "unknown")
     # The built-in tool and the first plugin keep their names.
     assert TOOLS["calculator"] is builtin_calculator
     assert TOOLS["calculator"].invoke({"expression": "2+2"}) == "4"
@@ -230,6 +247,9 @@ def test_a_started_server_serves_plugin_tools_and_survives_a_broken_plugin(
             )  # fmt: skip
         assert tools["word_count"]["parameters"]["required"] == ["text"]
         assert tools["echo_back"]["package"] == "switchboard-zz-clashing-tools"
+        assert (tools["bare_tool"]["package"], tools["bare_tool"]["version"]) == (
+            "unknown", "unknown",
+        )  # fmt: skip
         assert tools["calculator"]["package"] == "switchboard"
         assert "broken" not in tools and "bad name" not in tools
 

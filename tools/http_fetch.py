@@ -132,7 +132,13 @@ async def fetch(url: str, policy: FetchPolicy) -> Page:
         follow_redirects=False,
         timeout=policy.timeout_seconds,
         limits=httpx.Limits(max_keepalive_connections=0),
-        headers={"User-Agent": "switchboard-http-fetch", "Accept": "text/html, text/*;q=0.9"},
+        headers={
+            "User-Agent": "switchboard-http-fetch",
+            "Accept": "text/html, text/*;q=0.9",
+            # Uncompressed, so the size limit counts what is read (a compressed body is still
+            # decoded, and counted once decoded).
+            "Accept-Encoding": "identity",
+        },
     )
     current = url
     try:

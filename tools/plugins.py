@@ -77,10 +77,14 @@ def parameters(tool: BaseTool) -> dict[str, Any]:
 
 
 def _package(entry: EntryPoint) -> ToolSource:
-    dist = entry.dist
-    if dist is None:
-        return ToolSource("unknown", "unknown")
-    return ToolSource(dist.metadata["Name"] or dist.name, dist.version)
+    # A distribution's metadata may be missing or malformed: named "unknown", never fatal.
+    try:
+        dist = entry.dist
+        name = dist.metadata["Name"] if dist is not None else None
+        found = dist.version if dist is not None else None
+    except Exception:
+        name = found = None
+    return ToolSource(str(name or "unknown"), str(found or "unknown"))
 
 
 def _as_tools(value: Any, settings: Any) -> list[BaseTool]:
@@ -104,7 +108,12 @@ def _as_tools(value: Any, settings: Any) -> list[BaseTool]:
 
 
 def _entry_points() -> Iterable[EntryPoint]:
-    found = entry_points(group=ENTRY_POINT_GROUP)
+    try:
+        found = entry_points(group=ENTRY_POINT_GROUP)
+    except Exception as exc:
+        # A malformed entry_points.txt somewhere on the path: no plugin rather than no server.
+        log.warning("tool plugins could not be listed (%s); none loaded", type(exc).__name__)
+        return []
     # The same distribution seen twice on the path (an install and a copy) counts once.
     unique = {(e.name, e.value, _package(e).package): e for e in found}
     return sorted(unique.values(), key=lambda e: (_package(e).package.lower(), e.name))
