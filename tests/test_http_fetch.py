@@ -10,6 +10,7 @@ sends anything outside 127.0.0.0/8.
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import json
 import threading
@@ -94,6 +95,15 @@ class Handler(BaseHTTPRequestHandler):
             case "/big-unannounced":
                 # HTTP/1.0 without Content-Length: the body ends when the connection closes.
                 self._send(200, b"x" * (LIMIT * 4), "text/plain", length=False)
+            case "/compressed":
+                # Small on the wire, 40 times the limit once decoded.
+                packed = gzip.compress(b"x" * (LIMIT * 40))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(packed)))
+                self.end_headers()
+                self.wfile.write(packed)
             case "/slow":
                 time.sleep(3)
                 self._send(200, b"late", "text/plain")
@@ -301,11 +311,15 @@ async def test_size_and_time_limits(site: Site, requests: list) -> None:
     assert await refused(f"{site.url}/big-unannounced") == (
         f"the page is larger than the {LIMIT}-byte limit."
     )
+    # The limit counts the decoded body: a compressed one cannot slip past it.
+    assert await refused(f"{site.url}/compressed") == (
+        f"the page is larger than the {LIMIT}-byte limit."
+    )
     quick = replace(ALLOWED, timeout_seconds=0.3)
     assert await refused(f"{site.url}/slow", quick) == (
         f"{site.url}/slow did not answer within 0.3 seconds."
     )
-    assert [path for _, path, _ in requests] == ["/big", "/big-unannounced", "/slow"]
+    assert [path for _, path, _ in requests] == ["/big", "/big-unannounced", "/compressed", "/slow"]
 
 
 async def test_what_is_not_a_readable_page_is_refused(site: Site) -> None:
