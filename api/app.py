@@ -47,6 +47,7 @@ from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
+from tools import plugins
 
 log = logging.getLogger("switchboard")
 
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before anything reads a checkpoint: strict decoding is one of the changes.
         patches.install()
+        # Before any graph is built: a plugin's tool must be there for the first run.
+        plugins.load(settings)
         # After uvicorn has configured its loggers: no access log line holds a share token.
         logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)

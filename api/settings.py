@@ -138,6 +138,15 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=5, ge=0, le=3600)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
 
+    # The http_fetch tool (tools/http_fetch.py): hosts (as written in the URL) it may fetch
+    # although they resolve to loopback, private or link-local addresses (tools/net_guard.py);
+    # the largest body it reads; the time the whole fetch (redirects included) may take; and
+    # how many redirects it follows, each one checked again.
+    http_fetch_allowed_hosts: list[str] = []
+    http_fetch_max_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    http_fetch_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:

@@ -22,6 +22,7 @@ from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
+from tools import plugins
 
 log = logging.getLogger("switchboard.worker")
 
@@ -30,6 +31,7 @@ async def run_worker(settings: Settings) -> None:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
     patches.install()
+    plugins.load(settings)
     pool = await open_pool(
         settings.database_url,
         min_size=settings.pool_min_size,

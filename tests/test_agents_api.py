@@ -170,7 +170,7 @@ async def test_unknown_tool_message_lists_the_available_tools(
     )
     assert response.json()["detail"] == (
         "Unknown tool(s): web_search; available: ask_human, calculator, current_datetime, "
-        "knowledge_search, recall, remember, unit_converter"
+        "http_fetch, knowledge_search, recall, remember, unit_converter"
     )
 
 
