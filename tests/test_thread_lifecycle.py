@@ -9,6 +9,7 @@ test makes a thread expire in SQL and drives one sweep with ``state.thread_sweep
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -23,6 +24,7 @@ from langgraph_sdk.errors import NotFoundError
 from psycopg.rows import dict_row
 
 from api.app import create_app
+from api.schemas.protocol_out import ThreadWithTtl
 from api.services.lifecycle import Swept
 from tests.conftest import User, assert_error, make_settings, running
 
@@ -334,3 +336,103 @@ async def test_bad_prune_and_patch_bodies_are_422_and_change_nothing(
     assert rows == [{"ttl_minutes": None, "expires_at": None}]
     refused = await client.get(f"/threads/{thread_id}?include=t%00tl", headers=user.headers)
     assert_error(refused, 422, "validation_error")
+
+
+# 2,000 tokens 10 ms apart: a run that goes on until the test stops it.
+SLOW_MODEL = "fake:tokens-2000@10"
+
+
+async def _until_checkpointed(database_url: str, thread_id: str) -> None:
+    for _ in range(500):
+        if (await _rows(database_url, thread_id))["checkpoints"] > 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the run never checkpointed")
+
+
+async def test_a_busy_thread_is_swept_only_once_idle(
+    app: FastAPI,
+    sdk: SDKFactory,
+    client: httpx.AsyncClient,
+    user: User,
+    admin: User,
+    database_url: str,
+) -> None:
+    made = await client.post(
+        "/agents/", json={"name": "Slow", "model_name": SLOW_MODEL}, headers=admin.headers
+    )
+    assert made.status_code == 201, made.text
+    slow = made.json()["id"]
+    sdk_client = sdk(user)
+    busy = (await sdk_client.threads.create(ttl=60))["thread_id"]
+    run = await sdk_client.runs.create(busy, slow, input=hi("go"))
+    await _until_checkpointed(database_url, busy)
+    await _expire(database_url, busy)
+
+    assert await _sweep(app) == Swept(0, 0)
+    assert await sdk_client.threads.prune([busy], strategy="keep_latest") == {"pruned_count": 0}
+    assert (await _rows(database_url, busy))["chats"] == 1
+    assert (await sdk_client.runs.get(busy, run["run_id"]))["status"] == "running"
+
+    await sdk_client.runs.cancel(busy, run["run_id"], wait=True)
+    # The run's end is a change of the thread: its time starts again.
+    expiry = await _sql(database_url, "SELECT expires_at > now() AS later FROM chats")
+    assert expiry == [{"later": True}]
+    assert await _sweep(app) == Swept(0, 0)
+    await _expire(database_url, busy)
+    assert await _sweep(app) == Swept(deleted=1, kept_latest=0)
+    assert (await _rows(database_url, busy))["chats"] == 0
+
+
+async def test_prune_delete_stops_a_running_run_first(
+    sdk: SDKFactory, client: httpx.AsyncClient, user: User, admin: User, database_url: str
+) -> None:
+    made = await client.post(
+        "/agents/", json={"name": "Slow", "model_name": SLOW_MODEL}, headers=admin.headers
+    )
+    sdk_client = sdk(user)
+    thread_id = (await sdk_client.threads.create())["thread_id"]
+    await sdk_client.runs.create(thread_id, made.json()["id"], input=hi("go"))
+    await _until_checkpointed(database_url, thread_id)
+    assert await sdk_client.threads.prune([thread_id]) == {"pruned_count": 1}
+    assert await _rows(database_url, thread_id) == {
+        "chats": 0, "runs": 0, "checkpoints": 0, "blobs": 0, "writes": 0
+    }  # fmt: skip
+
+
+async def test_a_native_chat_with_a_ttl_of_its_own(
+    app: FastAPI, client: httpx.AsyncClient, user: User, database_url: str
+) -> None:
+    agents = (await client.get("/agents/", headers=user.headers)).json()["items"]
+    body = {"agent_id": agents[0]["id"], "ttl": {"ttl": 5, "strategy": "keep_latest"}}
+    made = await client.post("/chats/", json=body, headers=user.headers)
+    assert made.status_code == 201, made.text
+    chat = made.json()
+    for text in ("one", "two"):
+        sent = await client.post(
+            f"/chats/{chat['id']}/messages", json={"content": text}, headers=user.headers
+        )
+        assert sent.status_code == 201, sent.text
+    shown = await client.get(f"/threads/{chat['id']}?include=ttl", headers=user.headers)
+    thread = ThreadWithTtl.model_validate(shown.json())
+    assert thread.ttl is not None
+    assert (thread.ttl.strategy, thread.ttl.ttl_minutes) == ("keep_latest", 5)
+    messages = (await client.get(f"/chats/{chat['id']}/messages", headers=user.headers)).json()
+    assert [m["content"] for m in messages["items"]] == [
+        "one", "You said: one", "two", "You said: two"
+    ]  # fmt: skip
+
+    await _expire(database_url, chat["id"])
+    assert await _sweep(app) == Swept(deleted=0, kept_latest=1)
+    assert (await _rows(database_url, chat["id"]))["checkpoints"] == 1
+    again = (await client.get(f"/chats/{chat['id']}/messages", headers=user.headers)).json()
+    assert again == messages
+    history = (await client.get(f"/chats/{chat['id']}/history", headers=user.headers)).json()
+    assert len(history["items"]) == 1
+
+    for bad in ({"ttl": -1}, {"ttl": 1, "strategy": "later"}, {"ttl": 1, "extra": True}):
+        refused = await client.post(
+            "/chats/", json={"agent_id": agents[0]["id"], "ttl": bad}, headers=user.headers
+        )
+        assert_error(refused, 422, "validation_error")
+    assert len(await _sql(database_url, "SELECT id FROM chats")) == 1

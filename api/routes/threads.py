@@ -23,6 +23,7 @@ from api.schemas.protocol_out import (
     ThreadPruneResponse,
     ThreadState,
     ThreadStateUpdateResponse,
+    ThreadWithTtl,
 )
 from api.services import chats as chats_service
 from api.services import lifecycle
@@ -61,7 +62,7 @@ async def prune_threads(body: ThreadPrune, user: CurrentUser, state: State) -> J
     return json_response({"pruned_count": count})
 
 
-@router.get("/{thread_id}", response_model=Thread)
+@router.get("/{thread_id}", response_model=ThreadWithTtl)
 async def get_thread(
     thread_id: UUID,
     user: CurrentUser,

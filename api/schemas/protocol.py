@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas.agents import (
     AgentName,
@@ -16,6 +16,7 @@ from api.schemas.agents import (
     ToolName,
     unique,
 )
+from api.schemas.chats import ThreadTtl, TtlStrategy
 from api.schemas.common import JsonInt, MetadataLimits, MetadataNulFree, NoNul, NulFree, UniqueItems
 from api.schemas.protocol_runs import BoundedMessages, WithMessages
 
@@ -91,27 +92,7 @@ class AssistantPatch(_Body):
         return AgentUpdate.model_validate(fields)
 
 
-TtlStrategy = Literal["delete", "keep_latest"]
-# A hundred years at most: past that a timestamp leaves what Postgres can hold.
-TTL_MAX_MINUTES = 525_600 * 100
 PRUNE_MAX_THREADS = 1000
-
-
-class ThreadTtl(_Body):
-    """A thread's time to live: it expires `ttl` minutes after it last changed."""
-
-    ttl: Annotated[float, Strict()] = Field(
-        ge=0,
-        le=TTL_MAX_MINUTES,
-        allow_inf_nan=False,
-        description="Minutes from now (and from each later change of the thread: a run on it "
-        "ending, a patch) until it is swept; 0: at the next sweep",
-    )
-    strategy: TtlStrategy = Field(
-        "delete",
-        description="`delete`: the thread goes with its runs and checkpoints; `keep_latest`: "
-        "only its latest checkpoint stays (its state reads the same)",
-    )
 
 
 class ThreadCreate(_Body):

@@ -132,6 +132,11 @@ class Thread(BaseModel):
     interrupts: dict[str, list[Interrupt]] = Field(description="The interrupts, by task id")
     config: dict[str, Any] = Field(description="Always empty")
     error: None = Field(description="Always null")
+
+
+class ThreadWithTtl(Thread):
+    """A thread, with `ttl` when `?include=ttl` asks for it."""
+
     ttl: ThreadTtlInfo | None = Field(
         None,
         description="With `?include=ttl` only: when the thread expires (null: never), by its "

@@ -77,7 +77,7 @@ async def prune(state: AppState, user_id: UUID, thread_ids: list[UUID], strategy
     async with state.pool.connection() as conn:
         owned = await lifecycle_store.owned_ids(conn, user_id, ids)
     if len(owned) != len(ids):
-        raise NotFound(PRUNE_NOT_FOUND, code="thread_not_found")
+        raise NotFound(PRUNE_NOT_FOUND)
     pruned = 0
     for chat_id in ids:
         if strategy == "delete":

@@ -10,14 +10,9 @@ from fastapi.encoders import jsonable_encoder
 from langgraph.errors import InvalidUpdateError
 
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
+from api.schemas.chats import ThreadTtl
 from api.schemas.common import json_size
-from api.schemas.protocol import (
-    HistoryQuery,
-    StateUpdate,
-    ThreadCreate,
-    ThreadSearch,
-    ThreadTtl,
-)
+from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 from api.services import chats as chats_service
 from api.state import AppState
 from api.wire.protocol import jsonable, known_total
