@@ -436,3 +436,34 @@ async def test_a_native_chat_with_a_ttl_of_its_own(
         )
         assert_error(refused, 422, "validation_error")
     assert len(await _sql(database_url, "SELECT id FROM chats")) == 1
+
+
+async def test_keep_latest_keeps_a_waiting_interrupt_answerable(
+    sdk: SDKFactory, client: httpx.AsyncClient, user: User, admin: User, database_url: str
+) -> None:
+    body = {"name": "Asker", "model_name": "fake:tools", "tools_enabled": ["ask_human"]}
+    made = await client.post("/agents/", json=body, headers=admin.headers)
+    assert made.status_code == 201, made.text
+    asker = made.json()["id"]
+    sdk_client = sdk(user)
+    thread_id = (await sdk_client.threads.create())["thread_id"]
+    await sdk_client.runs.wait(thread_id, asker, input=hi("First?"))
+    await sdk_client.runs.wait(thread_id, asker, command={"resume": "yes"})
+    await sdk_client.runs.wait(thread_id, asker, input=hi("Ship it?"))
+    paused = await sdk_client.threads.get(thread_id)
+    state = await sdk_client.threads.get_state(thread_id)
+    assert paused["status"] == "interrupted"
+
+    assert await sdk_client.threads.prune([thread_id], strategy="keep_latest") == {
+        "pruned_count": 1
+    }
+    assert (await _rows(database_url, thread_id))["checkpoints"] == 1
+    assert await sdk_client.threads.get(thread_id) == paused
+    kept = await sdk_client.threads.get_state(thread_id)
+    assert (kept["values"], kept["next"], kept["tasks"], kept["interrupts"]) == (
+        state["values"], state["next"], state["tasks"], state["interrupts"]
+    )  # fmt: skip
+    await sdk_client.runs.wait(thread_id, asker, command={"resume": "ship"})
+    resumed = await sdk_client.threads.get(thread_id)
+    assert (resumed["status"], resumed["interrupts"]) == ("idle", {})
+    assert len(resumed["values"]["messages"]) == len(state["values"]["messages"]) + 2
