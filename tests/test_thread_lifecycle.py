@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from api.app import create_app
 from api.schemas.protocol_out import ThreadWithTtl
 from api.services.lifecycle import Swept
+from storage.lifecycle import SWEEP_LOCK_KEY
 from tests.conftest import User, assert_error, make_settings, running
 
 SDKFactory = Callable[[User], LangGraphClient]
@@ -467,3 +468,28 @@ async def test_keep_latest_keeps_a_waiting_interrupt_answerable(
     resumed = await sdk_client.threads.get(thread_id)
     assert (resumed["status"], resumed["interrupts"]) == ("idle", {})
     assert len(resumed["values"]["messages"]) == len(state["values"]["messages"]) + 2
+
+
+async def test_one_process_sweeps_at_a_time(
+    app: FastAPI, sdk: SDKFactory, user: User, database_url: str, settings: Any
+) -> None:
+    client = sdk(user)
+    threads = [(await client.threads.create(ttl=60))["thread_id"] for _ in range(30)]
+    await _sql(database_url, "UPDATE chats SET expires_at = now() - interval '1 second'")
+
+    # Another process holding the sweep's lock: this one sweeps nothing.
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as other:
+        await other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
+        assert await _sweep(app) == Swept(0, 0)
+        await other.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+    assert len(await _sql(database_url, "SELECT id FROM chats")) == 30
+
+    # Two processes sweeping at once: each thread is deleted once, by one of them.
+    second = create_app(settings)
+    async with running(second):
+        swept = await asyncio.gather(_sweep(app), second.state.switchboard.thread_sweeper.sweep())
+    assert sum(s.deleted for s in swept) == 30
+    assert sum(s.kept_latest for s in swept) == 0
+    assert (
+        await _sql(database_url, "SELECT id FROM chats WHERE id = ANY(%s::uuid[])", threads) == []
+    )
