@@ -493,3 +493,34 @@ async def test_one_process_sweeps_at_a_time(
     assert (
         await _sql(database_url, "SELECT id FROM chats WHERE id = ANY(%s::uuid[])", threads) == []
     )
+
+
+async def test_a_thread_that_cannot_be_swept_keeps_no_other_from_it(
+    app: FastAPI, sdk: SDKFactory, user: User, database_url: str
+) -> None:
+    client = sdk(user)
+    broken = (await client.threads.create(ttl={"ttl": 60, "strategy": "keep_latest"}))["thread_id"]
+    await client.runs.wait(broken, "assistant", input=hi("one"))
+    await client.runs.wait(broken, "assistant", input=hi("two"))
+    fine = (await client.threads.create(ttl=60))["thread_id"]
+    # Its stored writes no longer decode (and nothing decoded is kept warm in this process).
+    await _sql(
+        database_url,
+        "UPDATE checkpoint_writes SET blob = '\\x00ff'::bytea WHERE thread_id = %s",
+        broken,
+    )
+    app.state.switchboard.runs.threads.checkpointer.forget_unused(0)
+    await _sql(
+        database_url,
+        "UPDATE chats SET expires_at = now() - CASE WHEN id = %s THEN interval '2 seconds'"
+        " ELSE interval '1 second' END",
+        broken,
+    )
+    before = await _rows(database_url, broken)
+
+    assert await _sweep(app) == Swept(deleted=1, kept_latest=0)
+    assert (await _rows(database_url, fine))["chats"] == 0
+    assert await _rows(database_url, broken) == before
+    # Tried again next time, and still not pruned half-way.
+    assert await _sweep(app) == Swept(0, 0)
+    assert await _rows(database_url, broken) == before

@@ -20,6 +20,7 @@ from api.errors import NotFound
 from api.services import chats as chats_service
 from api.state import AppState
 from storage import lifecycle as lifecycle_store
+from storage.db import Conn
 from storage.lifecycle import Strategy
 
 log = logging.getLogger(__name__)
@@ -105,24 +106,52 @@ async def sweep(state: AppState, *, limit: int) -> Swept:
     async with state.pool.connection() as conn:
         if not await lifecycle_store.try_sweep_lock(conn):
             return swept
+        released = False
         try:
-            for row in await lifecycle_store.expired(
+            rows = await lifecycle_store.expired(
                 conn, limit=limit, default_minutes=minutes, default_strategy=default
-            ):
-                async with conn.transaction():
-                    strategy = await lifecycle_store.lock_expired(
-                        conn, row["id"], default_minutes=minutes, default_strategy=default
-                    )
-                    if strategy is None:
-                        continue  # a run started, or it changed, meanwhile
-                    if strategy == "delete":
-                        await lifecycle_store.delete_chat(conn, row["id"])
-                        await state.runs.threads.delete_in(conn, row["id"])
-                        swept.deleted += 1
-                    else:
-                        await state.runs.threads.keep_latest_in(conn, row["id"])
-                        await lifecycle_store.mark_pruned(conn, row["id"])
-                        swept.kept_latest += 1
+            )
+            for row in rows:
+                try:
+                    await _sweep_one(state, conn, row["id"], minutes, default, swept)
+                except Exception:
+                    # One thread that cannot be swept (its checkpoints unreadable) must not
+                    # keep every later one from being swept: it is tried again next round.
+                    log.exception("could not sweep expired thread %s", row["id"])
         finally:
-            await lifecycle_store.release_sweep_lock(conn)
+            try:
+                await lifecycle_store.release_sweep_lock(conn)
+                released = True
+            finally:
+                if not released:
+                    # A session lock left on a pooled connection would stop every later sweep
+                    # of every process: the connection goes, and the lock with it.
+                    await conn.close()
     return swept
+
+
+async def _sweep_one(
+    state: AppState,
+    conn: Conn,
+    chat_id: UUID,
+    minutes: float | None,
+    default: Strategy,
+    swept: Swept,
+) -> None:
+    async with conn.transaction():
+        strategy = await lifecycle_store.lock_expired(
+            conn, chat_id, default_minutes=minutes, default_strategy=default
+        )
+        if strategy is None:
+            return  # a run started, or it changed, meanwhile
+        if strategy == "delete":
+            await lifecycle_store.delete_chat(conn, chat_id)
+            await state.runs.threads.delete_in(conn, chat_id)
+        else:
+            await state.runs.threads.keep_latest_in(conn, chat_id)
+            await lifecycle_store.mark_pruned(conn, chat_id)
+    # Counted once committed.
+    if strategy == "delete":
+        swept.deleted += 1
+    else:
+        swept.kept_latest += 1
