@@ -524,3 +524,12 @@ async def test_a_thread_that_cannot_be_swept_keeps_no_other_from_it(
     # Tried again next time, and still not pruned half-way.
     assert await _sweep(app) == Swept(0, 0)
     assert await _rows(database_url, broken) == before
+
+
+async def test_prune_is_a_route_of_its_own_not_a_thread_id(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    for method in ("GET", "PATCH", "DELETE", "OPTIONS"):
+        response = await client.request(method, "/threads/prune", headers=user.headers)
+        assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "POST"
