@@ -22,7 +22,7 @@ from api.schemas.protocol_runs import BoundedMessages, WithMessages
 
 
 class _Body(BaseModel):
-    # Fields the official server knows and Switchboard has no use for (ttl, supersteps,
+    # Fields the official server knows and Switchboard has no use for (supersteps,
     # extract …) are accepted and ignored, so clients work unchanged.
     model_config = ConfigDict(extra="ignore")
 
