@@ -121,7 +121,9 @@ class Settings(BaseSettings):
     # they last changed (unset: never), and then go, or keep only their latest checkpoint, as
     # the strategy says. One process at a time sweeps them this often
     # (api/services/thread_sweeper.py); 0: never.
-    thread_ttl_minutes: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    thread_ttl_minutes: float | None = Field(
+        default=None, ge=0, le=525_600 * 100, allow_inf_nan=False
+    )
     thread_ttl_strategy: Literal["delete", "keep_latest"] = "delete"
     thread_sweep_seconds: float = Field(default=300, ge=0)
     # Every process (API and worker) starts the runs of due crons on time; it looks this often
