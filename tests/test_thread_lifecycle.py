@@ -533,3 +533,20 @@ async def test_prune_is_a_route_of_its_own_not_a_thread_id(
         response = await client.request(method, "/threads/prune", headers=user.headers)
         assert_error(response, 405, "method_not_allowed")
         assert response.headers["allow"] == "POST"
+
+
+async def test_a_process_sweeps_by_itself_every_interval(database_url: str) -> None:
+    app = create_app(make_settings(database_url, thread_sweep_seconds=0.05))
+    async with running(app) as client:
+        email = f"u-{uuid.uuid4().hex[:8]}@example.org"
+        registered = await client.post(
+            "/auth/register", json={"name": "U", "email": email, "password": "pw-123456789"}
+        )
+        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        thread = (await client.post("/threads", json={"ttl": {"ttl": 0}}, headers=headers)).json()
+        for _ in range(1000):
+            if not await _sql(database_url, "SELECT id FROM chats"):
+                break
+            await asyncio.sleep(0.01)
+        gone = await client.get(f"/threads/{thread['thread_id']}", headers=headers)
+        assert_error(gone, 404, "not_found")
