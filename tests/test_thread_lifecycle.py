@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +28,8 @@ from api.app import create_app
 from api.schemas.protocol_out import ThreadWithTtl
 from api.services.lifecycle import Swept
 from storage.lifecycle import SWEEP_LOCK_KEY
-from tests.conftest import User, assert_error, make_settings, running
+from tests.conftest import JWT_SECRET, User, assert_error, make_settings, running
+from tests.servers import Worker, clean_env, redis_server
 
 SDKFactory = Callable[[User], LangGraphClient]
 
@@ -550,3 +552,31 @@ async def test_a_process_sweeps_by_itself_every_interval(database_url: str) -> N
             await asyncio.sleep(0.01)
         gone = await client.get(f"/threads/{thread['thread_id']}", headers=headers)
         assert_error(gone, 404, "not_found")
+
+
+async def test_a_worker_sweeps_too(
+    sdk: SDKFactory, user: User, database_url: str, tmp_path: Path
+) -> None:
+    client = sdk(user)
+    thread_id = (await client.threads.create(ttl=0))["thread_id"]
+    await client.runs.wait(thread_id, "assistant", input=hi("x"))
+    await _expire(database_url, thread_id)
+    with redis_server(tmp_path) as redis_url:
+        env = clean_env(
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            SWITCHBOARD_JWT_SECRET=JWT_SECRET,
+            SWITCHBOARD_THREAD_SWEEP_SECONDS="0.05",
+        )
+        worker = Worker(tmp_path, env)
+        try:
+            for _ in range(1000):
+                if (await _rows(database_url, thread_id))["chats"] == 0:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            assert worker.stop() == 0
+    assert await _rows(database_url, thread_id) == {
+        "chats": 0, "runs": 0, "checkpoints": 0, "blobs": 0, "writes": 0
+    }  # fmt: skip
+    assert "1 deleted, 0 pruned" in worker.log.read_text()
