@@ -238,6 +238,9 @@ SELECT checkpoint_id, checkpoint, metadata FROM checkpoints
 WHERE thread_id = %(thread)s AND checkpoint_ns = ''
 ORDER BY checkpoint_id DESC LIMIT 1
 """
+COUNT_ROOT = (
+    "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %(thread)s AND checkpoint_ns = ''"
+)
 UPSERT_SNAPSHOT_BLOB = """
 INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
 VALUES (%(thread)s, '', %(channel)s, %(version)s, %(type)s, %(blob)s)
@@ -394,11 +397,7 @@ class Checkpointer(AsyncPostgresSaver):
         head = await cur.fetchone()
         if head is None:
             return 0
-        cur = await conn.execute(
-            "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %(thread)s "
-            "AND checkpoint_ns = ''",
-            {"thread": thread_id},
-        )
+        cur = await conn.execute(COUNT_ROOT, {"thread": thread_id})
         counted = await cur.fetchone()
         older = int(counted["n"]) - 1 if counted else 0
         checkpoint = dict(head["checkpoint"])
