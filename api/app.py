@@ -40,6 +40,7 @@ from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
 from api.services.store_reindexer import MemoryReindexer
 from api.services.store_sweeper import StoreSweeper
+from api.services.thread_sweeper import ThreadSweeper
 from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
             driver = indexer = reindexer = sweeper = deliverer = scheduler = None
+            thread_sweeper = None
             try:
                 app.state.switchboard = AppState.open(settings, pool, runtime, embedded)
                 await bootstrap_admin(settings, pool)
@@ -90,6 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await reindexer.open()
                 sweeper = state.sweeper = StoreSweeper(state, interval=settings.store_sweep_seconds)
                 await sweeper.open()
+                thread_sweeper = state.thread_sweeper = ThreadSweeper(
+                    state, interval=settings.thread_sweep_seconds
+                )
+                await thread_sweeper.open()
                 deliverer = state.webhooks = WebhookDeliverer(pool, settings)
                 runtime.when_run_ends(deliverer.run_ended)
                 await deliverer.open()
@@ -106,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await scheduler.aclose()
                 if sweeper is not None:
                     await sweeper.aclose()
+                if thread_sweeper is not None:
+                    await thread_sweeper.aclose()
                 if reindexer is not None:
                     await reindexer.aclose()
                 if indexer is not None:

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     # Expired store items (a ttl given to PUT /store/items), already left out of reads, are
     # deleted this often (api/services/store_sweeper.py); 0: never.
     store_sweep_seconds: float = Field(default=300, ge=0)
+    # Threads (chats, to either API) without a ttl of their own expire this many minutes after
+    # they last changed (unset: never), and then go, or keep only their latest checkpoint, as
+    # the strategy says. One process at a time sweeps them this often
+    # (api/services/thread_sweeper.py); 0: never.
+    thread_ttl_minutes: float | None = Field(
+        default=None, ge=0, le=525_600 * 100, allow_inf_nan=False
+    )
+    thread_ttl_strategy: Literal["delete", "keep_latest"] = "delete"
+    thread_sweep_seconds: float = Field(default=300, ge=0)
     # Every process (API and worker) starts the runs of due crons on time; it looks this often
     # for crons other processes made or changed (api/services/cron_scheduler.py); 0: this
     # process starts none.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from api.services.replay_driver import ReplayDriver
     from api.services.store_reindexer import MemoryReindexer
     from api.services.store_sweeper import StoreSweeper
+    from api.services.thread_sweeper import ThreadSweeper
     from api.services.webhook_delivery import WebhookDeliverer
 
 
@@ -32,6 +33,7 @@ class AppState:
     indexer: KnowledgeIndexer = field(init=False)
     reindexer: MemoryReindexer = field(init=False)
     sweeper: StoreSweeper = field(init=False)
+    thread_sweeper: ThreadSweeper = field(init=False)
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
 

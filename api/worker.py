@@ -15,6 +15,7 @@ import signal
 
 from api.bootstrap import settle_heap
 from api.services.cron_scheduler import CronScheduler
+from api.services.thread_sweeper import ThreadSweeper
 from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
 from api.state import AppState
@@ -53,6 +54,10 @@ async def run_worker(settings: Settings) -> None:
         state.webhooks = deliverer
         scheduler = state.crons = CronScheduler(state, poll_seconds=settings.cron_poll_seconds)
         await scheduler.open()
+        thread_sweeper = state.thread_sweeper = ThreadSweeper(
+            state, interval=settings.thread_sweep_seconds
+        )
+        await thread_sweeper.open()
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
@@ -62,6 +67,7 @@ async def run_worker(settings: Settings) -> None:
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("worker %s stopping", runs.worker_id)
         await scheduler.aclose()
+        await thread_sweeper.aclose()
         await runs.aclose()
         await deliverer.aclose()
         work.cancel()

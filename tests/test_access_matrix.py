@@ -86,6 +86,11 @@ OWNED_ROUTES = [
     ("GET", "/threads/{chat}/history", None),
     ("POST", "/threads/{chat}/history", {"limit": 2}),
     ("POST", "/threads/{chat}/copy", None),
+    # Thread lifecycle: a ttl read or set, a prune naming someone else's thread.
+    ("GET", "/threads/{chat}?include=ttl", None),
+    ("PATCH", "/threads/{chat}", {"metadata": {}, "ttl": {"ttl": 1, "strategy": "delete"}}),
+    ("POST", "/threads/prune", {"thread_ids": ["{chat}"]}),
+    ("POST", "/threads/prune", {"thread_ids": ["{chat}"], "strategy": "keep_latest"}),
     # Crons: a thread's, and any cron by id.
     ("POST", "/threads/{chat}/runs/crons", CRON),
     ("GET", "/runs/crons/{cron}", None),
@@ -402,6 +407,7 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/runs"): PROTOCOL_RUN,
     ("POST", "/runs/batch"): [PROTOCOL_RUN],
     ("POST", "/runs/cancel"): {"status": "all"},
+    ("POST", "/threads/prune"): {"thread_ids": []},
     ("PUT", "/store/items"): {"namespace": ["notes"], "key": "k", "value": {"text": "x"}},
     ("POST", "/runs/crons"): CRON,
     ("POST", "/threads/{thread_id}/runs/crons"): CRON,

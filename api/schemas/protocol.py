@@ -17,12 +17,13 @@ from api.schemas.agents import (
     ToolName,
     unique,
 )
+from api.schemas.chats import ThreadTtl, TtlStrategy
 from api.schemas.common import JsonInt, MetadataLimits, MetadataNulFree, NoNul, NulFree, UniqueItems
 from api.schemas.protocol_runs import BoundedMessages, WithMessages
 
 
 class _Body(BaseModel):
-    # Fields the official server knows and Switchboard has no use for (ttl, supersteps,
+    # Fields the official server knows and Switchboard has no use for (supersteps,
     # extract …) are accepted and ignored, so clients work unchanged.
     model_config = ConfigDict(extra="ignore")
 
@@ -95,14 +96,26 @@ class AssistantPatch(_Body):
         return AgentUpdate.model_validate(fields)
 
 
+PRUNE_MAX_THREADS = 1000
+
+
 class ThreadCreate(_Body):
     thread_id: UUID | None = None
     metadata: Metadata = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
+    ttl: ThreadTtl | None = None
 
 
 class ThreadPatch(_Body):
     metadata: Metadata = Field(default_factory=dict)
+    ttl: ThreadTtl | None = None
+
+
+class ThreadPrune(_Body):
+    thread_ids: list[UUID] = Field(
+        max_length=PRUNE_MAX_THREADS, description="Threads of yours (one named twice counts once)"
+    )
+    strategy: TtlStrategy = "delete"
 
 
 class ThreadSearch(_Body):
