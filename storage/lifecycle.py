@@ -1,7 +1,7 @@
 """Thread lifecycle: each chat's time to live, and finding the threads it has run out for.
 
 A chat's ttl counts from its ``updated_at`` (``expires_at`` follows it by a trigger, migration
-0018); a chat without a ttl of its own follows the server's default, given to each query here.
+0019); a chat without a ttl of its own follows the server's default, given to each query here.
 A thread is swept only while it has no active run: the sweep locks the chat's row, which a
 run's insert (its foreign key) waits for, so no run starts on a thread being swept.
 """
