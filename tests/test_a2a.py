@@ -34,6 +34,9 @@ from a2a.types import (
 from fastapi import FastAPI
 
 from tests.conftest import User, assert_error
+from tests.protocol import Live, live
+
+__all__ = ["live"]  # the started server's fixture
 
 TOKENS = "tok0 tok1 tok2 tok3 tok4"
 
@@ -431,3 +434,68 @@ async def test_a_stream_refused_is_one_error_event(
             "message": "Invalid params: contextId must be a UUID (the id of one of your threads)",
         }}
     ]  # fmt: skip
+
+
+async def test_a_tool_using_turn_answers_the_final_text_without_the_tool_traffic(
+    client: httpx.AsyncClient, sdk_http: httpx.AsyncClient, admin: User, echo: dict[str, Any]
+) -> None:
+    agent = await _agent(client, admin, "fake:tools", tools_enabled=["calculator"])
+    a2a = await _transport(sdk_http, agent)
+    card = await A2ACardResolver(sdk_http, "http://switchboard").get_agent_card(
+        relative_card_path=f"/a2a/{agent['id']}"
+    )
+    assert card.skills[0].tags == ["assistant", "langgraph", "calculator"]
+    task = await a2a.send_message(MessageSendParams(message=_message("6*7")))
+    assert isinstance(task, Task)
+    assert task.status.state == TaskState.completed
+    # The model's tool call and the tool's result are not conversation.
+    assert [(m.role, _texts(m)) for m in task.history or []] == [
+        (Role.user, ["6*7"]),
+        (Role.agent, ["42"]),
+    ]
+    assert [p.root.text for p in task.artifacts[0].parts] == ["42"]  # type: ignore[index,union-attr]
+    # Several text parts are one message, in order.
+    two_parts = Message(
+        role=Role.user,
+        parts=[Part(root=TextPart(text="one")), Part(root=TextPart(text="two"))],
+        message_id=str(uuid.uuid4()),
+    )
+    echoed = await (await _transport(sdk_http, echo)).send_message(
+        MessageSendParams(message=two_parts)
+    )
+    assert [_texts(m) for m in echoed.history or []] == [["one\ntwo"], ["You said: one\ntwo"]]  # type: ignore[union-attr]
+
+
+async def test_over_tcp_the_stream_is_live_and_leaving_it_does_not_stop_the_task(
+    live: Live,
+) -> None:
+    slow = live.agents["slow"]
+    async with httpx.AsyncClient(headers=live.user(), timeout=30) as http:
+        resolver = A2ACardResolver(http, live.url)
+        card = await resolver.get_agent_card(
+            relative_card_path=f"/.well-known/agent-card.json?assistant_id={slow['slug']}"
+        )
+        # The card names the server as the client reached it.
+        assert card.url == f"{live.url}/a2a/{slow['id']}"
+        a2a = JsonRpcTransport(http, agent_card=card)
+        stream = a2a.send_message_streaming(MessageSendParams(message=_message("go")))
+        submitted = await anext(stream)
+        assert isinstance(submitted, Task)
+        tokens = []
+        async for event in stream:
+            if isinstance(event, TaskStatusUpdateEvent) and event.status.message is not None:
+                tokens.append(_texts(event.status.message)[0])
+                if len(tokens) == 3:
+                    break
+        assert tokens == ["tok0", " tok1", " tok2"]
+        # The tokens came while the run was still going: nothing waited for its end.
+        working = await a2a.get_task(TaskQueryParams(id=submitted.id))
+        assert working.status.state == TaskState.working
+        await stream.aclose()
+        context_id, run_id = submitted.id.split(":")
+        joined = await http.get(f"{live.url}/threads/{context_id}/runs/{run_id}/join")
+        assert joined.status_code == 200
+        done = await a2a.get_task(TaskQueryParams(id=submitted.id))
+        assert done.status.state == TaskState.completed
+        answer = " ".join(f"tok{i}" for i in range(200))
+        assert [p.root.text for p in done.artifacts[0].parts] == [answer]  # type: ignore[index,union-attr]
