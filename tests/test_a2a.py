@@ -405,6 +405,24 @@ async def test_v1_method_names_answer_in_v1_enums(
     got = await _rpc(client, user, t5["id"], get)
     assert got["result"]["status"]["state"] == "TASK_STATE_COMPLETED"
     assert got["result"]["id"] == task["id"]
+    # Streamed, each result names its kind as v1.0's StreamResponse does (a2a-sdk 1.x reads
+    # nothing else; checked by hand with a2a-sdk 1.3.0, which cannot share a venv with 0.3).
+    stream = {**body, "method": "SendStreamingMessage"}
+    response = await client.post(f"/a2a/{t5['id']}", json=stream, headers=user.headers)
+    results = [
+        json.loads(line[6:])["result"]
+        for line in response.text.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert [list(r) for r in results] == [
+        ["task"],
+        *[["statusUpdate"]] * 6,
+        ["artifactUpdate"],
+        ["statusUpdate"],
+    ]
+    states = [r["statusUpdate"]["status"]["state"] for r in results if "statusUpdate" in r]
+    assert states == ["TASK_STATE_WORKING"] * 6 + ["TASK_STATE_COMPLETED"]
+    assert results[2]["statusUpdate"]["status"]["message"]["role"] == "ROLE_AGENT"
 
 
 async def test_calls_need_a_valid_token(client: httpx.AsyncClient, t5: dict[str, Any]) -> None:

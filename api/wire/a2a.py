@@ -2,8 +2,9 @@
 
 Answers are written in the A2A spec's names (``message/send``, roles ``user``/``agent``,
 states ``completed``…). A call by the v1.0 method names (``SendMessage``…) is answered as the
-official server answers them: roles ``ROLE_*``, states ``TASK_STATE_*``, and a task that
-``SendMessage`` or ``SendStreamingMessage`` answers wrapped as ``{"task": …}``.
+official server answers them: roles ``ROLE_*``, states ``TASK_STATE_*``, and what
+``SendMessage`` or ``SendStreamingMessage`` answers wrapped by its kind (``{"task": …}``,
+``{"statusUpdate": …}``, ``{"artifactUpdate": …}``) as v1.0's ``StreamResponse`` has it.
 """
 
 from __future__ import annotations
@@ -106,11 +107,22 @@ def error_body(rpc_id: RpcId, error: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": error.code, "message": error.message}}
 
 
+# v1.0's ``StreamResponse`` (and ``SendMessageResponse``) name what they hold by a field.
+_V1_FIELDS = {
+    "task": "task",
+    "message": "message",
+    "status-update": "statusUpdate",
+    "artifact-update": "artifactUpdate",
+}
+
+
 def result_body(call: Call, result: dict[str, Any]) -> dict[str, Any]:
     if call.v1:
         result = _to_v1(result)
-        if result.get("kind") == "task" and call.method in ("message/send", "message/stream"):
-            result = {"task": result}
+        if call.method in ("message/send", "message/stream"):
+            # Every update, not only the task as the official server wraps: a v1.0 client
+            # (``a2a-sdk`` 1.x) reads an unwrapped status or artifact update as empty.
+            result = {_V1_FIELDS[result["kind"]]: result}
     return {"jsonrpc": "2.0", "id": call.id, "result": result}
 
 
