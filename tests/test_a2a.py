@@ -18,6 +18,7 @@ from a2a.client.errors import A2AClientJSONRPCError
 from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.types import (
     AgentCard,
+    DataPart,
     Message,
     MessageSendConfiguration,
     MessageSendParams,
@@ -115,7 +116,8 @@ async def test_the_agent_card_names_the_agent_its_skill_and_its_endpoint(
     assert [(s.id, s.name, s.description) for s in card.skills] == [
         (f"{t5['id']}-main", "A2A fake:tokens-5 Capabilities", "Counts to five")
     ]
-    assert card.default_input_modes == card.default_output_modes == ["text/plain"]
+    assert card.default_input_modes == ["text/plain"]
+    assert card.default_output_modes == ["text/plain", "application/json"]
     assert card.security == [{"bearer": []}]
 
 
@@ -517,3 +519,51 @@ async def test_over_tcp_the_stream_is_live_and_leaving_it_does_not_stop_the_task
         assert done.status.state == TaskState.completed
         answer = " ".join(f"tok{i}" for i in range(200))
         assert [p.root.text for p in done.artifacts[0].parts] == [answer]  # type: ignore[index,union-attr]
+
+
+async def test_a_task_waiting_for_input_goes_on_with_the_answer_sent_to_it(
+    client: httpx.AsyncClient, sdk_http: httpx.AsyncClient, admin: User, user: User
+) -> None:
+    hitl = await _agent(client, admin, "fake:tools", tools_enabled=["ask_human"])
+    a2a = await _transport(sdk_http, hitl)
+    asking = [
+        e async for e in a2a.send_message_streaming(MessageSendParams(message=_message("May I?")))
+    ]
+    task_id = asking[0].id  # type: ignore[union-attr]
+    waiting, last = asking[-2], asking[-1]
+    assert isinstance(waiting, TaskArtifactUpdateEvent)
+    assert waiting.artifact.name == "Interrupt"
+    [part] = waiting.artifact.parts
+    assert isinstance(part.root, DataPart)
+    assert part.root.data["value"] == {"question": "May I?"}
+    assert isinstance(last, TaskStatusUpdateEvent)
+    assert (last.status.state, last.final) == (TaskState.input_required, True)
+    assert _texts(last.status.message) == ["May I?"]
+    asked = await a2a.get_task(TaskQueryParams(id=task_id))
+    assert asked.status.state == TaskState.input_required
+    assert _texts(asked.status.message) == ["May I?"]
+
+    answered = await a2a.send_message(MessageSendParams(message=_message("yes", task_id=task_id)))
+    assert isinstance(answered, Task)
+    # The same task, gone on in a second run of its thread.
+    assert (answered.id, answered.status.state) == (task_id, TaskState.completed)
+    assert [p.root.text for p in answered.artifacts[0].parts] == ["yes"]  # type: ignore[index,union-attr]
+    assert [(m.role, _texts(m)) for m in answered.history or []] == [
+        (Role.user, ["May I?"]),
+        (Role.agent, ["yes"]),
+    ]
+    context_id = task_id.split(":")[0]
+    runs = (await client.get(f"/threads/{context_id}/runs", headers=user.headers)).json()
+    assert [r["status"] for r in runs] == ["success", "success"]
+    got = await a2a.get_task(TaskQueryParams(id=task_id))
+    assert got.status.state == TaskState.completed
+    assert [p.root.text for p in got.artifacts[0].parts] == ["yes"]  # type: ignore[index,union-attr]
+    # The second run's own id names the same task.
+    again = await a2a.get_task(TaskQueryParams(id=runs[0]["run_id"]))
+    assert (again.id, again.status.state) == (task_id, TaskState.completed)
+    with pytest.raises(A2AClientJSONRPCError) as ended:
+        await a2a.send_message(MessageSendParams(message=_message("more", task_id=task_id)))
+    assert (ended.value.error.code, ended.value.error.message) == (
+        -32004,
+        "This task takes no more messages",
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -23,7 +23,7 @@ from api.state import AppState
 from api.wire import a2a as wire
 from api.wire.a2a import RpcError
 from api.wire.protocol import FAILED, jsonable
-from graphs.events import Event, EventSource, read_all
+from graphs.events import Event, EventSource, encode, read_all
 from storage import runs as runs_store
 from storage.rows import AgentRow, RunRow
 from storage.types import ACTIVE
@@ -41,6 +41,8 @@ TERMINAL = {"completed", "failed", "canceled", "rejected"}
 MAX_PARTS = 100
 MAX_ID_CHARS = 200
 MODES = ["text/plain"]
+# A task waiting for input shows what it waits for as JSON data.
+OUTPUT_MODES = ["text/plain", "application/json"]
 
 
 def agent_card(agent: AgentRow, base_url: str, version: str) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def agent_card(agent: AgentRow, base_url: str, version: str) -> dict[str, Any]:
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         "security": [{"bearer": []}],
         "defaultInputModes": MODES,
-        "defaultOutputModes": MODES,
+        "defaultOutputModes": OUTPUT_MODES,
         "skills": [
             {
                 "id": f"{agent['id']}-main",
@@ -76,7 +78,7 @@ def agent_card(agent: AgentRow, base_url: str, version: str) -> dict[str, Any]:
                 "tags": ["assistant", "langgraph", *tools],
                 "examples": [],
                 "inputModes": MODES,
-                "outputModes": MODES,
+                "outputModes": OUTPUT_MODES,
             }
         ],
     }
@@ -163,14 +165,24 @@ def _task_ref(params: dict[str, Any]) -> tuple[str, UUID | None]:
 
 
 def task_id_of(run: RunRow) -> str:
-    return f"{run['chat_id']}:{run['id']}"
+    """The task a run is: the one it continues (it answered a task waiting for input), else
+    its own, ``<context>:<run>``."""
+    metadata = (run.get("input") or {}).get("metadata")
+    a2a = metadata.get("a2a") if isinstance(metadata, dict) else None
+    continued = a2a.get("task_id") if isinstance(a2a, dict) else None
+    return continued if isinstance(continued, str) else f"{run['chat_id']}:{run['id']}"
+
+
+# How many of a thread's newest runs are looked through for a task's latest run.
+TASK_RUNS_SCANNED = 100
 
 
 async def _owned_run(
     state: AppState, user_id: UUID, agent: AgentRow, task_id: str, context_id: UUID | None
 ) -> RunRow:
-    """The caller's run ``task_id`` names (``<context>:<run>``, or a bare run id), of this
-    agent and of ``context_id`` if given; ``TASK_NOT_FOUND`` otherwise, whoever's it is."""
+    """The latest run of the caller's task ``task_id`` names (``<context>:<run>``, or a bare
+    run id), of this agent and of ``context_id`` if given; ``TASK_NOT_FOUND`` otherwise,
+    whoever's it is. A task answered after it waited for input goes on in later runs."""
     context, _, run_part = task_id.rpartition(":")
     not_found = RpcError(wire.TASK_NOT_FOUND, "Task not found")
     try:
@@ -180,11 +192,30 @@ async def _owned_run(
         raise not_found from None
     async with state.pool.connection() as conn:
         run = await runs_store.get_owned(conn, run_id, user_id)
-    if run is None or run["agent_id"] != agent["id"]:
-        raise not_found
-    if any(c is not None and c != run["chat_id"] for c in (named_context, context_id)):
-        raise not_found
-    return run
+        if run is None or run["agent_id"] != agent["id"]:
+            raise not_found
+        if any(c is not None and c != run["chat_id"] for c in (named_context, context_id)):
+            raise not_found
+        task_id = task_id_of(run)
+        newest, _ = await runs_store.list_for_chat(
+            conn, run["chat_id"], limit=TASK_RUNS_SCANNED, offset=0
+        )
+    return next(
+        (r for r in newest if task_id_of(r) == task_id and r["agent_id"] == agent["id"]), run
+    )
+
+
+async def _waits_for_input(state: AppState, agent: AgentRow, run: RunRow) -> bool:
+    """Whether the thread waits for input on an ``interrupt()`` of ``run``, its last run."""
+    if run["status"] != "success":
+        return False
+    async with state.pool.connection() as conn:
+        current, active = await runs_store.current_of_chat(conn, run["chat_id"])
+    if active or current is None or current["id"] != run["id"]:
+        return False
+    graph = state.runs.threads.graph(agent)
+    snapshot = await graph.aget_state({"configurable": {"thread_id": str(run["chat_id"])}})
+    return bool(snapshot.interrupts)
 
 
 def _now() -> str:
@@ -238,40 +269,105 @@ def _answer(messages: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def task(
-    run: RunRow,
-    state: str,
-    messages: list[dict[str, Any]],
-    history_length: int | None,
-    failure: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Outcome:
+    """Where a run got: its task state, the thread's messages as it left them, the status
+    message (why it failed, what it asks) and what it waits for (``interrupt()``s)."""
+
+    state: str
+    messages: list[dict[str, Any]]
+    note: str | None = None
+    interrupts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _outcome(events: list[Event]) -> Outcome:
+    """A finished run's outcome, from its events: the last ``values`` (with the graph's
+    ``__interrupt__`` when it paused for input), an ``error``, the ``end``'s status."""
+    messages: list[dict[str, Any]] = []
+    interrupts: list[dict[str, Any]] = []
+    status, failed = "success", False
+    for event in events:
+        if event.event == "values" and isinstance(event.data, dict):
+            messages = list(event.data.get("messages") or [])
+            interrupts = list(event.data.get("__interrupt__") or [])
+        elif event.event == "error":
+            failed = True
+        elif event.event == "end":
+            status = event.data.get("status", "success")
+    return _settled(_STATES.get(status, "failed"), messages, interrupts, failed)
+
+
+def _settled(
+    state: str, messages: list[dict[str, Any]], interrupts: list[dict[str, Any]], failed: bool
+) -> Outcome:
+    if state == "completed" and interrupts:
+        return Outcome("input-required", messages, _question(interrupts[0]), interrupts)
+    return Outcome(state, messages, FAILED if failed or state == "failed" else None)
+
+
+def _question(interrupt: dict[str, Any]) -> str:
+    """What an ``interrupt()`` asks, as text: ``ask_human``'s question, else its value."""
+    value = interrupt.get("value") if isinstance(interrupt, dict) else interrupt
+    if isinstance(value, dict) and isinstance(value.get("question"), str):
+        return str(value["question"])
+    return value if isinstance(value, str) else encode(value)
+
+
+def task(run: RunRow, outcome: Outcome, history_length: int | None) -> dict[str, Any]:
     """The run as an A2A Task: its state, the context's conversation (the last
     ``history_length`` messages; messages of this task's turn carry its id) and, once
-    completed, the agent's answer as an artifact."""
+    completed, the agent's answer as an artifact (waiting for input: what it waits for)."""
     task_id, context_id = task_id_of(run), str(run["chat_id"])
+    messages = outcome.messages
     last_user = max((i for i, m in enumerate(messages) if m.get("type") == "human"), default=0)
     history = [
         converted
         for i, m in enumerate(messages)
         if (converted := _a2a_message(m, context_id, task_id if i >= last_user else None))
     ]
-    status: dict[str, Any] = {"state": state, "timestamp": _now()}
-    if failure is not None:
+    out: dict[str, Any] = {
+        "kind": "task", "id": task_id, "contextId": context_id,
+        "status": _status(outcome, task_id, context_id),
+    }  # fmt: skip
+    if history_length != 0:
+        out["history"] = history[-history_length:] if history_length else history
+    artifact = _final_artifact(outcome, run)
+    if artifact is not None:
+        out["artifacts"] = [artifact]
+    return out
+
+
+def _status(outcome: Outcome, task_id: str, context_id: str) -> dict[str, Any]:
+    status: dict[str, Any] = {"state": outcome.state, "timestamp": _now()}
+    if outcome.note is not None:
         status["message"] = {
             "kind": "message",
             "role": "agent",
-            "parts": [{"kind": "text", "text": failure}],
+            "parts": [{"kind": "text", "text": outcome.note}],
             "messageId": str(uuid.uuid4()),
             "taskId": task_id,
             "contextId": context_id,
         }
-    out: dict[str, Any] = {"kind": "task", "id": task_id, "contextId": context_id, "status": status}
-    if history_length != 0:
-        out["history"] = history[-history_length:] if history_length else history
-    answer = _answer(messages)
-    if state == "completed" and answer is not None:
-        out["artifacts"] = [_artifact(answer, run)]
-    return out
+    return status
+
+
+def _final_artifact(outcome: Outcome, run: RunRow) -> dict[str, Any] | None:
+    """The answer of a completed task; the interrupts a task waiting for input waits on (as
+    the official server shows them: one data part ``{id, value}`` each)."""
+    if outcome.state == "input-required":
+        return {
+            "artifactId": str(uuid.uuid4()),
+            "name": "Interrupt",
+            "description": "Agent requires input to continue",
+            "parts": [
+                {"kind": "data", "data": {"id": i.get("id"), "value": i.get("value")}}
+                for i in outcome.interrupts
+            ],
+        }
+    answer = _answer(outcome.messages)
+    if outcome.state == "completed" and answer is not None:
+        return _artifact(answer, run)
+    return None
 
 
 def _artifact(text: str, run: RunRow) -> dict[str, Any]:
@@ -287,28 +383,38 @@ async def start(
     state: AppState, user_id: UUID, agent: AgentRow, message: Incoming
 ) -> tuple[RunRow, EventSource]:
     """A run of ``agent`` with the message on its context (a new thread when it names none,
-    or one that does not exist yet)."""
+    or one that does not exist yet); or, naming a task that waits for input, the run that
+    goes on with the message as the answer."""
+    request: dict[str, Any] = {
+        "input": {"messages": [{"role": "human", "content": message.text,
+                                "id": message.message_id}]},
+        "metadata": {"a2a": {"message_id": message.message_id}},
+    }  # fmt: skip
     if message.task_id is not None:
         run = await _owned_run(state, user_id, agent, message.task_id, message.context_id)
-        # Tasks here end when their run ends; nothing waits for input.
-        raise RpcError(
-            wire.UNSUPPORTED_OPERATION,
-            "This task takes no more messages"
-            if _STATES[run["status"]] in TERMINAL
-            else "This task is still working; wait for it or cancel it",
-        )
-    context_id = message.context_id or uuid.uuid4()
+        if run["status"] in ACTIVE:
+            raise RpcError(
+                wire.UNSUPPORTED_OPERATION, "This task is still working; wait for it or cancel it"
+            )
+        if not await _waits_for_input(state, agent, run):
+            raise RpcError(wire.UNSUPPORTED_OPERATION, "This task takes no more messages")
+        # The answer to what the task asks: its interrupt() returns the text.
+        request = {
+            "command": {"resume": message.text},
+            "metadata": {"a2a": {"message_id": message.message_id, "task_id": task_id_of(run)}},
+        }
+        context_id = run["chat_id"]
+    else:
+        context_id = message.context_id or uuid.uuid4()
     try:
         body = RunCreate.model_validate(
             {
                 "assistant_id": str(agent["id"]),
-                "input": {"messages": [{"role": "human", "content": message.text,
-                                        "id": message.message_id}]},
+                **request,
                 "stream_mode": ["messages-tuple", "values"],
                 "if_not_exists": "create",
-                "metadata": {"a2a": {"message_id": message.message_id}},
             }
-        )  # fmt: skip
+        )
     except ValidationError:
         raise _invalid("the message is not one the agent can read") from None
     try:
@@ -321,26 +427,11 @@ async def start(
     return run, events
 
 
-def _outcome(events: list[Event]) -> tuple[str, list[dict[str, Any]], str | None]:
-    """A finished run's (state, last values' messages, failure text) from its events."""
-    messages: list[dict[str, Any]] = []
-    status, failure = "success", None
-    for event in events:
-        if event.event == "values" and isinstance(event.data, dict):
-            messages = list(event.data.get("messages") or [])
-        elif event.event == "error":
-            failure = FAILED
-        elif event.event == "end":
-            status = event.data.get("status", "success")
-    return _STATES.get(status, "failed"), messages, failure
-
-
 async def send(state: AppState, user_id: UUID, agent: AgentRow, params: dict[str, Any]) -> Any:
     """``message/send``: the task once its run has ended."""
     message = incoming(params)
     run, events = await start(state, user_id, agent, message)
-    run_state, messages, failure = _outcome(await read_all(events))
-    return task(run, run_state, messages, message.history_length, failure)
+    return task(run, _outcome(await read_all(events)), message.history_length)
 
 
 async def get(state: AppState, user_id: UUID, agent: AgentRow, params: dict[str, Any]) -> Any:
@@ -359,15 +450,16 @@ async def _current(
     active = run["status"] in ACTIVE
     source = None if active else await state.runs.events(run["id"], active=False)
     if source is not None:
-        _, messages, failure = _outcome(await read_all(source))
-    else:
-        graph = state.runs.threads.graph(agent)
-        snapshot = await graph.aget_state({"configurable": {"thread_id": str(run["chat_id"])}})
-        values = jsonable(snapshot.values) if isinstance(snapshot.values, dict) else {}
-        messages, failure = values.get("messages") or [], None
-        if run["status"] == "error":
-            failure = FAILED
-    return task(run, _STATES[run["status"]], messages, history_length, failure)
+        return task(run, _outcome(await read_all(source)), history_length)
+    graph = state.runs.threads.graph(agent)
+    snapshot = await graph.aget_state({"configurable": {"thread_id": str(run["chat_id"])}})
+    values = jsonable(snapshot.values) if isinstance(snapshot.values, dict) else {}
+    # What the thread waits for now, when it is this ended run that left it waiting.
+    waits = jsonable(list(snapshot.interrupts)) if run["status"] == "success" else []
+    outcome = _settled(
+        _STATES[run["status"]], values.get("messages") or [], waits, run["status"] == "error"
+    )
+    return task(run, outcome, history_length)
 
 
 async def cancel(state: AppState, user_id: UUID, agent: AgentRow, params: dict[str, Any]) -> Any:
@@ -408,14 +500,10 @@ async def stream(
                 **ids, "kind": "status-update", "final": False,
                 "status": {"state": "working", "message": token, "timestamp": _now()},
             }  # fmt: skip
-    final_state, messages, failure = _outcome(seen)
-    answer = _answer(messages)
-    if final_state == "completed" and answer is not None:
-        artifact = _artifact(answer, run)
+    outcome = _outcome(seen)
+    artifact = _final_artifact(outcome, run)
+    if artifact is not None:
         yield {**ids, "kind": "artifact-update", "artifact": artifact, "append": False,
                "lastChunk": True}  # fmt: skip
-    status: dict[str, Any] = {"state": final_state, "timestamp": _now()}
-    if failure is not None:
-        status["message"] = {"kind": "message", "role": "agent", "messageId": str(uuid.uuid4()),
-                             "parts": [{"kind": "text", "text": failure}], **ids}  # fmt: skip
+    status = _status(outcome, task_id, context_id)
     yield {**ids, "kind": "status-update", "status": status, "final": True}
