@@ -13,6 +13,7 @@ from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrad
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
+    a2a,
     agents,
     assistants,
     auth,
@@ -171,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # regular expression and some bookkeeping per route tried.
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
-        meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons,
+        meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
     ):  # fmt: skip
         app.include_router(module.router)
     pages.install(app)
