@@ -316,6 +316,27 @@ async def test_a_failed_run_is_a_tool_error(
     assert [r["status"] for r in runs["items"]] == ["error"]
 
 
+async def test_an_agent_that_pauses_for_input_is_a_tool_error_naming_its_question(
+    app: FastAPI, client: httpx.AsyncClient, user: User, admin: User
+) -> None:
+    asker = await client.post(
+        "/agents/",
+        json={"name": "Asker", "model_name": "fake:tools", "tools_enabled": ["ask_human"]},
+        headers=admin.headers,
+    )
+    assert asker.status_code == 201, asker.text
+    async with mcp_session(app, user.headers) as session:
+        paused = await session.call_tool("asker", {"message": "May I deploy?"})
+    thread_id = (await client.get("/chats/", headers=user.headers)).json()["items"][0]["id"]
+    assert paused.is_error is True
+    assert _texts(paused) == [
+        f"The agent paused on thread {thread_id} and asks: May I deploy?\n(Answer it with a "
+        "run of the Agent Protocol on that thread whose command resumes it.)"
+    ]
+    thread = (await client.get(f"/threads/{thread_id}", headers=user.headers)).json()
+    assert thread["status"] == "interrupted"
+
+
 async def test_the_2026_protocol_lists_and_calls_the_same_tools(
     app: FastAPI, client: httpx.AsyncClient, user: User
 ) -> None:

@@ -183,10 +183,13 @@ def _reply(values: Any, thread_id: UUID) -> str:
     failure = values.get("__error__")
     if failure is not None:
         raise ToolFailure(f"The agent could not answer ({failure.get('error')}). Try again.")
-    if "__interrupt__" in values:
+    interrupts = values.get("__interrupt__")
+    if interrupts:
+        asked = interrupts[0].get("value")
+        question = asked.get("question") if isinstance(asked, dict) else asked
         raise ToolFailure(
-            f"The agent paused for input on thread {thread_id}; answer it through the Agent "
-            "Protocol (a run on that thread with a resume command)"
+            f"The agent paused on thread {thread_id} and asks: {question}\n(Answer it with a "
+            "run of the Agent Protocol on that thread whose command resumes it.)"
         )
     messages = values.get("messages") or []
     last = messages[-1] if messages else {}
