@@ -129,7 +129,12 @@ class McpServer:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         offset = _offset(params.cursor if params is not None else None)
-        agents, following = await service.tools_page(self.state, offset)
+        try:
+            agents, following = await service.tools_page(self.state, offset)
+        except Exception as exc:
+            # Not left to the SDK, which would send the exception's text.
+            failed = service.explain(exc, "The tools could not be listed. Try again.")
+            raise MCPError(types.INTERNAL_ERROR, failed) from None
         tools = [
             types.Tool(
                 name=agent["slug"],
@@ -204,7 +209,10 @@ class McpEndpoint:
         user_id = await _authenticate(state, Headers(scope=scope))
         mcp = state.mcp
         if not mcp.running:
-            raise Unavailable("The server is shutting down; retry on another instance")
+            raise Unavailable(
+                "The server is shutting down; retry on another instance",
+                headers={"Retry-After": "1"},
+            )
         await mcp.handle({**scope, _USER: user_id}, receive, send)
 
 

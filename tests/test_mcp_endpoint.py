@@ -337,6 +337,35 @@ async def test_an_agent_that_pauses_for_input_is_a_tool_error_naming_its_questio
     assert thread["status"] == "interrupted"
 
 
+async def test_database_and_unexpected_failures_say_nothing_of_their_exception(
+    app: FastAPI, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: Postgres refusing the agent queries, then a bug in them. The SDK would
+    send an exception's text as the error's message; none of it leaves the server."""
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError("connection to server at 10.1.2.3 failed: secret")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("internal detail: secret")
+
+    async with mcp_session(app, user.headers) as session:
+        for fault, tool_error, list_error in [
+            (unavailable, "The database is unavailable; retry shortly",
+             "The database is unavailable; retry shortly"),
+            (broken, "The agent could not answer. Try again.",
+             "The tools could not be listed. Try again."),
+        ]:  # fmt: skip
+            monkeypatch.setattr(mcp_service.agents_store, "get_by_slug", fault)
+            monkeypatch.setattr(mcp_service.agents_store, "list_page", fault)
+            called = await session.call_tool("assistant", {"message": "hi"})
+            assert (called.is_error, _texts(called)) == (True, [tool_error])
+            with pytest.raises(MCPError) as listed:
+                await session.list_tools()
+            assert (listed.value.code, listed.value.message) == (types.INTERNAL_ERROR, list_error)
+            assert listed.value.data is None
+
+
 async def test_the_2026_protocol_lists_and_calls_the_same_tools(
     app: FastAPI, client: httpx.AsyncClient, user: User
 ) -> None:

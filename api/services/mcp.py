@@ -129,8 +129,11 @@ async def call(
     """Run the agent named ``name`` (its slug) on the user's thread ``thread_id`` (or a new
     one) with ``message``, as ``POST /threads/{id}/runs/wait`` does, and answer its reply."""
     args = _arguments(arguments)
-    async with state.pool.connection() as conn:
-        agent = await agents_store.get_by_slug(conn, name)
+    try:
+        async with state.pool.connection() as conn:
+            agent = await agents_store.get_by_slug(conn, name)
+    except Exception as exc:
+        raise ToolFailure(explain(exc)) from None
     if agent is None:
         raise UnknownTool(name)
     body = RunCreate.model_validate(
@@ -153,9 +156,10 @@ async def call(
 
 
 def _refusal(exc: Exception, thread_id: UUID | None) -> str:
-    """What the caller is told when the run could not start or be read: the API's own words
-    for what it refuses, nothing of an unexpected exception's."""
-    if isinstance(exc, NotFound | ChatGone):
+    """What the caller is told when the run could not start or be read."""
+    if isinstance(exc, NotFound) and exc.code == "assistant_not_found":
+        return "This agent was retired a moment ago: list the tools again"
+    if isinstance(exc, NotFound | ChatGone) and thread_id is not None:
         # Another user's thread reads exactly like one that does not exist.
         return f"Thread {thread_id} not found: pass a thread_id an earlier call answered"
     if isinstance(exc, ChatBusy):
@@ -163,6 +167,12 @@ def _refusal(exc: Exception, thread_id: UUID | None) -> str:
             f"Thread {thread_id} is busy with another run ({exc.active_run_id}); "
             "wait for it to end, or leave out thread_id to start a new conversation"
         )
+    return explain(exc)
+
+
+def explain(exc: Exception, unexpected: str = "The agent could not answer. Try again.") -> str:
+    """What a client is told of ``exc``: the API's own words for what it refuses, and only
+    ``unexpected`` of any other exception (which is logged)."""
     if isinstance(exc, ShuttingDown):
         return "The server is shutting down; retry in a moment"
     if isinstance(exc, AppError):
@@ -173,8 +183,8 @@ def _refusal(exc: Exception, thread_id: UUID | None) -> str:
         return "The database is unavailable; retry shortly"
     if isinstance(exc, psycopg.DataError):
         return "The message contains a value that cannot be stored"
-    log.exception("an MCP tool call failed")
-    return "The agent could not answer. Try again."
+    log.exception("an MCP request failed")
+    return unexpected
 
 
 def _reply(values: Any, thread_id: UUID) -> str:
