@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, openapi, pages
+from api import errors, mcp, openapi, pages
 from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = reindexer = sweeper = deliverer = scheduler = None
+            driver = indexer = reindexer = sweeper = deliverer = scheduler = mcp_server = None
             thread_sweeper = None
             try:
                 app.state.switchboard = AppState.open(settings, pool, runtime, embedded)
@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     state, poll_seconds=settings.cron_poll_seconds
                 )
                 await scheduler.open()
+                mcp_server = state.mcp = mcp.McpServer(state)
+                await mcp_server.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
@@ -122,6 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if driver is not None:
                     await driver.aclose()
                 await runtime.aclose()
+                # After the drain, which ends the runs that tool calls in flight wait for: they
+                # answer (the run was interrupted) instead of being cut off.
+                if mcp_server is not None:
+                    await mcp_server.aclose()
                 # After the drain: the webhooks of the runs it ended go out meanwhile.
                 if deliverer is not None:
                     await deliverer.aclose()
@@ -175,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
     ):  # fmt: skip
         app.include_router(module.router)
+    mcp.install(app)
     pages.install(app)
     return app
 

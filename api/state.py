@@ -12,6 +12,7 @@ from storage.db import EmbeddedPostgres, PoolType
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from api.mcp import McpServer
     from api.services.cron_scheduler import CronScheduler
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
@@ -36,6 +37,7 @@ class AppState:
     thread_sweeper: ThreadSweeper = field(init=False)
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
+    mcp: McpServer = field(init=False)
 
     @classmethod
     def open(

@@ -153,6 +153,22 @@ A2A_ROUTES = {
     ("GET", "/.well-known/agent-card.json"),
 }
 
+# Routes the OpenAPI document leaves out (they are no JSON APIs), behind the same bearer token:
+# (method, path, headers, body), each a valid request but for its token.
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "matrix", "version": "0"},
+    },
+}
+UNDOCUMENTED_ROUTES = [
+    ("POST", "/mcp", {"Accept": "application/json, text/event-stream"}, MCP_INITIALIZE),
+]
+
 
 def fill(body: Any, ids: dict[str, str]) -> Any:
     """``body`` with the ids of ``{name}`` placeholders in its strings."""
@@ -523,3 +539,23 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
             )
         ).fetchone()
     assert counts == (0, 0, 0, 0, 0)
+
+
+async def test_routes_outside_the_openapi_document_need_a_live_accounts_token(
+    app: FastAPI, client: httpx.AsyncClient, user: User, register: RegisterFn
+) -> None:
+    """Each is a 401 in the API's JSON shape without a token, with a bad one and with a deleted
+    account's; with a valid token the same request is served (so the 401s are the token's)."""
+    documented = app.openapi()["paths"]
+    gone = await register(name="Gone")
+    deleted = await client.request(
+        "DELETE", "/users/me", json={"password": PASSWORD}, headers=gone.headers
+    )
+    assert deleted.status_code == 204
+    for method, path, headers, body in UNDOCUMENTED_ROUTES:
+        assert path not in documented
+        for token in ({}, {"Authorization": "Bearer not-a-token"}, gone.headers):
+            response = await client.request(method, path, json=body, headers={**headers, **token})
+            assert_error(response, 401, "unauthorized")
+        served = await client.request(method, path, json=body, headers={**headers, **user.headers})
+        assert served.status_code == 200, (path, served.text)
