@@ -23,6 +23,7 @@ from api.routes import (
     crons,
     exports,
     knowledge,
+    mcp_servers,
     memories,
     messages,
     meta,
@@ -49,6 +50,7 @@ from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
+from tools import mcp as mcp_tools
 from tools import plugins
 
 log = logging.getLogger("switchboard")
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patches.install()
         # Before any graph is built: a plugin's tool must be there for the first run.
         plugins.load(settings)
+        mcp_tools.configure(settings)
         # After uvicorn has configured its loggers: no access log line holds a share token.
         logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)
@@ -179,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
+        mcp_servers,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)

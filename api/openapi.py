@@ -61,6 +61,8 @@ _DESCRIPTIONS: dict[int, str] = {
     422: "Well-formed but invalid input: `validation_error` lists the problems, "
     "`invalid_input` says what it names that cannot be used",
     429: "Too many requests from this client (`rate_limited`); retry after `Retry-After`",
+    502: "A server this one had to ask did not answer as it should, e.g. an MCP server "
+    "(`mcp_server_unavailable`)",
     503: "The database is unreachable (`database_unavailable`) or the server is shutting "
     "down; retry after `Retry-After`",
 }

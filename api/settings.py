@@ -156,6 +156,14 @@ class Settings(BaseSettings):
     http_fetch_timeout_seconds: float = Field(default=10, gt=0, le=300)
     http_fetch_max_redirects: int = Field(default=5, ge=0, le=20)
 
+    # MCP servers (tools/mcp.py): hosts (as written in the URL) a streamable-HTTP server may
+    # have although they resolve to loopback, private or link-local addresses; the executables
+    # a stdio server may run (they run on this host, so only these); the time one session
+    # (connect, list or call, close) may take.
+    mcp_allowed_hosts: list[str] = []
+    mcp_stdio_commands: list[str] = []
+    mcp_timeout_seconds: float = Field(default=30, gt=0, le=600)
+
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:

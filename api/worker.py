@@ -23,6 +23,7 @@ from api.wire import writer_for
 from graphs import patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
+from tools import mcp as mcp_tools
 from tools import plugins
 
 log = logging.getLogger("switchboard.worker")
@@ -33,6 +34,7 @@ async def run_worker(settings: Settings) -> None:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
     patches.install()
     plugins.load(settings)
+    mcp_tools.configure(settings)
     pool = await open_pool(
         settings.database_url,
         min_size=settings.pool_min_size,

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
@@ -22,6 +22,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.tools import BaseTool
 from langgraph.channels import DeltaChannel
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph.message import add_messages
@@ -213,12 +214,23 @@ class ThreadState(AgentState):
     ]
 
 
-def build_graph(spec: AgentSpec, checkpointer: Any = None, store: Any = None) -> Any:
+def build_graph(
+    spec: AgentSpec,
+    checkpointer: Any = None,
+    store: Any = None,
+    mcp_tools: Mapping[str, BaseTool] | None = None,
+) -> Any:
     """Compile the agent graph of ``spec``: its model, its tools, its prompt; ``store`` is the
-    long-term store its tools reach (``ToolRuntime.store``)."""
+    long-term store its tools reach (``ToolRuntime.store``); ``mcp_tools`` the agent's MCP
+    tools (``mcp:<server>/<tool>`` -> tool) as their servers last listed them."""
+    extra = mcp_tools or {}
     return create_agent(
         make_model(spec.model_name),
-        tools=[TOOLS[name] for name in spec.tools if name in TOOLS],
+        tools=[
+            TOOLS[name] if name in TOOLS else extra[name]
+            for name in spec.tools
+            if name in TOOLS or name in extra
+        ],
         middleware=[
             SwitchboardMiddleware(spec),
             *filter(None, [approval.middleware(t for t in spec.approval if t in spec.tools)]),
@@ -252,13 +264,20 @@ class GraphCache:
         self.checkpointer = checkpointer
         self.store = store
         self.max_size = max_size
-        self._graphs: OrderedDict[tuple[Any, int, str], Any] = OrderedDict()
+        self._graphs: OrderedDict[tuple[Any, int, str, tuple[Any, ...]], Any] = OrderedDict()
 
-    def get(self, spec: AgentSpec) -> Any:
-        key = (spec.id, spec.version, spec.model_name)
+    def get(
+        self,
+        spec: AgentSpec,
+        mcp_tools: Mapping[str, BaseTool] | None = None,
+        mcp_key: tuple[Any, ...] = (),
+    ) -> Any:
+        """The graph of ``spec``; with MCP tools, ``mcp_key`` names the refreshes they come
+        from, so a refresh of one of its servers builds the graph again."""
+        key = (spec.id, spec.version, spec.model_name, mcp_key)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = build_graph(spec, self.checkpointer, self.store)
+            graph = build_graph(spec, self.checkpointer, self.store, mcp_tools)
             self._graphs[key] = graph
             if len(self._graphs) > self.max_size:
                 self._graphs.popitem(last=False)

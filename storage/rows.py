@@ -369,3 +369,22 @@ class DueCronRow(CronRow):
     """A due cron a scheduler claimed (``crons.claim_due``), with the database's time then."""
 
     now: datetime
+
+
+class McpServerRow(TypedDict):
+    """``mcp_servers``: ``MCP_SERVER_COLUMNS``. ``tools`` is ``[{name, description,
+    input_schema}]`` as of ``refreshed_at``; null before the first refresh. ``headers`` and
+    ``env`` may hold secrets: never shown, never logged."""
+
+    id: UUID
+    name: str
+    transport: Literal["streamable_http", "stdio"]
+    url: str | None
+    headers: dict[str, str]
+    command: str | None
+    args: list[str]
+    env: dict[str, str]
+    tools: list[dict[str, Any]] | None
+    refreshed_at: datetime | None
+    created_by: UUID | None
+    created_at: datetime

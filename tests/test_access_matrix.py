@@ -135,6 +135,15 @@ ADMIN_ROUTES = [
     ("POST", "/assistants", {"graph_id": "assistant", "name": "Intruder"}),
     ("PATCH", "/assistants/{agent}", {"name": "Renamed"}),
     ("DELETE", "/assistants/{agent}", None),
+    (
+        "POST",
+        "/mcp-servers",
+        {"name": "intruder", "transport": "streamable_http", "url": "https://example.com/mcp"},
+    ),
+    ("GET", "/mcp-servers", None),
+    ("GET", "/mcp-servers/{mcp_server}", None),
+    ("POST", "/mcp-servers/{mcp_server}/refresh", None),
+    ("DELETE", "/mcp-servers/{mcp_server}", None),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -363,7 +372,11 @@ async def test_admin_routes_are_403_for_users_and_change_nothing(
     client: httpx.AsyncClient, user: User
 ) -> None:
     agents_before = (await client.get("/agents/", headers=user.headers)).json()
-    ids = {"agent": agents_before["items"][0]["id"], "document": str(uuid.uuid4())}
+    ids = {
+        "agent": agents_before["items"][0]["id"],
+        "document": str(uuid.uuid4()),
+        "mcp_server": str(uuid.uuid4()),
+    }
     for method, template, body in ADMIN_ROUTES:
         response = await client.request(
             method, template.format(**ids), json=body, headers=user.headers

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import CurrentUser, Pool
 from api.schemas.onboarding import InterestAreaOut
-from api.services import profiles
-from tools import TOOLS
+from api.services import mcp_servers, profiles
+from tools import TOOLS, mcp
 from tools.plugins import parameters, source_of
 
 router = APIRouter(tags=["catalog"])
@@ -23,9 +23,13 @@ class ToolOut(BaseModel):
     parameters: dict[str, Any]
     package: str = Field(
         description="The package the tool comes from: `switchboard` for a built-in tool, else "
-        "the plugin's distribution (a `switchboard.tools` entry point)"
+        "the plugin's distribution (a `switchboard.tools` entry point), or `mcp:<server>` for "
+        "a registered MCP server's tool"
     )
-    version: str = Field(description="That package's installed version")
+    version: str = Field(
+        description="That package's installed version (an MCP server's: when its tools were "
+        "last listed)"
+    )
 
 
 @router.get("/interest-areas", response_model=list[InterestAreaOut])
@@ -36,16 +40,32 @@ async def interest_areas(pool: Pool) -> Sequence[Mapping[str, Any]]:
 
 
 @router.get("/tools", response_model=list[ToolOut])
-async def tools(_: CurrentUser) -> list[dict[str, Any]]:
+async def tools(_: CurrentUser, pool: Pool) -> list[dict[str, Any]]:
     """The tools agents can enable, with the JSON schema of their arguments and the package
-    (built in, or a plugin) each comes from."""
+    (built in, or a plugin) each comes from; then the tools of registered MCP servers, as
+    `mcp:<server>/<tool>` from package `mcp:<server>`, as of their last refresh."""
+    async with pool.connection() as conn:
+        servers = await mcp_servers.catalog(conn)
     return [
-        {
-            "name": name,
-            "description": tool.description,
-            "parameters": parameters(tool),
-            "package": source_of(name).package,
-            "version": source_of(name).version,
-        }
-        for name, tool in sorted(TOOLS.items())
+        *(
+            {
+                "name": name,
+                "description": tool.description,
+                "parameters": parameters(tool),
+                "package": source_of(name).package,
+                "version": source_of(name).version,
+            }
+            for name, tool in sorted(TOOLS.items())
+        ),
+        *(
+            {
+                "name": mcp.qualified(server["name"], tool["name"]),
+                "description": tool["description"],
+                "parameters": tool["input_schema"],
+                "package": f"mcp:{server['name']}",
+                "version": server["refreshed_at"].isoformat() if server["refreshed_at"] else "",
+            }
+            for server in servers
+            for tool in server["tools"] or []
+        ),
     ]

@@ -29,6 +29,7 @@ from api.schemas.common import (
 )
 from graphs.models import MODEL_NAME_PATTERN
 from tools import TOOLS
+from tools.mcp import QUALIFIED_PATTERN
 
 APPROVAL_DESCRIPTION = (
     "Tools whose every call waits for a person's decision (approve, edit or reject) before it "
@@ -47,11 +48,27 @@ ModelName = Annotated[
     NotBlank,
     SchemaOnly(lambda schema: schema.update(pattern=MODEL_NAME_PATTERN)),
 ]
+# A tool of this server, or of a registered MCP server (``mcp:<server>/<tool>``, one its last
+# refresh listed).
+MCP_TOOL_NAME_PATTERN = QUALIFIED_PATTERN
+TOOL_NAME_MAX = 173
+
+
+def _tool_name_schema(schema: dict[str, Any]) -> None:
+    schema.pop("maxLength", None)
+    schema.pop("minLength", None)
+    schema["anyOf"] = [
+        {"type": "string", "enum": sorted(TOOLS)},
+        {"type": "string", "pattern": MCP_TOOL_NAME_PATTERN, "maxLength": TOOL_NAME_MAX},
+    ]
+    schema.pop("type", None)
+
+
 ToolName = Annotated[
     str,
-    text_rules(min_length=1, max_length=64),
+    text_rules(min_length=1, max_length=TOOL_NAME_MAX),
     NotBlank,
-    SchemaOnly(lambda schema: schema.update(enum=sorted(TOOLS))),
+    SchemaOnly(_tool_name_schema),
 ]
 
 

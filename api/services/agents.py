@@ -16,9 +16,10 @@ from api.services.profiles import check_areas
 from graphs.models import parse_model_name
 from storage import agents as agents_store
 from storage import knowledge as knowledge_store
+from storage import mcp_servers as mcp_servers_store
 from storage.db import Conn
 from storage.rows import AgentRow
-from tools import TOOLS
+from tools import TOOLS, mcp
 
 
 def slugify(name: str) -> str:
@@ -40,12 +41,32 @@ async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
     model_name = fields.get("model_name")
     if model_name is not None:
         parse_model_name(model_name)  # UnknownModel: a 422 (api/errors.py)
-    named = [*(fields.get("tools_enabled") or []), *(fields.get("tools_requiring_approval") or [])]
+    enabled = fields.get("tools_enabled") or []
+    gated = fields.get("tools_requiring_approval") or []
+    gated_mcp = [t for t in gated if mcp.split(t) is not None]
+    if gated_mcp:
+        raise InvalidInput(
+            f"MCP tools cannot require approval: {', '.join(gated_mcp)}", code="mcp_tool_gated"
+        )
+    named = [*enabled, *gated]
     unknown_tools = list(dict.fromkeys(t for t in named if t not in TOOLS))
+    unknown_tools = await _unknown_mcp(conn, unknown_tools)
     if unknown_tools:
         known = ", ".join(sorted(TOOLS)) or "none"
         raise InvalidInput(f"Unknown tool(s): {', '.join(unknown_tools)}; available: {known}")
     await check_areas(conn, fields.get("interest_area_ids") or [])
+
+
+async def _unknown_mcp(conn: Conn, names: list[str]) -> list[str]:
+    """``names`` without the MCP tools that their servers listed at their last refresh."""
+    servers = {split[0] for name in names if (split := mcp.split(name))}
+    if not servers:
+        return names
+    rows = await mcp_servers_store.named(conn, sorted(servers))
+    listed = {
+        mcp.qualified(row["name"], tool["name"]) for row in rows for tool in row["tools"] or []
+    }
+    return [name for name in names if name not in listed]
 
 
 def _columns(dto: AgentCreate | AgentUpdate, fields: set[str]) -> dict[str, Any]:

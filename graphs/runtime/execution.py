@@ -122,7 +122,7 @@ class Executor:
 
     async def _stream(self, ctx: RunContext) -> None:
         """Call the graph as the input asks and hand every part to the run's writer."""
-        graph = self.threads.graphs.get(ctx.spec)
+        graph = await self.threads.run_graph(ctx.spec)
         graph_input, options = await self._call(ctx)
         writer, subgraphs = ctx.writer, bool(options.get("subgraphs"))
         options["stream_mode"] = sorted({*writer.modes, "updates", "checkpoints"})

@@ -14,10 +14,12 @@ from graphs import approval
 from graphs.build import GraphCache, thread_reader
 from graphs.spec import AgentSpec
 from storage import chats as chats_store
+from storage import mcp_servers as mcp_servers_store
 from storage.checkpoints import Checkpointer
 from storage.db import Conn, PoolType
 from storage.rows import AgentRow
 from storage.store import Store
+from tools import mcp
 
 
 def thread_config(chat_id: UUID | str) -> dict[str, Any]:
@@ -45,6 +47,18 @@ class Threads:
         with ``model_name``, the same agent on that model (a run's override)."""
         spec = AgentSpec.from_row(agent, self.default_model)
         return replace(spec, model_name=model_name) if model_name else spec
+
+    async def run_graph(self, spec: AgentSpec) -> Any:
+        """The graph a run of ``spec`` uses: with its MCP tools as their servers last listed
+        them (read now, so a refresh in any process reaches the next run)."""
+        wanted = [name for name in spec.tools if mcp.split(name) is not None]
+        if not wanted:
+            return self.graphs.get(spec)
+        names = sorted({split[0] for name in wanted if (split := mcp.split(name))})
+        async with self.pool.connection() as conn:
+            servers = await mcp_servers_store.named(conn, names)
+        key = tuple((s["id"], s["refreshed_at"]) for s in servers)
+        return self.graphs.get(spec, mcp.tools_of(servers, wanted), key)
 
     def graph(self, agent: AgentRow) -> Any:
         """The agent's compiled graph, with the Postgres checkpointer (cached per version)."""
