@@ -395,7 +395,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 110
+    assert len(routes) == 115
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -527,7 +527,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         "message_id": ids["message"], "replay_id": ids["replay"], "file_id": ids["file"],
         "agent_id": ids["agent"], "assistant_id": ids["agent"], "user_id": user.id,
         "document_id": str(uuid.uuid4()), "checkpoint_id": str(uuid.uuid4()), "key": "k",
-        "cron_id": ids["cron"],
+        "cron_id": ids["cron"], "server_id": str(uuid.uuid4()),
     }  # fmt: skip
     routes = [
         (method.upper(), path)
@@ -535,7 +535,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 110
+    assert len(routes) == 115
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(

@@ -161,7 +161,7 @@ async def test_an_http_server_is_registered_refreshed_and_called_in_a_run(
         assert created["header_names"] == ["Authorization"]
         assert (created["tools"], created["refreshed_at"]) == (None, None)
         # Before a refresh its tools are unknown: an agent cannot enable them yet.
-        assert_error(await agent_with(http, admin, ["mcp:calc/add"]), 422, "invalid_input")
+        assert_error(await agent_with(http, admin, ["mcp:calc/add"]), 404, "mcp_tool_not_found")
 
         refreshed = await refresh(http, admin, created["id"])
         assert refreshed["tools"] == tools_of("calc")
@@ -334,8 +334,25 @@ async def test_agents_name_only_listed_tools_of_registered_servers(
          "args": [FIXTURE, "stdio"]},
     )  # fmt: skip
     await refresh(http, admin, created["id"])
-    for tools in (["mcp:local/divide"], ["mcp:elsewhere/add"], ["mcp:LOCAL/add"], ["mcp:local"]):
+    for tools in (["mcp:local/divide"], ["mcp:elsewhere/add"], ["calculator", "mcp:x/add"]):
+        body = assert_error(await agent_with(http, admin, tools), 404, "mcp_tool_not_found")
+        assert body["detail"] == (
+            f"No registered MCP server listed these tools at its last refresh: {tools[-1]}"
+        )
+    # Not an MCP tool's name at all: an unknown tool, as ever.
+    for tools in (["mcp:LOCAL/add"], ["mcp:local"], ["mcp:local/add/x"]):
         assert_error(await agent_with(http, admin, tools), 422)
+    # Through the Agent Protocol too.
+    assistant = await http.post(
+        "/assistants",
+        json={
+            "graph_id": "assistant",
+            "name": "A",
+            "config": {"configurable": {"tools_enabled": ["mcp:local/nope"]}},
+        },
+        headers=admin.headers,
+    )
+    assert_error(assistant, 404, "mcp_tool_not_found")
     gated = await http.post(
         "/agents/",
         json={

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.schemas.common import NoNul, RequestModel, WebhookUrl, text_rules
+from api.schemas.common import NoNul, RequestModel, SchemaOnly, text_rules
 from tools.mcp import SERVER_NAME
 
 ServerName = Annotated[
@@ -19,23 +19,33 @@ ServerName = Annotated[
 ]  # fmt: skip
 # An HTTP header's name (an RFC 9110 token) and a value without line breaks or NUL.
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")]
-HeaderValue = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]{0,4096}$")]
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\t\x20-\x7e]{0,4096}$")]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")]
 EnvValue = Annotated[str, text_rules(max_length=4096, strip=False), NoNul]
 Argument = Annotated[str, text_rules(max_length=4096, strip=False), NoNul]
+McpUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"}), NoNul
+]
+
+
+def _only_named_keys(schema: dict[str, Any]) -> None:
+    # A key that does not match the key pattern is refused, as the schema should say.
+    schema["additionalProperties"] = False
+
+
+OnlyNamedKeys = SchemaOnly(_only_named_keys)
 Command = Annotated[str, text_rules(min_length=1, max_length=1024, strip=False), NoNul]
 
 
 class HttpServerCreate(RequestModel):
     name: ServerName
     transport: Literal["streamable_http"]
-    url: WebhookUrl = Field(
+    url: McpUrl = Field(
         description="The server's MCP endpoint: an http(s) URL without user info whose host "
         "resolves only to public addresses (or is on `SWITCHBOARD_MCP_ALLOWED_HOSTS`); "
         "otherwise a 422 `mcp_url_not_allowed`",
-        max_length=2048,
     )
-    headers: dict[HeaderName, HeaderValue] = Field(
+    headers: Annotated[dict[HeaderName, HeaderValue], OnlyNamedKeys] = Field(
         default_factory=dict,
         max_length=20,
         description="Sent with every request (e.g. `Authorization`). Kept secret: the API "
@@ -51,7 +61,7 @@ class StdioServerCreate(RequestModel):
         "`SWITCHBOARD_MCP_STDIO_COMMANDS`, otherwise a 422 `mcp_command_not_allowed`"
     )
     args: list[Argument] = Field(default_factory=list, max_length=50)
-    env: dict[EnvName, EnvValue] = Field(
+    env: Annotated[dict[EnvName, EnvValue], OnlyNamedKeys] = Field(
         default_factory=dict,
         max_length=50,
         description="Environment variables of the process. Kept secret: the API shows their "

@@ -50,10 +50,18 @@ async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
         )
     named = [*enabled, *gated]
     unknown_tools = list(dict.fromkeys(t for t in named if t not in TOOLS))
-    unknown_tools = await _unknown_mcp(conn, unknown_tools)
-    if unknown_tools:
+    unknown_plain = [t for t in unknown_tools if mcp.split(t) is None]
+    if unknown_plain:
         known = ", ".join(sorted(TOOLS)) or "none"
-        raise InvalidInput(f"Unknown tool(s): {', '.join(unknown_tools)}; available: {known}")
+        raise InvalidInput(f"Unknown tool(s): {', '.join(unknown_plain)}; available: {known}")
+    unknown_mcp = await _unknown_mcp(conn, unknown_tools)
+    if unknown_mcp:
+        # A name that names nothing (now): a 404 with a code of its own, like an interest area.
+        raise NotFound(
+            f"No registered MCP server listed these tools at its last refresh: "
+            f"{', '.join(unknown_mcp)}",
+            code="mcp_tool_not_found",
+        )
     await check_areas(conn, fields.get("interest_area_ids") or [])
 
 
