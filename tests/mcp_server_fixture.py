@@ -25,6 +25,12 @@ def shout(text: str) -> str:
     return text.upper()
 
 
+@server.tool()
+def getenv(name: str) -> str:
+    """An environment variable of this process ("" when unset)."""
+    return os.environ.get(name, "")
+
+
 def _http(port: int) -> None:
     import uvicorn
     from starlette.requests import Request

@@ -33,6 +33,12 @@ ADD_SCHEMA = {
     "required": ["a", "b"],
     "title": "addArguments",
 }
+GETENV_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"title": "Name", "type": "string"}},
+    "required": ["name"],
+    "title": "getenvArguments",
+}
 SHOUT_SCHEMA = {
     "type": "object",
     "properties": {"text": {"title": "Text", "type": "string"}},
@@ -49,6 +55,12 @@ def tools_of(server: str) -> list[dict[str, Any]]:
             "enable_as": f"mcp:{server}/add",
             "description": "Add two integers.",
             "input_schema": ADD_SCHEMA,
+        },
+        {
+            "name": "getenv",
+            "enable_as": f"mcp:{server}/getenv",
+            "description": 'An environment variable of this process ("" when unset).',
+            "input_schema": GETENV_SCHEMA,
         },
         {
             "name": "shout",
@@ -177,6 +189,7 @@ async def test_an_http_server_is_registered_refreshed_and_called_in_a_run(
         mcp_entries = [t for t in catalog if t["package"] == "mcp:calc"]
         assert [(t["name"], t["parameters"]) for t in mcp_entries] == [
             ("mcp:calc/add", ADD_SCHEMA),
+            ("mcp:calc/getenv", GETENV_SCHEMA),
             ("mcp:calc/shout", SHOUT_SCHEMA),
         ]
 
@@ -230,8 +243,9 @@ async def test_wrong_headers_make_the_refresh_fail(http: httpx.AsyncClient, admi
 
 
 async def test_a_stdio_server_runs_an_allowlisted_command(
-    http: httpx.AsyncClient, admin: User, user: User
+    http: httpx.AsyncClient, admin: User, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("SWITCHBOARD_TEST_ONLY", "not for MCP servers")
     created = await register(
         http,
         admin,
@@ -253,6 +267,14 @@ async def test_a_stdio_server_runs_an_allowlisted_command(
     chat_id = await new_chat(http, user, agent.json()["id"])
     _, result = await say(http, user, chat_id, {"text": "quiet please"})
     assert (result["content"], result["metadata"]["is_error"]) == ("QUIET PLEASE", False)
+
+    # The process gets the env it was registered with, and none of this server's own.
+    reader = await agent_with(http, admin, ["mcp:local/getenv"])
+    assert reader.status_code == 201, reader.text
+    reader_chat = await new_chat(http, user, reader.json()["id"])
+    for name, expected in (("FIXTURE_SECRET", TOKEN), ("SWITCHBOARD_TEST_ONLY", "")):
+        _, result = await say(http, user, reader_chat, {"name": name})
+        assert (result["content"], result["metadata"]["is_error"]) == (expected, False)
 
     # Removed: the agent runs without the tool (the model has none to call).
     deleted = await http.delete(f"/mcp-servers/{created['id']}", headers=admin.headers)
