@@ -20,6 +20,15 @@ def add(a: int, b: int) -> int:
 
 
 @server.tool()
+async def nap(seconds: float) -> str:
+    """Sleep, then say so."""
+    import anyio
+
+    await anyio.sleep(seconds)
+    return "rested"
+
+
+@server.tool()
 def shout(text: str) -> str:
     """The text in capitals."""
     return text.upper()

@@ -39,6 +39,12 @@ GETENV_SCHEMA = {
     "required": ["name"],
     "title": "getenvArguments",
 }
+NAP_SCHEMA = {
+    "type": "object",
+    "properties": {"seconds": {"title": "Seconds", "type": "number"}},
+    "required": ["seconds"],
+    "title": "napArguments",
+}
 SHOUT_SCHEMA = {
     "type": "object",
     "properties": {"text": {"title": "Text", "type": "string"}},
@@ -61,6 +67,12 @@ def tools_of(server: str) -> list[dict[str, Any]]:
             "enable_as": f"mcp:{server}/getenv",
             "description": 'An environment variable of this process ("" when unset).',
             "input_schema": GETENV_SCHEMA,
+        },
+        {
+            "name": "nap",
+            "enable_as": f"mcp:{server}/nap",
+            "description": "Sleep, then say so.",
+            "input_schema": NAP_SCHEMA,
         },
         {
             "name": "shout",
@@ -101,7 +113,8 @@ def mcp_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "mcp_allowed_hosts": ["127.0.0.1"],
         "mcp_stdio_commands": [sys.executable],
-        "mcp_timeout_seconds": 10,
+        # Generous: a stdio call starts a Python process, seconds on a busy machine.
+        "mcp_timeout_seconds": 60,
     }
     return make_settings(database_url, **{**values, **overrides})
 
@@ -190,6 +203,7 @@ async def test_an_http_server_is_registered_refreshed_and_called_in_a_run(
         assert [(t["name"], t["parameters"]) for t in mcp_entries] == [
             ("mcp:calc/add", ADD_SCHEMA),
             ("mcp:calc/getenv", GETENV_SCHEMA),
+            ("mcp:calc/nap", NAP_SCHEMA),
             ("mcp:calc/shout", SHOUT_SCHEMA),
         ]
 
@@ -429,3 +443,29 @@ async def test_registration_rules(http: httpx.AsyncClient, admin: User, user: Us
         assert_error(await http.request(method, path, headers=user.headers), 403, "forbidden")
     assert_error(await http.get("/mcp-servers", headers=user.headers), 403, "forbidden")
     assert_error(await http.post("/mcp-servers", json=body, headers=user.headers), 403)
+
+
+async def test_a_server_too_slow_answers_a_timeout_the_model_reads(
+    database_url: str, settings: Settings, admin: User, user: User
+) -> None:
+    try:
+        app = create_app(mcp_settings(database_url, mcp_timeout_seconds=3))
+        async with running(app) as http, contextlib.AsyncExitStack() as stack:
+            url, _ = stack.enter_context(http_server())
+            created = await register(
+                http,
+                admin,
+                {"name": "sleepy", "transport": "streamable_http", "url": url,
+                 "headers": {"Authorization": f"Bearer {TOKEN}"}},
+            )  # fmt: skip
+            await refresh(http, admin, created["id"])
+            agent = await agent_with(http, admin, ["mcp:sleepy/nap"])
+            chat_id = await new_chat(http, user, agent.json()["id"])
+            _, result = await say(http, user, chat_id, {"seconds": 60})
+            assert result["metadata"]["is_error"] is True
+            assert result["content"] == (
+                "Error: the MCP server sleepy is unavailable: it did not answer within 3 s. "
+                "Try again later, or answer without this tool."
+            )
+    finally:
+        mcp_tools.configure(settings)
