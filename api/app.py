@@ -9,7 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors, mcp, openapi, pages
-from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
+from api.bootstrap import (
+    add_graph_agents,
+    bootstrap_admin,
+    resolve_database,
+    settle_heap,
+    upgrade_database,
+)
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
@@ -46,7 +52,7 @@ from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import patches
+from graphs import custom, patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
 from tools import plugins
@@ -64,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patches.install()
         # Before any graph is built: a plugin's tool must be there for the first run.
         plugins.load(settings)
+        # And every graph of langgraph.json: each one's agent is added below, once the pool is.
+        custom.load(settings.graphs_config)
         # After uvicorn has configured its loggers: no access log line holds a share token.
         logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)
@@ -84,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 app.state.switchboard = AppState.open(settings, pool, runtime, embedded)
                 await bootstrap_admin(settings, pool)
+                await add_graph_agents(pool)
                 driver = app.state.switchboard.replays = ReplayDriver(app.state.switchboard)
                 await driver.open()
                 indexer = app.state.switchboard.indexer = KnowledgeIndexer(app.state.switchboard)
