@@ -1,0 +1,157 @@
+"""The v2 event stream of a thread (``langgraph-api`` ≥ 0.10): ``POST …/stream/events`` (SSE,
+one filter per connection, ``since`` to resume), ``POST …/commands`` (``run.start``), and the
+same over a WebSocket at ``…/stream/events`` (commands and subscriptions on one socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from api.deps import CurrentUser, State, TokenUserId
+from api.openapi import errors
+from api.schemas.events import JSON, sse_content
+from api.schemas.v2 import COMMAND_ERROR, COMMAND_SUCCESS, V2_EVENT, Command, EventStreamRequest
+from api.services import v2_events as service
+from api.wire.sse import thread_stream
+from api.wire.v2 import Filter
+from graphs.events import encode
+
+router = APIRouter(tags=["agent protocol: v2 events"])
+
+_EVENTS_SSE = {
+    "responses": {
+        200: {
+            "description": "The thread's v2 events that match the filter, after `since`: its "
+            "runs' events, replayed, then live until the client leaves",
+            "content": sse_content(V2_EVENT),
+        }
+    }
+}
+_COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {JSON: {"schema": COMMAND_ERROR}},
+    }
+    for status, description in (
+        (400, "An unknown command (`unknown_command`), or a WebSocket-only one (`unsupported`)"),
+        (404, "The thread (or the assistant `run.start` names) is not found"),
+        (409, "`run.start` on a busy thread with `multitask_strategy: reject`"),
+    )
+}
+
+
+@router.post(
+    "/threads/{thread_id}/stream/events",
+    response_class=EventSourceResponse,
+    openapi_extra=_EVENTS_SSE,
+    responses=errors(404),
+)
+async def stream_events(
+    thread_id: UUID, body: EventStreamRequest, user: CurrentUser, state: State
+) -> EventSourceResponse:
+    """The thread's v2 events: `lifecycle`, `values`, `updates`, `messages`, `custom`,
+    `input.requested`, each with its thread-level `seq` (also the SSE `id`) and `event_id`.
+    Sends those of `channels` in `namespaces` (prefixes, `depth` levels below), every one with
+    a `seq` above `since`; replays the thread's runs whose events are still held, then
+    follows each run it gets next."""
+    await service.check_thread(state, user["id"], thread_id)
+    wanted = Filter(body.channels, body.namespaces, body.depth)
+    since = body.since or 0
+
+    async def parts() -> Any:
+        async for batch in service.thread_events(state, user["id"], thread_id):
+            yield [
+                (str(event["seq"]), event["method"], encode(event))
+                for event in batch
+                if event["seq"] > since and wanted.matches(event)
+            ]
+
+    return thread_stream(parts(), shutdown=state.runs.shutdown)
+
+
+@router.post(
+    "/threads/{thread_id}/commands",
+    response_description="The command's result",
+    responses={
+        200: {"content": {JSON: {"schema": COMMAND_SUCCESS}}},
+        **_COMMAND_ERRORS,
+    },
+)
+async def command(
+    thread_id: UUID, body: Command, user_id: TokenUserId, state: State
+) -> JSONResponse:
+    """One protocol command: `run.start` `{assistant_id, input, config, metadata,
+    multitask_strategy …}` starts a run on the thread (created if it does not exist) and
+    answers `{run_id}`; its events come on the thread's v2 stream. Errors keep the official
+    envelope `{type: "error", id, error, message}`, with an HTTP status and `code`."""
+    try:
+        result = await service.http_command(state, user_id, thread_id, body.method, body.params)
+    except service.CommandError as exc:
+        envelope = service.error_envelope(body.id, exc.error, exc.message)
+        return JSONResponse(envelope, status_code=exc.status)
+    # Over HTTP no events were sent on this connection: nothing is applied through a seq.
+    return JSONResponse(service.success(body.id, result, 0))
+
+
+# Close codes: 4000 + the HTTP status the SSE route would answer, which the JS SDK reads as
+# that status (a 4xx other than 408/429 ends its stream instead of reconnecting).
+_UNAUTHORIZED = 4401
+_GONE = 4404
+_RESTARTING = 1012
+
+
+@router.websocket("/threads/{thread_id}/stream/events")
+async def events_socket(websocket: WebSocket, thread_id: UUID) -> None:
+    """Commands and subscriptions on one socket; authenticated with the same bearer token in
+    the handshake's `Authorization` header."""
+    state = websocket.app.state.switchboard
+    user_id = await service.socket_user(state, websocket.headers.get("authorization"))
+    await websocket.accept()
+    if user_id is None:
+        await websocket.close(code=_UNAUTHORIZED, reason="Not authenticated")
+        return
+
+    async def send(message: dict[str, Any]) -> None:
+        await websocket.send_text(encode(message))
+
+    # A thread that does not exist yet (or is another user's: the same, nothing revealed)
+    # sends nothing until a ``run.start`` makes it the user's.
+    session = service.SocketSession(state, user_id, thread_id, send)
+    await session.open()
+    try:
+        async with _closing_when_ended(websocket, session, state):
+            while True:
+                raw = await websocket.receive_text()
+                answer = await session.handle(raw)
+                await session.send_answer(answer)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await session.close()
+
+
+@contextlib.asynccontextmanager
+async def _closing_when_ended(websocket: WebSocket, session: Any, state: Any) -> Any:
+    """Close the socket once the session's reading ends: 4404 when the thread was deleted,
+    1012 when the server stops."""
+
+    async def watch() -> None:
+        await session.ended.wait()
+        shutdown, _ = state.runs.shutdown
+        code = _RESTARTING if shutdown.is_set() else _GONE
+        with contextlib.suppress(Exception):
+            await websocket.close(code=code)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher

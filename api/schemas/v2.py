@@ -1,0 +1,131 @@
+"""Request bodies of the v2 event stream (``POST /threads/{id}/stream/events``) and of its
+commands (``POST /threads/{id}/commands``), as the JS SDK's v2 transports send them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from api.schemas.common import JsonInteger, NoNul, NulFree
+from api.schemas.events import JSON
+from api.wire.v2 import CHANNELS, supported_channel
+
+MAX_NAMESPACES = 50
+MAX_NAMESPACE_DEPTH = 20
+MAX_SEGMENT = 200
+
+
+def _channel(value: str) -> str:
+    if not supported_channel(value):
+        raise ValueError(f"unknown channel; use {', '.join(CHANNELS)} or custom:<name>")
+    return value
+
+
+Channel = Annotated[
+    str,
+    AfterValidator(_channel),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": list(CHANNELS)},
+                {"type": "string", "pattern": "^custom:[^\\x00]+$", "maxLength": MAX_SEGMENT},
+            ]
+        }
+    ),
+]
+Segment = Annotated[str, NoNul, Field(max_length=MAX_SEGMENT)]
+
+
+class EventFilter(BaseModel):
+    """Which events to send: channels, namespace prefixes and how deep below them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channels: list[Channel] = Field(min_length=1, max_length=len(CHANNELS) + 20)
+    namespaces: list[list[Segment]] | None = Field(
+        None,
+        max_length=MAX_NAMESPACES,
+        description="Namespace prefixes (a segment without `:` also matches `segment:<id>`); "
+        "absent: every namespace",
+    )
+    depth: Annotated[int, Field(ge=0, le=MAX_NAMESPACE_DEPTH), JsonInteger] | None = Field(
+        None, description="How many levels below a prefix; absent: all"
+    )
+
+
+class EventStreamRequest(EventFilter):
+    since: Annotated[int, Field(ge=0, le=2**53 - 1), JsonInteger] | None = Field(
+        None, description="The last `seq` received: only events after it are sent"
+    )
+
+
+class Command(BaseModel):
+    """One protocol command: ``{id, method, params}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[int, Field(ge=0, le=2**53 - 1), JsonInteger]
+    method: Annotated[str, NoNul] = Field(min_length=1, max_length=100)
+    params: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
+
+
+# The commands' answers: the official envelope.
+COMMAND_SUCCESS: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "id", "result", "meta"],
+    "properties": {
+        "type": {"const": "success"},
+        "id": {"type": "integer", "minimum": 0},
+        "result": {"type": "object"},
+        "meta": {
+            "type": "object",
+            "required": ["applied_through_seq"],
+            "properties": {"applied_through_seq": {"type": "integer", "minimum": 0}},
+        },
+    },
+}
+COMMAND_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "id", "error", "message", "detail", "code"],
+    "properties": {
+        "type": {"const": "error"},
+        "id": {"type": ["integer", "null"]},
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+}
+
+_V2_DATA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "event_id", "seq", "method", "params"],
+    "properties": {
+        "type": {"const": "event"},
+        "event_id": {"type": "string", "minLength": 1},
+        "seq": {"type": "integer", "minimum": 1},
+        "method": {"type": "string"},
+        "params": {
+            "type": "object",
+            "required": ["namespace", "timestamp", "data"],
+            "properties": {
+                "namespace": {"type": "array", "items": {"type": "string"}},
+                "timestamp": {"type": "integer"},
+                "data": {},
+            },
+        },
+    },
+}
+V2_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One v2 event; `id` is its `seq`",
+    "required": ["event", "data", "id"],
+    "properties": {
+        "event": {
+            "enum": ["lifecycle", "values", "updates", "messages", "custom", "input.requested"]
+        },
+        "data": {"type": "string", "contentMediaType": JSON, "contentSchema": _V2_DATA},
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+    },
+}
