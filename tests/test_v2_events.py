@@ -206,14 +206,15 @@ async def test_bad_commands_and_filters_are_refused_and_change_nothing(
     over_http = await _command(http, headers, thread, {"id": 8, "method": "subscription.subscribe"})
     assert (over_http.status_code, over_http.json()["error"]) == (400, "unsupported")
     no_assistant = await _command(http, headers, thread, {"id": 9, "method": "run.start"})
-    assert no_assistant.status_code == 422
+    assert no_assistant.status_code == 400
     assert no_assistant.json()["message"] == "run.start requires an assistant_id."
     assert no_assistant.json()["code"] == "invalid_argument"
     bad_input = await _command(
         http, headers, thread,
         {"id": 10, "method": "run.start", "params": {"assistant_id": "t5", "input": []}},
     )  # fmt: skip
-    assert (bad_input.status_code, bad_input.json()["code"]) == (422, "invalid_argument")
+    assert (bad_input.status_code, bad_input.json()["code"]) == (400, "invalid_argument")
+    assert bad_input.json()["message"] == "run.start input: Input should be a valid dictionary"
     nobody = await _command(
         http, headers, thread, {"id": 11, "method": "run.start", "params": {"assistant_id": "x"}}
     )

@@ -13,10 +13,16 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentUser, State, TokenUserId
+from api.deps import CurrentUser, State
 from api.openapi import errors
 from api.schemas.events import JSON, sse_content
-from api.schemas.v2 import COMMAND_ERROR, COMMAND_SUCCESS, V2_EVENT, Command, EventStreamRequest
+from api.schemas.v2 import (
+    COMMAND_ERROR,
+    COMMAND_SUCCESS,
+    V2_EVENT,
+    EventStreamRequest,
+    HttpCommand,
+)
 from api.services import v2_events as service
 from api.wire.sse import thread_stream
 from api.wire.v2 import Filter
@@ -39,9 +45,11 @@ _COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
         "content": {JSON: {"schema": COMMAND_ERROR}},
     }
     for status, description in (
-        (400, "An unknown command (`unknown_command`), or a WebSocket-only one (`unsupported`)"),
-        (404, "The thread (or the assistant `run.start` names) is not found"),
-        (409, "`run.start` on a busy thread with `multitask_strategy: reject`"),
+        (
+            400,
+            "An unknown command (`unknown_command`), a WebSocket-only one (`unsupported`), "
+            "or `run.start` params that are no run (`invalid_argument`)",
+        ),
     )
 }
 
@@ -81,17 +89,18 @@ async def stream_events(
     responses={
         200: {"content": {JSON: {"schema": COMMAND_SUCCESS}}},
         **_COMMAND_ERRORS,
+        **errors(404, 409),
     },
 )
 async def command(
-    thread_id: UUID, body: Command, user_id: TokenUserId, state: State
+    thread_id: UUID, body: HttpCommand, user: CurrentUser, state: State
 ) -> JSONResponse:
     """One protocol command: `run.start` `{assistant_id, input, config, metadata,
     multitask_strategy …}` starts a run on the thread (created if it does not exist) and
     answers `{run_id}`; its events come on the thread's v2 stream. Errors keep the official
     envelope `{type: "error", id, error, message}`, with an HTTP status and `code`."""
     try:
-        result = await service.http_command(state, user_id, thread_id, body.method, body.params)
+        result = await service.http_command(state, user["id"], thread_id, body.method, body.params)
     except service.CommandError as exc:
         envelope = service.error_envelope(body.id, exc.error, exc.message)
         return JSONResponse(envelope, status_code=exc.status)

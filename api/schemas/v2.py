@@ -70,6 +70,27 @@ class Command(BaseModel):
     params: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
 
 
+def _run_start_only(schema: dict[str, Any]) -> None:
+    # Over HTTP only ``run.start`` succeeds (any other method is a 400 ``unknown_command``, the
+    # subscription commands a 400 ``unsupported``), and its params are a run's body (any other
+    # is a 400 ``invalid_argument``): the document says what is accepted.
+    schema["properties"]["method"] = {
+        "type": "string",
+        "const": "run.start",
+        "description": "`run.start`; the subscription commands are WebSocket ones",
+    }
+    schema["properties"]["params"] = {"$ref": "#/components/schemas/RunCreate"}
+    schema["required"] = ["id", "method", "params"]
+
+
+class HttpCommand(Command):
+    """A command sent to ``POST /threads/{id}/commands``."""
+
+    model_config = ConfigDict(
+        extra="ignore", title="ProtocolCommand", json_schema_extra=_run_start_only
+    )
+
+
 # The commands' answers: the official envelope.
 COMMAND_SUCCESS: dict[str, Any] = {
     "type": "object",

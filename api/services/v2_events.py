@@ -109,7 +109,7 @@ def run_request(params: dict[str, Any]) -> RunCreate:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "params"
-        raise CommandError("invalid_argument", f"run.start {where}: {first['msg']}", 422) from None
+        raise CommandError("invalid_argument", f"run.start {where}: {first['msg']}") from None
 
 
 async def start_run(
@@ -119,7 +119,7 @@ async def start_run(
     ``POST /threads/{id}/runs`` refuses (a thread that is another user's is a 404 like a
     missing one, a busy one with ``reject`` a 409)."""
     if not isinstance(params.get("assistant_id"), str) or not params["assistant_id"]:
-        raise CommandError("invalid_argument", "run.start requires an assistant_id.", 422)
+        raise CommandError("invalid_argument", "run.start requires an assistant_id.")
     run, _, _ = await runs_service.start(state, user_id, thread_id, run_request(params))
     return {"run_id": str(run["id"])}
 
