@@ -85,6 +85,7 @@ async def stream_events(
 
 @router.post(
     "/threads/{thread_id}/commands",
+    response_class=JSONResponse,
     response_description="The command's result",
     responses={
         200: {"content": {JSON: {"schema": COMMAND_SUCCESS}}},
