@@ -7,7 +7,7 @@ translated events of the whole thread from 1, whatever a reader's filter lets th
 reader that reconnects with ``since`` (the last ``seq`` it got) receives exactly the events
 after it: every connection reads the same logs in the same order and numbers them the same.
 The count covers the runs whose logs are still held (a finished run's log is kept for
-``SWITCHBOARD_RUN_LOG_TTL``); once an older run's log expires, the numbers start later.
+``SWITCHBOARD_RUN_LOG_RETENTION_SECONDS``); once an older run's log expires, the numbers start later.
 """
 
 from __future__ import annotations
