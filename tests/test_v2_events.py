@@ -361,3 +361,62 @@ async def test_no_token_is_a_401_over_http_and_a_4401_close_over_a_websocket(
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "Not authenticated")
     runs = await http.get(f"/threads/{thread}/runs", headers=headers)
     assert len(runs.json()) == 1
+
+
+async def test_an_interrupt_is_requested_and_answered_with_input_respond(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    headers = live.user()
+    thread = live.thread(headers, "hitl")
+    start = {"id": 1, "method": "run.start",
+             "params": {"assistant_id": "hitl", "input": hi("May I deploy?")}}  # fmt: skip
+    assert (await _command(http, headers, thread, start)).status_code == 200
+    channels = {"channels": ["lifecycle", "input"]}
+    paused = await _read_until_terminal(http, headers, thread, channels)
+    assert [(name, data["params"]["data"].get("event")) for _, name, data in paused] == [
+        ("lifecycle", "running"), ("input.requested", None), ("lifecycle", "interrupted"),
+    ]  # fmt: skip
+    request = paused[1][2]["params"]["data"]
+    assert request["payload"] == {"question": "May I deploy?"}
+    reply = {"interrupt_id": request["interrupt_id"], "response": "yes, go"}
+    answer = {"id": 2, "method": "input.respond", "params": reply}
+    answered = await _command(http, headers, thread, answer)
+    assert answered.json() == {
+        "type": "success", "id": 2, "result": {}, "meta": {"applied_through_seq": 0},
+    }  # fmt: skip
+    since = paused[-1][0]
+    resumed = await _read_until_terminal(
+        http, headers, thread, {"channels": ["lifecycle", "values"], "since": since}
+    )
+    assert resumed[0][0] == since + 1
+    assert resumed[-1][2]["params"]["data"]["event"] == "completed"
+    final = resumed[-2][2]["params"]["data"]["messages"]
+    assert [(m["type"], m["content"]) for m in final[-2:]] == [
+        ("tool", "yes, go"),
+        ("ai", "yes, go"),
+    ]
+    wrong = {"id": 3, "method": "input.respond", "params": {"response": "no id"}}
+    refused = await _command(http, headers, thread, wrong)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_argument")
+
+
+async def _read_until_terminal(
+    http: httpx.AsyncClient, headers: dict[str, str], thread: str, body: dict[str, Any]
+) -> list[tuple[int, str, Any]]:
+    """A v2 stream's events up to the next root ``lifecycle`` that ends a run."""
+    out: list[tuple[int, str, Any]] = []
+    url = f"/threads/{thread}/stream/events"
+    async with http.stream("POST", url, json=body, headers=headers) as response:
+        assert response.status_code == 200
+        lines: list[str] = []
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if line != "":
+                continue
+            out.extend(read_events(iter(lines)))
+            lines = []
+            if out and out[-1][1] == "lifecycle" and out[-1][2]["params"]["data"]["event"] in (
+                "completed", "failed", "interrupted",
+            ):  # fmt: skip
+                return out
+    raise AssertionError(f"the stream ended first: {out}")

@@ -71,16 +71,47 @@ class Command(BaseModel):
 
 
 def _run_start_only(schema: dict[str, Any]) -> None:
-    # Over HTTP only ``run.start`` succeeds (any other method is a 400 ``unknown_command``, the
-    # subscription commands a 400 ``unsupported``), and its params are a run's body (any other
-    # is a 400 ``invalid_argument``): the document says what is accepted.
+    # Over HTTP only ``run.start`` and ``input.respond`` succeed (any other method is a 400
+    # ``unknown_command``, the subscription commands a 400 ``unsupported``), each with its own
+    # params (others are a 400 ``invalid_argument``): the document says what is accepted.
     schema["properties"]["method"] = {
-        "type": "string",
-        "const": "run.start",
-        "description": "`run.start`; the subscription commands are WebSocket ones",
+        "enum": ["run.start", "input.respond"],
+        "description": "The subscription commands are WebSocket ones",
     }
-    schema["properties"]["params"] = {"$ref": "#/components/schemas/RunCreate"}
+    schema["properties"]["params"] = {"type": "object"}
     schema["required"] = ["id", "method", "params"]
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"method": {"const": "run.start"}}},
+            "then": {"properties": {"params": {"$ref": "#/components/schemas/RunCreate"}}},
+        },
+        {
+            "if": {"properties": {"method": {"const": "input.respond"}}},
+            "then": {"properties": {"params": RESPOND_PARAMS}},
+        },
+    ]
+
+
+_ANSWER = {
+    "type": "object",
+    "required": ["interrupt_id"],
+    "properties": {
+        "interrupt_id": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"},
+        "response": {},
+        "namespace": {"type": "array", "items": {"type": "string"}},
+    },
+}
+RESPOND_PARAMS: dict[str, Any] = {
+    "description": "One answer `{interrupt_id, response}`, or several as `responses`",
+    "anyOf": [
+        {**_ANSWER, "not": {"required": ["responses"]}},
+        {
+            "type": "object",
+            "required": ["responses"],
+            "properties": {"responses": {"type": "array", "items": _ANSWER, "minItems": 1}},
+        },
+    ],
+}
 
 
 class HttpCommand(Command):

@@ -7,7 +7,8 @@ translated events of the whole thread from 1, whatever a reader's filter lets th
 reader that reconnects with ``since`` (the last ``seq`` it got) receives exactly the events
 after it: every connection reads the same logs in the same order and numbers them the same.
 The count covers the runs whose logs are still held (a finished run's log is kept for
-``SWITCHBOARD_RUN_LOG_RETENTION_SECONDS``); once an older run's log expires, the numbers start later.
+``SWITCHBOARD_RUN_LOG_RETENTION_SECONDS``); once an older run's log expires, the numbers start
+later.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ THREAD_NOT_FOUND = "Thread not found"
 # What this server answers, over HTTP and a WebSocket; the subscription commands only over a
 # WebSocket (over HTTP each ``stream/events`` connection is its own subscription).
 COMMANDS = frozenset(
-    {"run.start", "subscription.subscribe", "subscription.unsubscribe", "subscription.reconnect"}
-)
+    {
+        "run.start", "input.respond", "subscription.subscribe", "subscription.unsubscribe",
+        "subscription.reconnect",
+    }
+)  # fmt: skip
 
 
 class CommandError(Exception):
@@ -124,6 +128,31 @@ async def start_run(
     return {"run_id": str(run["id"])}
 
 
+async def respond(
+    state: AppState, user_id: UUID, thread_id: UUID, params: dict[str, Any]
+) -> dict[str, Any]:
+    """``input.respond``: answer the interrupts the thread waits on (``{interrupt_id,
+    response}``, or several as ``responses``) with a run of the thread's agent that resumes
+    them (``command: {resume: {interrupt_id: response, …}}``)."""
+    entries = params.get("responses") if "responses" in params else [params]
+    if not isinstance(entries, list) or not entries:
+        raise CommandError("invalid_argument", "input.respond requires responses.")
+    resume: dict[str, Any] = {}
+    for entry in entries:
+        interrupt_id = entry.get("interrupt_id") if isinstance(entry, dict) else None
+        if not isinstance(interrupt_id, str) or not interrupt_id:
+            raise CommandError("invalid_argument", "input.respond requires an interrupt_id.")
+        resume[interrupt_id] = entry.get("response")
+    async with state.pool.connection() as conn:
+        chat = await chats_store.get_owned(conn, thread_id, user_id)
+    if chat is None:
+        raise NotFound(THREAD_NOT_FOUND)
+    body = {"assistant_id": str(chat["agent_id"]), "command": {"resume": resume}}
+    body.update({k: params[k] for k in ("config", "metadata") if k in params})
+    await runs_service.start(state, user_id, thread_id, run_request(body))
+    return {}
+
+
 async def socket_user(state: AppState, authorization: str | None) -> UUID | None:
     """The user a WebSocket's ``Authorization: Bearer`` header names (a valid access token of
     an account that still exists); ``None`` otherwise."""
@@ -146,10 +175,13 @@ async def owns(state: AppState, user_id: UUID, thread_id: UUID) -> bool:
 async def http_command(
     state: AppState, user_id: UUID, thread_id: UUID, method: str, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """One command over HTTP: ``run.start``; the rest is refused as the official server does
-    (``unknown_command``), subscriptions with ``unsupported`` (they are WebSocket commands)."""
+    """One command over HTTP: ``run.start``, ``input.respond``; the rest is refused as the
+    official server does (``unknown_command``), subscriptions with ``unsupported`` (they are
+    WebSocket commands)."""
     if method == "run.start":
         return await start_run(state, user_id, thread_id, params)
+    if method == "input.respond":
+        return await respond(state, user_id, thread_id, params)
     # Nothing about a thread that is not the user's, not even which commands it would take.
     await check_thread(state, user_id, thread_id)
     if method not in COMMANDS:
@@ -262,6 +294,8 @@ class SocketSession:
             result = await start_run(self.state, self.user_id, self.thread_id, params)
             self._follow()  # the thread is the user's now, if it was not yet
             return result
+        if method == "input.respond":
+            return await respond(self.state, self.user_id, self.thread_id, params)
         if method in ("subscription.subscribe", "subscription.reconnect"):
             return await self._subscribe(method, params)
         if method == "subscription.unsubscribe":

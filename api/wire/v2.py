@@ -140,7 +140,8 @@ class RunTranslator:
         self.last_id = 0
         # Per namespace, the message being streamed there.
         self._open: dict[tuple[str, ...], _Message] = {}
-        self._interrupted = False
+        # The interrupts already requested: both ``updates`` and ``values`` report a pause.
+        self._requested: set[str] = set()
         self._failure: str | None = None
         self.ended = False
 
@@ -191,7 +192,7 @@ class RunTranslator:
             for key in list(self._open):
                 out.extend(self._close(key))
             status = _TERMINAL.get(str(data.get("status")), "failed")
-            if status == "completed" and self._interrupted:
+            if status == "completed" and self._requested:
                 status = "interrupted"
             lifecycle: dict[str, Any] = {"event": status, "graph_name": GRAPH_NAME}
             if status == "failed":
@@ -205,7 +206,9 @@ class RunTranslator:
         out: list[Made] = []
         for item in interrupts if isinstance(interrupts, list) else []:
             if isinstance(item, dict) and isinstance(item.get("id"), str):
-                self._interrupted = True
+                if item["id"] in self._requested:
+                    continue
+                self._requested.add(item["id"])
                 data = {"interrupt_id": item["id"], "payload": item.get("value")}
                 out.append(("input.requested", namespace, data, {}))
         return out
