@@ -88,6 +88,11 @@ def test_the_js_client_reconnects_with_since_and_loses_and_repeats_nothing(
     assert result["first"] == whole[:8]
     assert result["rest"]["events"] == whole[8:]
     assert result["rest"]["text"] == SLOW_TEXT.removeprefix("tok0 tok1 tok2 tok3")
+    # The SDK's own projections assemble the next run's answer and final state.
+    assert result["texts"] == [SLOW_TEXT]
+    assert result["final"] == [
+        ["human", "hi"], ["ai", SLOW_TEXT], ["human", "again"], ["ai", SLOW_TEXT],
+    ]  # fmt: skip
 
 
 async def _command(http: httpx.AsyncClient, headers: dict[str, str], thread: str, body: Any) -> Any:
@@ -169,6 +174,15 @@ async def test_channels_namespaces_and_since_filter_a_threads_events(
     assert again.json()["id"] == 2
     second = await _read(http, headers, thread, {"channels": ["lifecycle"], "since": 14}, last=28)
     assert _brief(second) == [(15, "lifecycle", "running"), (28, "lifecycle", "completed")]
+    # Without ``since``, a stream starts at the thread's current run (its newest, when none
+    # is active): the SDK would take the first run's end for the end of the second.
+    current = await _read(http, headers, thread, {"channels": ["lifecycle"]}, last=28)
+    assert _brief(current) == [(15, "lifecycle", "running"), (28, "lifecycle", "completed")]
+    # With ``since: 0``, from the thread's first event.
+    everything = await _read(
+        http, headers, thread, {"channels": ["lifecycle"], "since": 0}, last=28
+    )
+    assert [seq for seq, *_ in everything] == [1, 14, 15, 28]
 
 
 def test_namespace_prefixes_match_segments_and_depth() -> None:
@@ -238,7 +252,7 @@ def _ws_url(live: Live, thread: str) -> str:
 
 async def _send(socket: ClientConnection, message: Any) -> list[dict[str, Any]]:
     """What the socket sends up to the answer to ``message`` (the answer last)."""
-    await socket.send(message if isinstance(message, str) else json.dumps(message))
+    await socket.send(message if isinstance(message, str | bytes) else json.dumps(message))
     received = []
     while True:
         item = json.loads(await socket.recv())
@@ -298,6 +312,8 @@ async def test_the_websocket_subscribes_replays_and_refuses_bad_commands(
         }]  # fmt: skip
         garbage = await _send(socket, "{not json")
         assert (garbage[-1]["id"], garbage[-1]["error"]) == (None, "invalid_argument")
+        binary = await _send(socket, b"\xff\x00")
+        assert (binary[-1]["id"], binary[-1]["error"]) == (None, "invalid_argument")
         bad = await _send(socket, {"id": 6, "method": "subscription.subscribe",
                                    "params": {"channels": ["nope"]}})  # fmt: skip
         assert bad[-1]["error"] == "invalid_argument"

@@ -65,19 +65,23 @@ async def stream_events(
 ) -> EventSourceResponse:
     """The thread's v2 events: `lifecycle`, `values`, `updates`, `messages`, `custom`,
     `input.requested`, each with its thread-level `seq` (also the SSE `id`) and `event_id`.
-    Sends those of `channels` in `namespaces` (prefixes, `depth` levels below), every one with
-    a `seq` above `since`; replays the thread's runs whose events are still held, then
-    follows each run it gets next."""
+    Sends those of `channels` in `namespaces` (prefixes, `depth` levels below): with `since`,
+    every one with a `seq` above it, across the thread's runs; without, those of the thread's
+    current run (its oldest active one, else its newest) and of each run it gets next."""
     await service.check_thread(state, user["id"], thread_id)
     wanted = Filter(body.channels, body.namespaces, body.depth)
     since = body.since or 0
+    # Without ``since``: from the thread's current run (``service.current_run``).
+    start = None if body.since is not None else await service.current_run(state, thread_id)
 
     async def parts() -> Any:
         async for batch in service.thread_events(state, user["id"], thread_id):
             yield [
                 (str(event["seq"]), event["method"], encode(event))
-                for event in batch
-                if event["seq"] > since and wanted.matches(event)
+                for key, event in batch
+                if event["seq"] > since
+                and (start is None or key >= start)
+                and wanted.matches(event)
             ]
 
     return thread_stream(parts(), shutdown=state.runs.shutdown)
@@ -137,7 +141,13 @@ async def events_socket(websocket: WebSocket, thread_id: UUID) -> None:
     try:
         async with _closing_when_ended(websocket, session, state):
             while True:
-                raw = await websocket.receive_text()
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                # A binary frame is read as UTF-8 text (an invalid command if it is none).
+                raw = message.get("text") or (message.get("bytes") or b"").decode(
+                    "utf-8", "replace"
+                )
                 answer = await session.handle(raw)
                 await session.send_answer(answer)
     except WebSocketDisconnect:

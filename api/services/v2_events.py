@@ -31,6 +31,7 @@ from api.state import AppState
 from api.wire.v2 import RUN_STREAM_MODES, Filter, RunTranslator
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 from storage import chats as chats_store
+from storage import runs as runs_store
 from storage import users as users_store
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,31 @@ async def check_thread(state: AppState, user_id: UUID, thread_id: UUID) -> None:
             raise NotFound(THREAD_NOT_FOUND)
 
 
+# Where a run stands among its thread's runs: they are read, and numbered, in this order.
+RunKey = tuple[Any, str]
+
+
+def run_key(run: Any) -> RunKey:
+    return (run["created_at"], str(run["id"]))
+
+
+async def current_run(state: AppState, thread_id: UUID) -> RunKey | None:
+    """The thread's current run (its oldest active one, else its newest), where a stream or a
+    subscription without ``since`` starts, as the official server replays the current run:
+    a run that ended just before a client looked is still replayed, while runs before it are
+    not (the JS SDK would take their terminal ``lifecycle`` for the end of the run it
+    started). ``None`` when the thread has no run."""
+    async with state.pool.connection() as conn:
+        run, _ = await runs_store.current_of_chat(conn, thread_id)
+    return run_key(run) if run is not None else None
+
+
 async def thread_events(
     state: AppState, user_id: UUID, thread_id: UUID
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every v2 event of the user's thread, numbered, in batches as they are available: its
-    runs from the oldest whose log is held, then live, until the thread is deleted, the server
-    shuts down or the reader leaves."""
+) -> AsyncIterator[list[tuple[RunKey, dict[str, Any]]]]:
+    """Every v2 event of the user's thread, numbered, with its run's key, in batches as they
+    are available: its runs from the oldest whose log is held, then live, until the thread is
+    deleted, the server shuts down or the reader leaves."""
     runs = runs_service.ThreadRuns(state, user_id, thread_id, None, 0, None)
     seq = 0
     translators: dict[Any, RunTranslator] = {}
@@ -90,11 +110,12 @@ async def thread_events(
         if translator is None:
             # Runs come one after the other: the previous one's is done with.
             translators = {run["id"]: (translator := RunTranslator(run["id"]))}
+        key = run_key(run)
         out = []
         for event in translator.feed(batch):
             seq += 1
             event["seq"] = seq
-            out.append(event)
+            out.append((key, event))
         if out:
             yield out
 
@@ -200,13 +221,17 @@ SOCKET_BUFFER = 10_000
 
 
 class _Subscription:
-    def __init__(self, sub_id: str, event_filter: Filter, since: int) -> None:
-        self.id, self.filter, self.since = sub_id, event_filter, since
+    def __init__(self, sub_id: str, event_filter: Filter, since: int, start: RunKey | None) -> None:
+        self.id, self.filter, self.since, self.start = sub_id, event_filter, since, start
 
-    def wants(self, event: dict[str, Any]) -> bool:
-        # A subscription made with ``since`` before this socket read that far gets nothing
-        # up to it, live or kept.
-        return event["seq"] > self.since and self.filter.matches(event)
+    def wants(self, key: RunKey, event: dict[str, Any]) -> bool:
+        # Nothing up to ``since`` (or before the run it starts at), whether the socket had
+        # read it when the subscription was made or reads it later.
+        return (
+            event["seq"] > self.since
+            and (self.start is None or key >= self.start)
+            and self.filter.matches(event)
+        )
 
 
 class SocketSession:
@@ -222,7 +247,7 @@ class SocketSession:
         self.state, self.user_id, self.thread_id = state, user_id, thread_id
         self._send = send
         self._lock = asyncio.Lock()
-        self._kept: deque[dict[str, Any]] = deque(maxlen=SOCKET_BUFFER)
+        self._kept: deque[tuple[RunKey, dict[str, Any]]] = deque(maxlen=SOCKET_BUFFER)
         self._subscriptions: dict[str, _Subscription] = {}
         self._reader: asyncio.Task[None] | None = None
         self.seq = 0
@@ -241,10 +266,10 @@ class SocketSession:
         try:
             async for batch in thread_events(self.state, self.user_id, self.thread_id):
                 async with self._lock:
-                    for event in batch:
-                        self._kept.append(event)
+                    for key, event in batch:
+                        self._kept.append((key, event))
                         self.seq = event["seq"]
-                        if any(s.wants(event) for s in self._subscriptions.values()):
+                        if any(s.wants(key, event) for s in self._subscriptions.values()):
                             await self._send(event)
         finally:
             self.ended.set()
@@ -323,19 +348,22 @@ class SocketSession:
         sub_id = params.get("subscription_id")
         if method != "subscription.reconnect" or not isinstance(sub_id, str) or not sub_id:
             sub_id = str(uuid4())
+        # Without ``since``, from the thread's current run; with it, exactly after it.
+        start = None
+        if request.since is None:
+            start = await current_run(self.state, self.thread_id)
         subscription = _Subscription(
-            sub_id, Filter(request.channels, request.namespaces, request.depth), since
+            sub_id, Filter(request.channels, request.namespaces, request.depth), since, start
         )
         async with self._lock:
-            if since and self._kept and since + 1 < self._kept[0]["seq"]:
+            oldest = self._kept[0][1]["seq"] if self._kept else None
+            if since and oldest is not None and since + 1 < oldest:
                 raise CommandError(
-                    "resume_gap",
-                    f"since={since} is older than the oldest event kept ({self._kept[0]['seq']})",
-                    409,
+                    "resume_gap", f"since={since} is older than the oldest event kept ({oldest})"
                 )
             replayed = 0
-            for event in self._kept:
-                if subscription.wants(event):
+            for key, event in self._kept:
+                if subscription.wants(key, event):
                     await self._send(event)
                     replayed += 1
             self._subscriptions[sub_id] = subscription

@@ -75,4 +75,23 @@ const rest = await readFrom(since);
 // 3. The whole thread, once more, from its first event.
 const all = await readFrom(null);
 
-console.log(JSON.stringify({ threadId, runId, since, first, rest, all }));
+// 4. A second run, read through the SDK's own projections: the assembled messages and the
+// final state.
+const second = client.threads.stream(threadId, {
+  assistantId: assistant,
+  transport: transport(threadId),
+});
+const again = second.run.start({ input: { messages: [{ role: "user", content: "again" }] } });
+const messages = second.messages;
+const output = second.output;
+await again;
+const texts = [];
+for await (const message of messages) {
+  texts.push(await message.text);
+  break; // one answer; the projection stays open for the thread's next run
+}
+const state = await output;
+await second.close();
+const final = state.messages.map((m) => [m.getType(), typeof m.content === "string" ? m.content : m.text]);
+
+console.log(JSON.stringify({ threadId, runId, since, first, rest, all, texts, final }));
