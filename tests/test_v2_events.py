@@ -436,3 +436,31 @@ async def _read_until_terminal(
             ):  # fmt: skip
                 return out
     raise AssertionError(f"the stream ended first: {out}")
+
+
+async def test_a_native_run_shows_its_lifecycle_and_deleting_the_thread_ends_the_streams(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    headers = live.user()
+    thread = live.thread(headers, "t5")
+    sent = await http.post(f"/chats/{thread}/messages", json={"content": "hi"}, headers=headers)
+    assert sent.status_code == 201
+    events = await _read(http, headers, thread, {"channels": ALL}, last=2)
+    assert _brief(events) == [(1, "lifecycle", "running"), (2, "lifecycle", "completed")]
+    url = f"/threads/{thread}/stream/events"
+    async with (
+        connect(_ws_url(live, thread), additional_headers=headers) as socket,
+        http.stream("POST", url, json={"channels": ALL}, headers=headers) as response,
+    ):
+        subscribe = {"id": 1, "method": "subscription.subscribe",
+                     "params": {"channels": ["lifecycle"]}}  # fmt: skip
+        await _until(socket, subscribe, last=2)
+        deleted = await http.delete(f"/threads/{thread}", headers=headers)
+        assert deleted.status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await socket.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+        # The SSE stream ends too, after the events it had.
+        body = [line async for line in response.aiter_lines()]
+        assert [line for line in body if line.startswith("id: ")] == ["id: 1", "id: 2"]

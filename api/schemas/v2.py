@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from api.schemas.common import JsonInteger, NoNul, NulFree
+from api.schemas.common import (
+    NO_NUL,
+    JsonInteger,
+    NoNul,
+    NulFree,
+    json_object_schema,
+    json_value_schema,
+)
 from api.schemas.events import JSON
 from api.wire.v2 import CHANNELS, supported_channel
 
@@ -24,6 +31,8 @@ def _channel(value: str) -> str:
 
 Channel = Annotated[
     str,
+    NoNul,
+    Field(max_length=MAX_SEGMENT),
     AfterValidator(_channel),
     WithJsonSchema(
         {
@@ -35,6 +44,7 @@ Channel = Annotated[
     ),
 ]
 Segment = Annotated[str, NoNul, Field(max_length=MAX_SEGMENT)]
+Namespace = Annotated[list[Segment], Field(max_length=MAX_NAMESPACE_DEPTH)]
 
 
 class EventFilter(BaseModel):
@@ -43,7 +53,7 @@ class EventFilter(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     channels: list[Channel] = Field(min_length=1, max_length=len(CHANNELS) + 20)
-    namespaces: list[list[Segment]] | None = Field(
+    namespaces: list[Namespace] | None = Field(
         None,
         max_length=MAX_NAMESPACES,
         description="Namespace prefixes (a segment without `:` also matches `segment:<id>`); "
@@ -78,7 +88,7 @@ def _run_start_only(schema: dict[str, Any]) -> None:
         "enum": ["run.start", "input.respond"],
         "description": "The subscription commands are WebSocket ones",
     }
-    schema["properties"]["params"] = {"type": "object"}
+    schema["properties"]["params"] = json_object_schema(json_value_schema())
     schema["required"] = ["id", "method", "params"]
     schema["allOf"] = [
         {
@@ -96,9 +106,9 @@ _ANSWER = {
     "type": "object",
     "required": ["interrupt_id"],
     "properties": {
-        "interrupt_id": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]*$"},
-        "response": {},
-        "namespace": {"type": "array", "items": {"type": "string"}},
+        "interrupt_id": {"type": "string", "minLength": 1, "pattern": NO_NUL},
+        "response": json_value_schema(),
+        "namespace": {"type": "array", "items": {"type": "string", "pattern": NO_NUL}},
     },
 }
 RESPOND_PARAMS: dict[str, Any] = {

@@ -168,8 +168,9 @@ async def respond(
         chat = await chats_store.get_owned(conn, thread_id, user_id)
     if chat is None:
         raise NotFound(THREAD_NOT_FOUND)
+    # The run's config and metadata are the thread's own (the official fields ``update`` and
+    # ``goto`` are not taken: a resume only answers).
     body = {"assistant_id": str(chat["agent_id"]), "command": {"resume": resume}}
-    body.update({k: params[k] for k in ("config", "metadata") if k in params})
     await runs_service.start(state, user_id, thread_id, run_request(body))
     return {}
 
