@@ -8,7 +8,7 @@ reader that reconnects with ``since`` (the last ``seq`` it got) receives exactly
 after it: every connection reads the same logs in the same order and numbers them the same.
 The count covers the runs whose logs are still held (a finished run's log is kept for
 ``SWITCHBOARD_RUN_LOG_RETENTION_SECONDS``); once an older run's log expires, the numbers start
-later.
+later (the official server's buffer has the same kind of bound).
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from api.schemas.v2 import Command, EventStreamRequest
 from api.services import protocol_runs as runs_service
 from api.state import AppState
 from api.wire.v2 import RUN_STREAM_MODES, Filter, RunTranslator
+from graphs.events import Event
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage import users as users_store
+from storage.rows import RunRow
+from storage.types import ACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,11 @@ async def check_thread(state: AppState, user_id: UUID, thread_id: UUID) -> None:
             raise NotFound(THREAD_NOT_FOUND)
 
 
+# A finished run's log goes after the retention, at the next sweep (or read) of the logs: a
+# run that ended this much longer ago has nothing left to read.
+LOG_MARGIN_SECONDS = 120
+# The most runs of a thread one connection reads back (the newest ones).
+MAX_RUNS_READ = 1000
 # Where a run stands among its thread's runs: they are read, and numbered, in this order.
 RunKey = tuple[Any, str]
 
@@ -102,10 +110,9 @@ async def thread_events(
     """Every v2 event of the user's thread, numbered, with its run's key, in batches as they
     are available: its runs from the oldest whose log is held, then live, until the thread is
     deleted, the server shuts down or the reader leaves."""
-    runs = runs_service.ThreadRuns(state, user_id, thread_id, None, 0, None)
     seq = 0
     translators: dict[Any, RunTranslator] = {}
-    async for run, _, batch in runs:
+    async for run, batch in _thread_logs(state, user_id, thread_id):
         translator = translators.get(run["id"])
         if translator is None:
             # Runs come one after the other: the previous one's is done with.
@@ -118,6 +125,30 @@ async def thread_events(
             out.append((key, event))
         if out:
             yield out
+
+
+async def _thread_logs(
+    state: AppState, user_id: UUID, thread_id: UUID
+) -> AsyncIterator[tuple[RunRow, list[Event]]]:
+    """The thread's runs' log events, in batches: the runs whose logs may be held, listed at
+    once, then from the newest of them (or the next run) as a thread's stream follows them."""
+    async with state.pool.connection() as conn:
+        # Older runs' logs have expired: looking for each would cost a query per run of the
+        # thread, on every connection (a long chat has hundreds).
+        recent = await runs_store.recent_of_chat(
+            conn, thread_id, state.settings.run_log_retention_seconds + LOG_MARGIN_SECONDS,
+            MAX_RUNS_READ,
+        )  # fmt: skip
+        latest = None if recent else (await runs_store.current_of_chat(conn, thread_id))[0]
+    for run in recent[:-1]:
+        source = await state.runs.events(run["id"], active=run["status"] in ACTIVE)
+        if source is not None:
+            async for batch in source.read_batches(0):
+                yield run, batch
+    # The newest, live, then each run the thread gets next (with none held: from the next).
+    first = recent[-1] if recent else None
+    async for run, _, batch in runs_service.ThreadRuns(state, user_id, thread_id, first, 0, latest):
+        yield run, batch
 
 
 def run_request(params: dict[str, Any]) -> RunCreate:
