@@ -102,7 +102,9 @@ async def command(
 ) -> JSONResponse:
     """One protocol command: `run.start` `{assistant_id, input, config, metadata,
     multitask_strategy …}` starts a run on the thread (created if it does not exist) and
-    answers `{run_id}`; its events come on the thread's v2 stream. Errors keep the official
+    answers `{run_id}`; `input.respond` `{interrupt_id, response}` (or `responses`) resumes
+    what the thread waits on with a run of its agent. Their events come on the thread's v2
+    stream. Errors keep the official
     envelope `{type: "error", id, error, message}`, with an HTTP status and `code`."""
     try:
         result = await service.http_command(state, user["id"], thread_id, body.method, body.params)
@@ -118,6 +120,7 @@ async def command(
 _UNAUTHORIZED = 4401
 _GONE = 4404
 _RESTARTING = 1012
+_BROKEN = 1011
 
 
 @router.websocket("/threads/{thread_id}/stream/events")
@@ -159,12 +162,15 @@ async def events_socket(websocket: WebSocket, thread_id: UUID) -> None:
 @contextlib.asynccontextmanager
 async def _closing_when_ended(websocket: WebSocket, session: Any, state: Any) -> Any:
     """Close the socket once the session's reading ends: 4404 when the thread was deleted,
-    1012 when the server stops."""
+    1012 when the server stops, 1011 when reading failed (the SDK reconnects)."""
 
     async def watch() -> None:
         await session.ended.wait()
         shutdown, _ = state.runs.shutdown
-        code = _RESTARTING if shutdown.is_set() else _GONE
+        if shutdown.is_set():
+            code = _RESTARTING
+        else:
+            code = _BROKEN if session.failed else _GONE
         with contextlib.suppress(Exception):
             await websocket.close(code=code)
 

@@ -283,8 +283,10 @@ class SocketSession:
         self._subscriptions: dict[str, _Subscription] = {}
         self._reader: asyncio.Task[None] | None = None
         self.seq = 0
-        # Set once the reader has ended (the thread is gone, or the server stops).
+        # Set once the reader has ended: the thread is gone, the server stops, or (``failed``)
+        # reading broke.
         self.ended = asyncio.Event()
+        self.failed = False
 
     async def open(self) -> None:
         if await owns(self.state, self.user_id, self.thread_id):
@@ -303,6 +305,9 @@ class SocketSession:
                         self.seq = event["seq"]
                         if any(s.wants(key, event) for s in self._subscriptions.values()):
                             await self._send(event)
+        except Exception:
+            self.failed = True
+            log.exception("reading thread %s for a v2 WebSocket failed", self.thread_id)
         finally:
             self.ended.set()
 
