@@ -39,10 +39,14 @@ _EVENTS_SSE = {
         }
     }
 }
+# A command refused, in the official envelope; or a body that is no JSON at all, in the
+# shape of every other error.
 _COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {
         "description": description,
-        "content": {JSON: {"schema": COMMAND_ERROR}},
+        "content": {
+            JSON: {"schema": {"anyOf": [COMMAND_ERROR, {"$ref": "#/components/schemas/ErrorBody"}]}}
+        },
     }
     for status, description in (
         (
