@@ -8,11 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors, openapi, pages
-from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
+from api import errors, mcp, openapi, pages
+from api.bootstrap import (
+    add_graph_agents,
+    bootstrap_admin,
+    resolve_database,
+    settle_heap,
+    upgrade_database,
+)
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
+    a2a,
     agents,
     assistants,
     auth,
@@ -41,13 +48,15 @@ from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
 from api.services.store_reindexer import MemoryReindexer
 from api.services.store_sweeper import StoreSweeper
+from api.services.thread_sweeper import ThreadSweeper
 from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import patches
+from graphs import custom, patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
+from tools import plugins
 
 log = logging.getLogger("switchboard")
 
@@ -60,6 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Before anything reads a checkpoint: strict decoding is one of the changes.
         patches.install()
+        # Before any graph is built: a plugin's tool must be there for the first run.
+        plugins.load(settings)
+        # And every graph of langgraph.json: each one's agent is added below, once the pool is.
+        custom.load(settings.graphs_config)
         # After uvicorn has configured its loggers: no access log line holds a share token.
         logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)
@@ -75,10 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime = await open_runtime(
                 settings, pool, writers=writer_for, execute=settings.execute_runs
             )
-            driver = indexer = reindexer = sweeper = deliverer = scheduler = None
+            driver = indexer = reindexer = sweeper = deliverer = scheduler = mcp_server = None
+            thread_sweeper = None
             try:
                 app.state.switchboard = AppState.open(settings, pool, runtime, embedded)
                 await bootstrap_admin(settings, pool)
+                await add_graph_agents(pool)
                 driver = app.state.switchboard.replays = ReplayDriver(app.state.switchboard)
                 await driver.open()
                 indexer = app.state.switchboard.indexer = KnowledgeIndexer(app.state.switchboard)
@@ -88,6 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await reindexer.open()
                 sweeper = state.sweeper = StoreSweeper(state, interval=settings.store_sweep_seconds)
                 await sweeper.open()
+                thread_sweeper = state.thread_sweeper = ThreadSweeper(
+                    state, interval=settings.thread_sweep_seconds
+                )
+                await thread_sweeper.open()
                 deliverer = state.webhooks = WebhookDeliverer(pool, settings)
                 runtime.when_run_ends(deliverer.run_ended)
                 await deliverer.open()
@@ -95,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     state, poll_seconds=settings.cron_poll_seconds
                 )
                 await scheduler.open()
+                mcp_server = state.mcp = mcp.McpServer(state)
+                await mcp_server.open()
                 _log_startup(settings)
                 settle_heap()
                 yield
@@ -104,6 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await scheduler.aclose()
                 if sweeper is not None:
                     await sweeper.aclose()
+                if thread_sweeper is not None:
+                    await thread_sweeper.aclose()
                 if reindexer is not None:
                     await reindexer.aclose()
                 if indexer is not None:
@@ -111,6 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if driver is not None:
                     await driver.aclose()
                 await runtime.aclose()
+                # After the drain, which ends the runs that tool calls in flight wait for: they
+                # answer (the run was interrupted) instead of being cut off.
+                if mcp_server is not None:
+                    await mcp_server.aclose()
                 # After the drain: the webhooks of the runs it ended go out meanwhile.
                 if deliverer is not None:
                     await deliverer.aclose()
@@ -161,10 +188,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # regular expression and some bookkeeping per route tried.
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
-        meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons,
+        meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
         v2_events,
     ):  # fmt: skip
         app.include_router(module.router)
+    mcp.install(app)
     pages.install(app)
     return app
 

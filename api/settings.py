@@ -8,7 +8,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from graphs.embeddings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_PATTERN
@@ -29,6 +36,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_URL", "SWITCHBOARD_DATABASE_URL")
     )
     data_dir: Path = Path(".switchboard")
+    # The langgraph.json whose graphs are served as agents (graphs/custom.py), relative to the
+    # working directory; unset (or a missing file): none.
+    graphs_config: Path | None = Path("langgraph.json")
     pool_min_size: int = 2
     pool_max_size: int = 20
     # Size limits: every request body (api/limits.py; 413 past it), and the JSON one page of
@@ -117,6 +127,15 @@ class Settings(BaseSettings):
     # Expired store items (a ttl given to PUT /store/items), already left out of reads, are
     # deleted this often (api/services/store_sweeper.py); 0: never.
     store_sweep_seconds: float = Field(default=300, ge=0)
+    # Threads (chats, to either API) without a ttl of their own expire this many minutes after
+    # they last changed (unset: never), and then go, or keep only their latest checkpoint, as
+    # the strategy says. One process at a time sweeps them this often
+    # (api/services/thread_sweeper.py); 0: never.
+    thread_ttl_minutes: float | None = Field(
+        default=None, ge=0, le=525_600 * 100, allow_inf_nan=False
+    )
+    thread_ttl_strategy: Literal["delete", "keep_latest"] = "delete"
+    thread_sweep_seconds: float = Field(default=300, ge=0)
     # Every process (API and worker) starts the runs of due crons on time; it looks this often
     # for crons other processes made or changed (api/services/cron_scheduler.py); 0: this
     # process starts none.
@@ -137,6 +156,21 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
     webhook_backoff_seconds: float = Field(default=5, ge=0, le=3600)
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+    # The http_fetch tool (tools/http_fetch.py): hosts (as written in the URL) it may fetch
+    # although they resolve to loopback, private or link-local addresses (tools/net_guard.py);
+    # the largest body it reads; the time the whole fetch (redirects included) may take; and
+    # how many redirects it follows, each one checked again.
+    http_fetch_allowed_hosts: list[str] = []
+    http_fetch_max_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
+    http_fetch_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("graphs_config", mode="before")
+    @classmethod
+    def _no_graphs_when_empty(cls, value: object) -> object:
+        # SWITCHBOARD_GRAPHS_CONFIG= (empty) turns the graphs of langgraph.json off.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

@@ -12,11 +12,13 @@ from storage.db import EmbeddedPostgres, PoolType
 from storage.store import Store
 
 if TYPE_CHECKING:
+    from api.mcp import McpServer
     from api.services.cron_scheduler import CronScheduler
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
     from api.services.store_reindexer import MemoryReindexer
     from api.services.store_sweeper import StoreSweeper
+    from api.services.thread_sweeper import ThreadSweeper
     from api.services.webhook_delivery import WebhookDeliverer
 
 
@@ -32,8 +34,10 @@ class AppState:
     indexer: KnowledgeIndexer = field(init=False)
     reindexer: MemoryReindexer = field(init=False)
     sweeper: StoreSweeper = field(init=False)
+    thread_sweeper: ThreadSweeper = field(init=False)
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
+    mcp: McpServer = field(init=False)
 
     @classmethod
     def open(

@@ -15,13 +15,15 @@ import signal
 
 from api.bootstrap import settle_heap
 from api.services.cron_scheduler import CronScheduler
+from api.services.thread_sweeper import ThreadSweeper
 from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import patches
+from graphs import custom, patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
+from tools import plugins
 
 log = logging.getLogger("switchboard.worker")
 
@@ -30,6 +32,8 @@ async def run_worker(settings: Settings) -> None:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
     patches.install()
+    plugins.load(settings)
+    custom.load(settings.graphs_config)
     pool = await open_pool(
         settings.database_url,
         min_size=settings.pool_min_size,
@@ -51,6 +55,10 @@ async def run_worker(settings: Settings) -> None:
         state.webhooks = deliverer
         scheduler = state.crons = CronScheduler(state, poll_seconds=settings.cron_poll_seconds)
         await scheduler.open()
+        thread_sweeper = state.thread_sweeper = ThreadSweeper(
+            state, interval=settings.thread_sweep_seconds
+        )
+        await thread_sweeper.open()
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
@@ -60,6 +68,7 @@ async def run_worker(settings: Settings) -> None:
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         log.info("worker %s stopping", runs.worker_id)
         await scheduler.aclose()
+        await thread_sweeper.aclose()
         await runs.aclose()
         await deliverer.aclose()
         work.cancel()

@@ -28,6 +28,7 @@ from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
+from graphs import approval, custom
 from graphs.models import make_model
 from graphs.personalization import system_prompt
 from graphs.spec import AgentContext, AgentSpec
@@ -218,7 +219,10 @@ def build_graph(spec: AgentSpec, checkpointer: Any = None, store: Any = None) ->
     return create_agent(
         make_model(spec.model_name),
         tools=[TOOLS[name] for name in spec.tools if name in TOOLS],
-        middleware=[SwitchboardMiddleware(spec)],
+        middleware=[
+            SwitchboardMiddleware(spec),
+            *filter(None, [approval.middleware(t for t in spec.approval if t in spec.tools)]),
+        ],
         state_schema=ThreadState,
         context_schema=AgentContext,
         checkpointer=checkpointer,
@@ -229,10 +233,12 @@ def build_graph(spec: AgentSpec, checkpointer: Any = None, store: Any = None) ->
 
 def thread_reader(checkpointer: Any) -> Any:
     """A graph that only reads threads: every agent's graph has the same state channels, so any
-    one of them rebuilds a thread's values (the delta channel needs a graph to replay)."""
+    one of them rebuilds a thread's values (the delta channel needs a graph to replay). It has
+    every node an agent's graph may have, the approval step too: a thread's next nodes, and
+    the interrupts they wait on, are found among the reader's own."""
     spec = AgentSpec(
         id=uuid.UUID(int=0), version=0, slug="thread-reader", name="thread-reader",
-        system_prompt="", model_name="fake:echo", tools=tuple(TOOLS),
+        system_prompt="", model_name="fake:echo", tools=tuple(TOOLS), approval=tuple(TOOLS),
     )  # fmt: skip
     return build_graph(spec, checkpointer)
 
@@ -252,7 +258,10 @@ class GraphCache:
         key = (spec.id, spec.version, spec.model_name)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = build_graph(spec, self.checkpointer, self.store)
+            if spec.kind == "graph":
+                graph = custom.served(spec.slug, self.checkpointer, self.store)
+            else:
+                graph = build_graph(spec, self.checkpointer, self.store)
             self._graphs[key] = graph
             if len(self._graphs) > self.max_size:
                 self._graphs.popitem(last=False)

@@ -168,6 +168,7 @@ async def seed_agents(conn: Conn) -> int:
                     "avatar_url": None,
                     "model_name": None,
                     "tools_enabled": agent["tools"],
+                    "tools_requiring_approval": [],
                     "interest_area_ids": [area_ids[s] for s in agent["interests"]],
                     "created_by": None,
                 },

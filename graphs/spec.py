@@ -21,6 +21,7 @@ class AgentSpec:
         system_prompt: The agent's own instructions, applied on every model call.
         model_name: ``provider:model``, the server default already filled in.
         tools: Names of enabled tools, in the agent's order.
+        approval: The tools among ``tools`` whose calls wait for a person's decision.
     """
 
     id: UUID
@@ -30,6 +31,9 @@ class AgentSpec:
     system_prompt: str
     model_name: str
     tools: tuple[str, ...]
+    approval: tuple[str, ...] = ()
+    # ``graph``: a graph of langgraph.json (graphs/custom.py), served as it is.
+    kind: str = "agent"
 
     @classmethod
     def from_row(cls, row: AgentRow, default_model: str) -> AgentSpec:
@@ -41,6 +45,8 @@ class AgentSpec:
             system_prompt=row["system_prompt"],
             model_name=row["model_name"] or default_model,
             tools=tuple(row["tools_enabled"]),
+            approval=tuple(row["tools_requiring_approval"]),
+            kind=row["kind"],
         )
 
 

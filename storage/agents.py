@@ -16,7 +16,8 @@ from storage.rows import AgentRow
 
 AGENT_COLUMNS = """
     id, slug, name, description, system_prompt, avatar_url, model_name, tools_enabled,
-    interest_area_ids, version, created_by, created_at, updated_at, deleted_at
+    tools_requiring_approval, interest_area_ids, kind, version, created_by, created_at,
+    updated_at, deleted_at
 """
 
 SELECT_LIVE = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND deleted_at IS NULL"
@@ -66,9 +67,9 @@ COUNT_MATCHING = f"SELECT count(*) AS n FROM agents WHERE {_MATCHING}"
 SLUG_TAKEN = "SELECT 1 FROM agents WHERE slug = %s"
 INSERT_AGENT = f"""
 INSERT INTO agents (slug, name, description, system_prompt, avatar_url, model_name,
-                    tools_enabled, interest_area_ids, created_by)
+                    tools_enabled, tools_requiring_approval, interest_area_ids, created_by)
 VALUES (%(slug)s, %(name)s, %(description)s, %(system_prompt)s, %(avatar_url)s, %(model_name)s,
-        %(tools_enabled)s, %(interest_area_ids)s, %(created_by)s)
+        %(tools_enabled)s, %(tools_requiring_approval)s, %(interest_area_ids)s, %(created_by)s)
 RETURNING {AGENT_COLUMNS}
 """
 SOFT_DELETE = """
@@ -76,6 +77,13 @@ UPDATE agents SET deleted_at = now(), updated_at = now(), version = version + 1
 WHERE id = %s AND deleted_at IS NULL
 """
 COUNT_ALL = "SELECT count(*) AS n FROM agents"
+# A graph of langgraph.json, as an agent: added once, found again by its slug on every start.
+INSERT_GRAPH = f"""
+INSERT INTO agents (slug, name, description, kind) VALUES (%(slug)s, %(name)s, %(description)s,
+                                                           'graph')
+ON CONFLICT (slug) DO NOTHING
+RETURNING {AGENT_COLUMNS}
+"""
 # Taken by the seeding transaction so two replicas starting at once cannot both seed.
 LOCK_TABLE = "LOCK TABLE agents IN SHARE ROW EXCLUSIVE MODE"
 
@@ -87,12 +95,16 @@ UPDATABLE = (
     "avatar_url",
     "model_name",
     "tools_enabled",
+    "tools_requiring_approval",
     "interest_area_ids",
 )
 
 
+JSON_COLUMNS = ("tools_enabled", "tools_requiring_approval")
+
+
 def _params(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: Jsonb(v) if k == "tools_enabled" else v for k, v in fields.items()}
+    return {k: Jsonb(v) if k in JSON_COLUMNS else v for k, v in fields.items()}
 
 
 async def get(conn: Conn, agent_id: UUID, *, include_deleted: bool = False) -> AgentRow | None:
@@ -166,6 +178,14 @@ async def free_slug(conn: Conn, base: str) -> str:
             return candidate
         n += 1
         candidate = f"{base}-{n}"
+
+
+async def ensure_graph(conn: Conn, *, slug: str, name: str, description: str) -> AgentRow | None:
+    """The agent serving graph ``slug`` (added the first time); ``None`` when the slug is an
+    agent's of another kind."""
+    cur = await conn.execute(INSERT_GRAPH, {"slug": slug, "name": name, "description": description})
+    row = await cur.fetchone() or await by_id_or_slug(conn, None, slug)
+    return cast(AgentRow, row) if row is not None and row["kind"] == "graph" else None
 
 
 async def insert(conn: Conn, fields: dict[str, Any]) -> AgentRow:

@@ -50,8 +50,8 @@ UPDATABLE = ("title", "status")
 
 # A chat of a user who exists with an agent that is live, checked and inserted in one statement.
 INSERT_WITH_LIVE_AGENT = f"""
-INSERT INTO chats (user_id, agent_id, title)
-SELECT u.id, a.id, %(title)s
+INSERT INTO chats (user_id, agent_id, title, ttl_minutes, ttl_strategy)
+SELECT u.id, a.id, %(title)s, %(ttl_minutes)s, %(ttl_strategy)s
 FROM users u JOIN agents a ON a.id = %(agent_id)s AND a.deleted_at IS NULL
 WHERE u.id = %(user_id)s
 RETURNING {CHAT_COLUMNS}
@@ -59,10 +59,20 @@ RETURNING {CHAT_COLUMNS}
 
 
 async def insert_with_live_agent(
-    conn: Conn, *, user_id: UUID, agent_id: UUID, title: str | None
+    conn: Conn,
+    *,
+    user_id: UUID,
+    agent_id: UUID,
+    title: str | None,
+    ttl_minutes: float | None = None,
+    ttl_strategy: str | None = None,
 ) -> ChatRow | None:
-    """The new chat, or ``None`` when the user is gone or the agent is missing or retired."""
-    params = {"user_id": user_id, "agent_id": agent_id, "title": title}
+    """The new chat (with a ttl of its own, if given), or ``None`` when the user is gone or the
+    agent is missing or retired."""
+    params = {
+        "user_id": user_id, "agent_id": agent_id, "title": title,
+        "ttl_minutes": ttl_minutes, "ttl_strategy": ttl_strategy,
+    }  # fmt: skip
     cur = await conn.execute(INSERT_WITH_LIVE_AGENT, params)
     return cast(ChatRow | None, await cur.fetchone())
 

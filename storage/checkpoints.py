@@ -33,8 +33,9 @@ from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
-from psycopg import AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 # Threads whose latest values are kept warm, and how many list items (messages) at most in all.
@@ -221,6 +222,48 @@ WHERE thread_id = %(source)s
 """
 
 
+# A thread's lifecycle (storage/lifecycle.py): all of it goes, or all but its latest root
+# checkpoint. The saver's own ``aprune("keep_latest")`` refuses threads with a delta channel,
+# whose latest checkpoint holds only what its step added: here that checkpoint is made a
+# snapshot first (each delta channel's whole value stored as LangGraph stores one, a
+# ``_DeltaSnapshot`` blob behind an inline ``true``), so it reads the same with nothing before
+# it. Subgraph namespaces are left as they are (agents here have none).
+DELETE_THREAD = (
+    "DELETE FROM checkpoint_writes WHERE thread_id = %(thread)s",
+    "DELETE FROM checkpoint_blobs WHERE thread_id = %(thread)s",
+    "DELETE FROM checkpoints WHERE thread_id = %(thread)s",
+)
+LATEST_ROOT = """
+SELECT checkpoint_id, checkpoint, metadata FROM checkpoints
+WHERE thread_id = %(thread)s AND checkpoint_ns = ''
+ORDER BY checkpoint_id DESC LIMIT 1
+"""
+COUNT_ROOT = (
+    "SELECT count(*) AS n FROM checkpoints WHERE thread_id = %(thread)s AND checkpoint_ns = ''"
+)
+UPSERT_SNAPSHOT_BLOB = """
+INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+VALUES (%(thread)s, '', %(channel)s, %(version)s, %(type)s, %(blob)s)
+ON CONFLICT (thread_id, checkpoint_ns, channel, version)
+DO UPDATE SET type = EXCLUDED.type, blob = EXCLUDED.blob
+"""
+KEEP_ONLY = (
+    """DELETE FROM checkpoint_writes
+       WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND checkpoint_id <> %(head)s""",
+    """DELETE FROM checkpoints
+       WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND checkpoint_id <> %(head)s""",
+    """UPDATE checkpoints SET parent_checkpoint_id = NULL, checkpoint = %(checkpoint)s,
+              metadata = %(metadata)s
+       WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND checkpoint_id = %(head)s""",
+    # The channel values the one checkpoint left does not name.
+    """DELETE FROM checkpoint_blobs b
+       WHERE b.thread_id = %(thread)s AND b.checkpoint_ns = ''
+         AND (b.channel, b.version) NOT IN (
+             SELECT v.key, v.value FROM jsonb_each_text(%(checkpoint)s -> 'channel_versions') v)""",
+)
+COUNTERS = "counters_since_delta_snapshot"
+
+
 class Checkpointer(AsyncPostgresSaver):
     """``AsyncPostgresSaver`` on the shared pool, without its per-saver lock, that can also
     forget everything given runs wrote.
@@ -336,6 +379,63 @@ class Checkpointer(AsyncPostgresSaver):
         async with self._cursor() as cur:
             await cur.execute(CHAIN, {"source": thread_id, "upto": checkpoint_id})
             return [row["checkpoint_id"] for row in await cur.fetchall()]
+
+    async def adelete_thread_in(self, conn: AsyncConnection[Any], thread_id: str) -> None:
+        """``adelete_thread`` as part of the caller's transaction on ``conn``."""
+        self._forget(thread_id)
+        for statement in DELETE_THREAD:
+            await conn.execute(statement, {"thread": thread_id})
+
+    async def akeep_latest_in(
+        self, conn: AsyncConnection[Any], thread_id: str, deltas: Mapping[str, Any]
+    ) -> int:
+        """In the caller's transaction on ``conn`` (which holds the thread still: no run may
+        write meanwhile), keep only the thread's latest root checkpoint. ``deltas``: the value
+        of each delta channel at that checkpoint (the thread's state), stored there as a
+        snapshot. How many checkpoints went (0: none, or nothing but the latest)."""
+        cur = await conn.execute(LATEST_ROOT, {"thread": thread_id})
+        head = await cur.fetchone()
+        if head is None:
+            return 0
+        cur = await conn.execute(COUNT_ROOT, {"thread": thread_id})
+        counted = await cur.fetchone()
+        older = int(counted["n"]) - 1 if counted else 0
+        checkpoint = dict(head["checkpoint"])
+        values = dict(checkpoint.get("channel_values") or {})
+        versions = checkpoint.get("channel_versions") or {}
+        metadata = dict(head["metadata"] or {})
+        counters = dict(metadata.get(COUNTERS) or {})
+        for channel, value in deltas.items():
+            if channel not in versions:
+                continue
+            type_, blob = self.serde.dumps_typed(_DeltaSnapshot(value))
+            await conn.execute(
+                UPSERT_SNAPSHOT_BLOB,
+                {
+                    "thread": thread_id,
+                    "channel": channel,
+                    "version": str(versions[channel]),
+                    "type": type_,
+                    "blob": blob,
+                },
+            )
+            values[channel] = True
+            counters.pop(channel, None)
+        checkpoint["channel_values"] = values
+        if counters:
+            metadata[COUNTERS] = counters
+        else:
+            metadata.pop(COUNTERS, None)
+        self._forget(thread_id)
+        params = {
+            "thread": thread_id,
+            "head": head["checkpoint_id"],
+            "checkpoint": Jsonb(checkpoint),
+            "metadata": Jsonb(metadata),
+        }
+        for statement in KEEP_ONLY:
+            await conn.execute(statement, params)
+        return older
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, channel value and write of a thread into an empty one."""

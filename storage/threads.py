@@ -40,8 +40,9 @@ SELECT_ONE = _THREADS.replace(
 )
 # Only for a user who exists: the insert is also the request's authentication query.
 INSERT_THREAD = f"""
-INSERT INTO chats (id, user_id, agent_id, metadata)
-SELECT coalesce(%(id)s, gen_random_uuid()), u.id, %(agent_id)s, %(metadata)s
+INSERT INTO chats (id, user_id, agent_id, metadata, ttl_minutes, ttl_strategy)
+SELECT coalesce(%(id)s, gen_random_uuid()), u.id, %(agent_id)s, %(metadata)s,
+       %(ttl_minutes)s, %(ttl_strategy)s
 FROM users u WHERE u.id = %(user_id)s
 ON CONFLICT (id) DO NOTHING RETURNING {CHAT_COLUMNS}
 """
@@ -98,12 +99,16 @@ async def insert(
     thread_id: UUID | None,
     agent_id: UUID | None,
     metadata: dict[str, Any],
+    ttl_minutes: float | None = None,
+    ttl_strategy: str | None = None,
 ) -> ChatRow | None:
-    """A new thread; ``None`` when ``thread_id`` is taken (by anyone) or the user is gone."""
-    cur = await conn.execute(
-        INSERT_THREAD,
-        {"id": thread_id, "user_id": user_id, "agent_id": agent_id, "metadata": Jsonb(metadata)},
-    )
+    """A new thread (with a ttl of its own, if given); ``None`` when ``thread_id`` is taken (by
+    anyone) or the user is gone."""
+    params = {
+        "id": thread_id, "user_id": user_id, "agent_id": agent_id, "metadata": Jsonb(metadata),
+        "ttl_minutes": ttl_minutes, "ttl_strategy": ttl_strategy,
+    }  # fmt: skip
+    cur = await conn.execute(INSERT_THREAD, params)
     return cast(ChatRow | None, await cur.fetchone())
 
 

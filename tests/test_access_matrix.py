@@ -30,6 +30,11 @@ OWNED_ROUTES = [
     ("DELETE", "/chats/{chat}", None),
     ("GET", "/chats/{chat}/messages", None),
     ("POST", "/chats/{chat}/messages", {"content": "hi"}),
+    (
+        "POST",
+        "/chats/{chat}/approvals",
+        {"decisions": [{"tool_call_id": "x", "action": "approve"}]},
+    ),
     ("GET", "/chats/{chat}/runs", None),
     ("GET", "/chats/{chat}/history", None),
     ("GET", "/chats/{chat}/state", None),
@@ -85,11 +90,33 @@ OWNED_ROUTES = [
     ("GET", "/threads/{chat}/history", None),
     ("POST", "/threads/{chat}/history", {"limit": 2}),
     ("POST", "/threads/{chat}/copy", None),
+    # Thread lifecycle: a ttl read or set, a prune naming someone else's thread.
+    ("GET", "/threads/{chat}?include=ttl", None),
+    ("PATCH", "/threads/{chat}", {"metadata": {}, "ttl": {"ttl": 1, "strategy": "delete"}}),
+    ("POST", "/threads/prune", {"thread_ids": ["{chat}"]}),
+    ("POST", "/threads/prune", {"thread_ids": ["{chat}"], "strategy": "keep_latest"}),
     # Crons: a thread's, and any cron by id.
     ("POST", "/threads/{chat}/runs/crons", CRON),
     ("GET", "/runs/crons/{cron}", None),
     ("PATCH", "/runs/crons/{cron}", {"enabled": False}),
     ("DELETE", "/runs/crons/{cron}", None),
+]
+# A2A calls to ``POST /a2a/{agent}`` naming the owner's thread and run (JSON-RPC refuses in the
+# body, HTTP 200): each is "task not found" for anyone else, as for ids that do not exist.
+A2A_MESSAGE = {"role": "user", "parts": [{"kind": "text", "text": "x"}], "messageId": "m"}
+A2A_OWNED_CALLS = [
+    ("tasks/get", {"id": "{chat}:{run}"}),
+    ("tasks/get", {"id": "{run}"}),
+    ("tasks/get", {"id": "{run}", "contextId": "{chat}"}),
+    ("tasks/cancel", {"id": "{chat}:{run}"}),
+    ("message/send", {"message": {**A2A_MESSAGE, "taskId": "{chat}:{run}"}}),
+    ("message/stream", {"message": {**A2A_MESSAGE, "taskId": "{chat}:{run}"}}),
+]
+# A message to the owner's context: a context that does not exist is created for the caller,
+# so these are only compared with the refusal itself.
+A2A_CONTEXT_CALLS = [
+    ("message/send", {"message": {**A2A_MESSAGE, "contextId": "{chat}"}}),
+    ("message/stream", {"message": {**A2A_MESSAGE, "contextId": "{chat}"}}),
 ]
 # What a user the chat is shared with may do: read it, as its owner does. Every other route
 # of OWNED_ROUTES is a 404 for them, exactly as for a stranger.
@@ -123,6 +150,28 @@ PUBLIC_ROUTES = {
     ("GET", "/info"),
     ("GET", "/shared/{token}"),
 }
+A2A_ROUTES = {
+    ("POST", "/a2a/{assistant_id}"),
+    ("GET", "/a2a/{assistant_id}"),
+    ("GET", "/a2a/{assistant_id}/.well-known/agent-card.json"),
+    ("GET", "/.well-known/agent-card.json"),
+}
+
+# Routes the OpenAPI document leaves out (they are no JSON APIs), behind the same bearer token:
+# (method, path, headers, body), each a valid request but for its token.
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "matrix", "version": "0"},
+    },
+}
+UNDOCUMENTED_ROUTES = [
+    ("POST", "/mcp", {"Accept": "application/json, text/event-stream"}, MCP_INITIALIZE),
+]
 
 
 def fill(body: Any, ids: dict[str, str]) -> Any:
@@ -232,6 +281,49 @@ async def test_another_users_objects_are_404_and_untouched(
     assert filtered.json()["total"] == 0
 
 
+async def _a2a(
+    client: httpx.AsyncClient, caller: User, agent: str, method: str, params: Any
+) -> dict[str, Any]:
+    """A JSON-RPC call's answer: its one response (from the stream, for ``message/stream``)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    response = await client.post(f"/a2a/{agent}", json=body, headers=caller.headers)
+    assert response.status_code == 200, response.text
+    if method != "message/stream":
+        return response.json()
+    data = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert len(data) == 1, response.text
+    return json.loads(data[0])
+
+
+async def test_a2a_calls_on_another_users_thread_or_run_are_task_not_found(
+    app: FastAPI, client: httpx.AsyncClient, user: User, other_user: User
+) -> None:
+    """A stranger, and a user the chat is shared with: the same ``-32001`` as for ids that
+    do not exist, and nothing changes."""
+    documented = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+        if path.startswith(("/a2a", "/.well-known"))
+    }
+    assert documented == A2A_ROUTES
+    ids = await _owned_objects(client, user, viewer=other_user)
+    before = await _snapshot(client, user, ids)
+    missing = {k: str(uuid.uuid4()) for k in ids}
+    not_found = {"code": -32001, "message": "Task not found"}
+    for method, params in A2A_OWNED_CALLS:
+        theirs = await _a2a(client, other_user, ids["agent"], method, fill(params, ids))
+        nothing = await _a2a(client, other_user, ids["agent"], method, fill(params, missing))
+        assert theirs == nothing == {"jsonrpc": "2.0", "id": 1, "error": not_found}, method
+    for method, params in A2A_CONTEXT_CALLS:
+        theirs = await _a2a(client, other_user, ids["agent"], method, fill(params, ids))
+        assert theirs["error"] == {"code": -32001, "message": "Context not found"}, method
+    assert await _snapshot(client, user, ids) == before
+    # The owner's own run is a task of theirs.
+    own = await _a2a(client, user, ids["agent"], "tasks/get", {"id": f"{ids['chat']}:{ids['run']}"})
+    assert own["result"]["status"]["state"] == "completed"
+
+
 def _records(export: httpx.Response) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in export.text.splitlines()]
     return [{k: v for k, v in record.items() if k != "exported_at"} for record in records]
@@ -294,7 +386,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 106
+    assert len(routes) == 112
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -396,6 +488,9 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
 DELETED_ACCOUNT_BODIES = {
     ("POST", "/chats/"): {"agent_id": "{agent}"},
     ("POST", "/chats/{chat_id}/messages"): {"content": "hi"},
+    ("POST", "/chats/{chat_id}/approvals"): {
+        "decisions": [{"tool_call_id": "x", "action": "approve"}]
+    },
     ("POST", "/threads"): {},
     ("POST", "/threads/{thread_id}/runs"): PROTOCOL_RUN,
     ("POST", "/threads/{thread_id}/runs/stream"): PROTOCOL_RUN,
@@ -405,6 +500,7 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/runs"): PROTOCOL_RUN,
     ("POST", "/runs/batch"): [PROTOCOL_RUN],
     ("POST", "/runs/cancel"): {"status": "all"},
+    ("POST", "/threads/prune"): {"thread_ids": []},
     ("PUT", "/store/items"): {"namespace": ["notes"], "key": "k", "value": {"text": "x"}},
     ("POST", "/runs/crons"): CRON,
     ("POST", "/threads/{thread_id}/runs/crons"): CRON,
@@ -443,7 +539,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 106
+    assert len(routes) == 112
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(
@@ -460,3 +556,23 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
             )
         ).fetchone()
     assert counts == (0, 0, 0, 0, 0)
+
+
+async def test_routes_outside_the_openapi_document_need_a_live_accounts_token(
+    app: FastAPI, client: httpx.AsyncClient, user: User, register: RegisterFn
+) -> None:
+    """Each is a 401 in the API's JSON shape without a token, with a bad one and with a deleted
+    account's; with a valid token the same request is served (so the 401s are the token's)."""
+    documented = app.openapi()["paths"]
+    gone = await register(name="Gone")
+    deleted = await client.request(
+        "DELETE", "/users/me", json={"password": PASSWORD}, headers=gone.headers
+    )
+    assert deleted.status_code == 204
+    for method, path, headers, body in UNDOCUMENTED_ROUTES:
+        assert path not in documented
+        for token in ({}, {"Authorization": "Bearer not-a-token"}, gone.headers):
+            response = await client.request(method, path, json=body, headers={**headers, **token})
+            assert_error(response, 401, "unauthorized")
+        served = await client.request(method, path, json=body, headers={**headers, **user.headers})
+        assert served.status_code == 200, (path, served.text)

@@ -32,7 +32,8 @@ async def test_list_is_paginated_by_name(client: httpx.AsyncClient, user: User) 
     agent = everything["items"][0]
     assert set(agent) == {
         "id", "slug", "name", "description", "system_prompt", "avatar_url", "model_name",
-        "tools_enabled", "interest_area_ids", "version", "created_at", "updated_at",
+        "tools_enabled", "tools_requiring_approval", "interest_area_ids", "kind", "version",
+        "created_at", "updated_at",
     }  # fmt: skip
     assert agent["slug"] == "assistant"
     assert agent["tools_enabled"] == ["calculator", "current_datetime", "unit_converter"]
@@ -169,7 +170,7 @@ async def test_unknown_tool_message_lists_the_available_tools(
     )
     assert response.json()["detail"] == (
         "Unknown tool(s): web_search; available: ask_human, calculator, current_datetime, "
-        "knowledge_search, recall, remember, unit_converter"
+        "http_fetch, knowledge_search, recall, remember, unit_converter"
     )
 
 

@@ -179,8 +179,15 @@ class Streams:
         self.client, self.user, self.admin, self.documented = client, user, admin, documented
         self.seen: dict[str, set[str]] = {"native": set(), "protocol": set()}
 
-    async def agent(self, model: str, tools: list[str] | None = None) -> str:
-        body = {"name": f"{model} {tools}", "model_name": model, "tools_enabled": tools or []}
+    async def agent(
+        self, model: str, tools: list[str] | None = None, approval: list[str] | None = None
+    ) -> str:
+        body = {
+            "name": f"{model} {tools} {approval}",
+            "model_name": model,
+            "tools_enabled": tools or [],
+            "tools_requiring_approval": approval or [],
+        }
         response = await self.client.post("/agents/", json=body, headers=self.admin.headers)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
@@ -474,6 +481,9 @@ async def test_every_event_name_was_seen(
     """One stream of each kind in one place, to show the schemas' names are all reachable."""
     calculator = await streams.agent("fake:tools", ["calculator"])
     await streams.message(await streams.chat(calculator), "2 ** 10")
+    gated = await streams.agent("fake:tools", ["calculator"], approval=["calculator"])
+    paused = await streams.message(await streams.chat(gated), "2 ** 10")
+    assert names(paused)[-2:] == ["approval_required", "end"]
     agent_id = await streams.agent("fake:tools", [reporter_tool])
     body = {"assistant_id": agent_id, "input": hi("x"), "stream_mode": PROTOCOL_MODES}
     await streams.run(await streams.chat(agent_id), body)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from schemathesis.generation.jsonschema.builder import build
 
 from api.app import create_app
+from api.schemas.chats import ChatUpdate
 from api.schemas.crons import CronCreate, CronPatch, ThreadCronCreate
 from api.schemas.protocol import StateUpdate
 from api.schemas.protocol_runs import RunCreate
@@ -277,3 +278,26 @@ async def test_a_run_past_the_time_limit_ends_with_an_error(
     assert body["status"] == "error"
     run = (await client.get(f"/runs/{body['run_id']}", headers=user.headers)).json()
     assert (run["status"], run["error"]) == ("error", "RunTimeout")
+
+
+def test_the_schema_and_the_server_agree_on_what_is_blank(settings: Settings) -> None:
+    # Found: a chat title of "\x1e" matched the schema (ECMA-262's \s does not count the
+    # information separators) and the server refused it as blank (Python's strip removes them).
+    # Every character on either side of that line: the schema admits it exactly when the
+    # server does.
+    document = create_app(settings).openapi()
+    body = document["paths"]["/chats/{chat_id}"]["put"]["requestBody"]["content"]
+    validator = jsonschema_rs.Draft202012Validator(
+        {**body["application/json"]["schema"], "components": document["components"]}
+    )
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    assert len(spaces) == 29  # Python's whitespace: the pattern spells out each of them
+    for character in [*spaces, "\ufeff", "\u200b", "\x1b", "a", "\u00e9"]:
+        for title in (character, f" {character} "):
+            admitted = validator.is_valid({"title": title})
+            try:
+                ChatUpdate.model_validate({"title": title})
+                accepted = True
+            except ValueError:
+                accepted = False
+            assert admitted == accepted == (not character.isspace()), repr(title)

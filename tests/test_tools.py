@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from api.routes.meta import server_version
 from tests.conftest import User
 from tools import TOOLS
 from tools.errors import ToolInputError
@@ -26,8 +27,8 @@ def convert(value: float, from_unit: str, to_unit: str) -> str:
 
 def test_registry_lists_exactly_the_tools() -> None:
     assert sorted(TOOLS) == [
-        "ask_human", "calculator", "current_datetime", "knowledge_search", "recall", "remember",
-        "unit_converter",
+        "ask_human", "calculator", "current_datetime", "http_fetch", "knowledge_search", "recall",
+        "remember", "unit_converter",
     ]  # fmt: skip
     for name, tool in TOOLS.items():
         schema = tool.tool_call_schema.model_json_schema()
@@ -46,6 +47,10 @@ async def test_tools_endpoint(client: httpx.AsyncClient, user: User) -> None:
     # The run's runtime (user, store) is injected, never an argument the model sees.
     assert list(listed["remember"]["parameters"]["properties"]) == ["text", "key"]
     assert list(listed["recall"]["parameters"]["properties"]) == ["query", "k"]
+    # Every tool here is built in: the server's own package and version.
+    assert {(t["package"], t["version"]) for t in listed.values()} == {
+        ("switchboard", server_version())
+    }
     assert (await client.get("/tools")).status_code == 401
 
 

@@ -102,6 +102,7 @@ async def create_assistant(body: AssistantCreate, admin: AdminUser, state: State
             "system_prompt": base["system_prompt"],
             "model_name": base["model_name"],
             "tools_enabled": base["tools_enabled"],
+            "tools_requiring_approval": base["tools_requiring_approval"],
             "interest_area_ids": base.get("interest_area_ids") or [],
         }
         if body.config and body.config.configurable:

@@ -58,9 +58,9 @@ async def list_chats(
     "/", status_code=status.HTTP_201_CREATED, response_model=ChatOut, responses=errors(404, 409)
 )
 async def create_chat(body: ChatCreate, user_id: TokenUserId, pool: Pool) -> dict[str, Any]:
-    """Open a chat with an agent."""
+    """Open a chat with an agent (`ttl`: it expires that many minutes after it last changed)."""
     async with pool.connection() as conn:
-        row = await chats_service.create(conn, user_id, body.agent_id, body.title)
+        row = await chats_service.create(conn, user_id, body.agent_id, body.title, body.ttl)
     return chats_service.chat_out(row)
 
 

@@ -16,6 +16,7 @@ from api.openapi import errors
 from api.schemas.chats import ForkOut
 from api.schemas.events import NATIVE_EVENT, sse_content
 from api.schemas.messages import (
+    ApprovalCreate,
     ChatState,
     ForkCreate,
     HistoryPage,
@@ -24,6 +25,7 @@ from api.schemas.messages import (
     Regenerate,
     RunAnswer,
 )
+from api.services import approvals as approvals_service
 from api.services import chats as chats_service
 from api.services import forks as forks_service
 from api.services import messages as messages_service
@@ -108,6 +110,33 @@ async def send_message(
     run, run_log = await messages_service.send(
         state, user_id, chat_id, body.content, body.multitask_strategy, body.webhook
     )
+    return await _respond(state, run, run_log, accept=accept, on_disconnect=body.on_disconnect)
+
+
+@router.post(
+    "/{chat_id}/approvals",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunAnswer,
+    openapi_extra=_STREAM_DOC,
+    responses=errors(409, 422),
+)
+async def decide_on_tool_calls(
+    chat_id: UUID,
+    body: ApprovalCreate,
+    user_id: TokenUserId,
+    state: State,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Decide on the tool calls waiting for approval (the last run ended `interrupted` after an
+    `approval_required` event naming them): `approve` runs a call as the model made it, `edit`
+    runs it with your `args`, `reject` gives the model the rejection (and your `reason`) as its
+    result. The paused turn goes on as a new run, answered like `POST /chats/{id}/messages`.
+
+    One decision per waiting call: others are a 422 `decisions_do_not_match`; a chat waiting
+    for none is a 409 `no_approval_pending`.
+    """
+    decisions = [decision.model_dump() for decision in body.decisions]
+    run, run_log = await approvals_service.decide(state, user_id, chat_id, decisions)
     return await _respond(state, run, run_log, accept=accept, on_disconnect=body.on_disconnect)
 
 

@@ -15,10 +15,18 @@ from api.schemas.protocol import (
     StateUpdate,
     ThreadCreate,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
 )
-from api.schemas.protocol_out import Thread, ThreadState, ThreadStateUpdateResponse
+from api.schemas.protocol_out import (
+    Thread,
+    ThreadPruneResponse,
+    ThreadState,
+    ThreadStateUpdateResponse,
+    ThreadWithTtl,
+)
 from api.services import chats as chats_service
+from api.services import lifecycle
 from api.services import threads as service
 from api.wire.protocol import json_response, pagination_headers
 
@@ -44,19 +52,44 @@ async def count_threads(body: ThreadSearch, user: CurrentUser, state: State) -> 
     return json_response(await service.count(state, user["id"], body))
 
 
-@router.get("/{thread_id}", response_model=Thread)
-async def get_thread(thread_id: UUID, user: CurrentUser, state: State) -> JSONResponse:
-    return json_response(
-        await service.thread_json(state, await service.owned(state, user, thread_id))
-    )
+@router.post("/prune", response_model=ThreadPruneResponse, responses=errors(404))
+async def prune_threads(body: ThreadPrune, user: CurrentUser, state: State) -> JSONResponse:
+    """Prune threads of yours now: `delete` removes each with its runs and checkpoints (an
+    active run is stopped first), `keep_latest` keeps each thread with only its latest
+    checkpoint (a thread with an active run is skipped). An id that is not one of your threads
+    is a 404 and nothing is pruned."""
+    count = await lifecycle.prune(state, user["id"], body.thread_ids, body.strategy)
+    return json_response({"pruned_count": count})
+
+
+@router.get("/{thread_id}", response_model=ThreadWithTtl)
+async def get_thread(
+    thread_id: UUID,
+    user: CurrentUser,
+    state: State,
+    include: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            pattern=r"^[a-z_]*(,[a-z_]*)*$",
+            description="Comma-separated extra fields: `ttl` (others are ignored)",
+        ),
+    ] = None,
+) -> JSONResponse:
+    thread = await service.thread_json(state, await service.owned(state, user, thread_id))
+    if include and "ttl" in include.split(","):
+        thread["ttl"] = await lifecycle.get_ttl(state, user["id"], thread_id)
+    return json_response(thread)
 
 
 @router.patch("/{thread_id}", response_model=Thread)
 async def patch_thread(
     thread_id: UUID, body: ThreadPatch, user: CurrentUser, state: State
 ) -> JSONResponse:
-    """Merge `metadata` into the thread's."""
-    return json_response(await service.merge_metadata(state, user, thread_id, body.metadata))
+    """Merge `metadata` into the thread's; `ttl` gives it a time to live counted from now."""
+    return json_response(
+        await service.merge_metadata(state, user, thread_id, body.metadata, body.ttl)
+    )
 
 
 @router.delete("/{thread_id}", status_code=204, response_class=Response)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,6 +30,12 @@ from api.schemas.common import (
 from graphs.models import MODEL_NAME_PATTERN
 from tools import TOOLS
 
+APPROVAL_DESCRIPTION = (
+    "Tools whose every call waits for a person's decision (approve, edit or reject) before it "
+    "runs: the run ends `interrupted` with an `approval_required` event, and "
+    "`POST /chats/{id}/approvals` resumes it. A tool listed here that is not enabled has no "
+    "effect until it is (then its calls wait from the start)"
+)
 AgentName = Annotated[str, text_rules(min_length=1, max_length=100), NotBlank]
 Description = Annotated[str, text_rules(max_length=1000), NoNul]
 SystemPrompt = Annotated[str, text_rules(max_length=20_000, strip=False), NoNul]
@@ -86,14 +93,17 @@ class AgentCreate(RequestModel):
     tools_enabled: Annotated[list[ToolName], UniqueItems] = Field(
         default_factory=list, max_length=50
     )
+    tools_requiring_approval: Annotated[list[ToolName], UniqueItems] = Field(
+        default_factory=list, max_length=50, description=APPROVAL_DESCRIPTION
+    )
     interest_area_ids: Annotated[list[UUID], UniqueItems] = Field(
         default_factory=list, max_length=50
     )
 
-    @field_validator("tools_enabled")
+    @field_validator("tools_enabled", "tools_requiring_approval")
     @classmethod
-    def _toolsunique(cls, v: list[str]) -> list[str]:
-        return unique(v, "tools_enabled") or []
+    def _toolsunique(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        return unique(v, info.field_name or "tools") or []
 
     @field_validator("interest_area_ids")
     @classmethod
@@ -112,16 +122,23 @@ class AgentUpdate(RequestModel):
     tools_enabled: Annotated[list[ToolName] | None, NotNull, UniqueItems] = Field(
         None, max_length=50
     )
+    tools_requiring_approval: Annotated[list[ToolName] | None, NotNull, UniqueItems] = Field(
+        None, max_length=50, description=APPROVAL_DESCRIPTION
+    )
     interest_area_ids: Annotated[list[UUID] | None, NotNull, UniqueItems] = Field(
         None, max_length=50
     )
 
     @model_validator(mode="after")
     def _check(self) -> AgentUpdate:
-        for name in ("name", "description", "system_prompt", "tools_enabled", "interest_area_ids"):
+        for name in (
+            "name", "description", "system_prompt", "tools_enabled", "tools_requiring_approval",
+            "interest_area_ids",
+        ):  # fmt: skip
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         unique(self.tools_enabled, "tools_enabled")
+        unique(self.tools_requiring_approval, "tools_requiring_approval")
         unique(self.interest_area_ids, "interest_area_ids")
         return self
 
@@ -135,7 +152,12 @@ class AgentOut(BaseModel):
     avatar_url: str | None
     model_name: str | None
     tools_enabled: list[str]
+    tools_requiring_approval: list[str] = Field(description=APPROVAL_DESCRIPTION)
     interest_area_ids: list[UUID]
+    kind: Literal["agent", "graph"] = Field(
+        description="`agent`: built from this definition; `graph`: a graph of the server's "
+        "langgraph.json, served as it is (its prompt, model and tools are its own)"
+    )
     version: int
     created_at: datetime
     updated_at: datetime

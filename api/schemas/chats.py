@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from api.schemas.common import NotBlank, NotNull, RequestModel, text_rules
 from api.schemas.messages import RunAnswer
@@ -15,9 +15,39 @@ Title = Annotated[str, text_rules(min_length=1, max_length=200), NotBlank]
 ChatStatus = Literal["active", "archived"]
 
 
+TtlStrategy = Literal["delete", "keep_latest"]
+# A hundred years at most: past that a timestamp leaves what Postgres can hold.
+TTL_MAX_MINUTES = 525_600 * 100
+
+
+class ChatTtl(RequestModel):
+    """A chat's (a thread's) time to live: it expires `ttl` minutes after it last changed."""
+
+    ttl: Annotated[float, Strict()] = Field(
+        ge=0,
+        le=TTL_MAX_MINUTES,
+        allow_inf_nan=False,
+        description="Minutes from now (and from each later change: a run on it ending, a "
+        "rename, a patch) until it is swept; 0: at the next sweep",
+    )
+    strategy: TtlStrategy = Field(
+        "delete",
+        description="`delete`: it goes with its runs and checkpoints; `keep_latest`: only its "
+        "latest checkpoint stays (its messages and state read the same)",
+    )
+
+
+class ThreadTtl(ChatTtl):
+    # The Agent Protocol's bodies ignore fields they do not know (api/schemas/protocol.py).
+    model_config = ConfigDict(extra="ignore")
+
+
 class ChatCreate(RequestModel):
     agent_id: UUID
     title: Title | None = None
+    ttl: ChatTtl | None = Field(
+        None, description="Without it, the server's default retention applies (if any)"
+    )
 
 
 class ChatUpdate(RequestModel):

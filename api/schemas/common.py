@@ -32,7 +32,14 @@ def _no_nul(value: str) -> str:
 # are ECMA-262, where ``\x00`` means the same as in Python's).
 NO_NUL = "^[^\\x00]*$"
 # ... and of a text that must not be blank: some character that is neither space nor NUL.
-NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+# "Space" is what Python's ``str.strip`` removes, spelled out: ECMA-262's ``\s`` misses the
+# separators U+001C..U+001F and U+0085, which Python strips (a title of "\x1e" matched the
+# pattern and was refused as blank), and counts U+FEFF, which Python keeps.
+_SPACE = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x20\\x85\\xa0"
+    "\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+NOT_BLANK = f"^[^\\x00]*[^{_SPACE}\\x00][^\\x00]*$"
 
 
 class _Text:

@@ -166,6 +166,18 @@ NATIVE_DATA: dict[str, dict[str, Any]] = {
             "is_error": {"type": "boolean"},
         }
     ),
+    # The run paused: these calls of tools that need approval wait for a decision each
+    # (``POST /chats/{id}/approvals``); ``end`` {status: interrupted} follows.
+    "approval_required": _object(
+        {
+            "run_id": UUID,
+            "tool_calls": {
+                "type": "array",
+                "minItems": 1,
+                "items": _object({"id": NON_EMPTY, "name": NON_EMPTY, "args": {"type": "object"}}),
+            },
+        }
+    ),
     # Only a safe message goes out; the exception stays in the server's log.
     "error": _object({"code": {"const": "run_failed"}, "message": NON_EMPTY}),
     "end": END_DATA,

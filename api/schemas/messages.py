@@ -10,8 +10,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.schemas.common import (
     WEBHOOK_DESCRIPTION,
+    NoNul,
     NotBlank,
     RequestModel,
+    ToolArgsLimits,
+    ToolArgsNulFree,
     WebhookUrl,
     text_rules,
 )
@@ -69,6 +72,40 @@ class ForkCreate(RequestModel):
 
 
 class Regenerate(RequestModel):
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+
+
+# A tool call's id, as the model gave it.
+ToolCallId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+
+class Approve(RequestModel):
+    tool_call_id: ToolCallId
+    action: Literal["approve"]
+
+
+class Edit(RequestModel):
+    tool_call_id: ToolCallId
+    action: Literal["edit"]
+    args: Annotated[dict[str, Any], ToolArgsNulFree, ToolArgsLimits] = Field(
+        description="The arguments the call runs with instead of the model's"
+    )
+
+
+class Reject(RequestModel):
+    tool_call_id: ToolCallId
+    action: Literal["reject"]
+    reason: Annotated[str, text_rules(max_length=2000), NoNul] | None = Field(
+        None, description="Why, for the model (it reads the rejection as the call's result)"
+    )
+
+
+class ApprovalCreate(RequestModel):
+    decisions: list[Annotated[Approve | Edit | Reject, Field(discriminator="action")]] = Field(
+        min_length=1,
+        max_length=50,
+        description="One decision per tool call waiting for approval, by `tool_call_id`",
+    )
     on_disconnect: Literal["continue", "cancel"] = "continue"
 
 

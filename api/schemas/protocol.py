@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.schemas.agents import (
+    APPROVAL_DESCRIPTION,
     AgentName,
     AgentUpdate,
     Description,
@@ -16,12 +17,13 @@ from api.schemas.agents import (
     ToolName,
     unique,
 )
+from api.schemas.chats import ThreadTtl, TtlStrategy
 from api.schemas.common import JsonInt, MetadataLimits, MetadataNulFree, NoNul, NulFree, UniqueItems
 from api.schemas.protocol_runs import BoundedMessages, WithMessages
 
 
 class _Body(BaseModel):
-    # Fields the official server knows and Switchboard has no use for (ttl, supersteps,
+    # Fields the official server knows and Switchboard has no use for (supersteps,
     # extract …) are accepted and ignored, so clients work unchanged.
     model_config = ConfigDict(extra="ignore")
 
@@ -55,11 +57,14 @@ class AssistantConfigurable(_Body):
     system_prompt: SystemPrompt | None = None
     model_name: ModelName | None = None
     tools_enabled: Annotated[list[ToolName] | None, UniqueItems] = Field(None, max_length=50)
+    tools_requiring_approval: Annotated[list[ToolName] | None, UniqueItems] = Field(
+        None, max_length=50, description=APPROVAL_DESCRIPTION
+    )
 
-    @field_validator("tools_enabled")
+    @field_validator("tools_enabled", "tools_requiring_approval")
     @classmethod
-    def _tools_unique(cls, v: list[str] | None) -> list[str] | None:
-        return unique(v, "tools_enabled")
+    def _tools_unique(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return unique(v, info.field_name or "tools")
 
 
 class AssistantConfig(_Body):
@@ -91,14 +96,26 @@ class AssistantPatch(_Body):
         return AgentUpdate.model_validate(fields)
 
 
+PRUNE_MAX_THREADS = 1000
+
+
 class ThreadCreate(_Body):
     thread_id: UUID | None = None
     metadata: Metadata = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
+    ttl: ThreadTtl | None = None
 
 
 class ThreadPatch(_Body):
     metadata: Metadata = Field(default_factory=dict)
+    ttl: ThreadTtl | None = None
+
+
+class ThreadPrune(_Body):
+    thread_ids: list[UUID] = Field(
+        max_length=PRUNE_MAX_THREADS, description="Threads of yours (one named twice counts once)"
+    )
+    strategy: TtlStrategy = "delete"
 
 
 class ThreadSearch(_Body):

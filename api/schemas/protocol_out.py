@@ -22,6 +22,9 @@ from storage.types import MultitaskStrategy
 class AssistantConfigurableOut(BaseModel):
     model_name: str | None = Field(description="The agent's model; null: the server's default")
     tools_enabled: list[str] = Field(description="The agent's enabled tools, in order")
+    tools_requiring_approval: list[str] = Field(
+        description="The tools whose calls wait for a person's decision (an interrupt)"
+    )
 
 
 class AssistantConfigOut(BaseModel):
@@ -111,6 +114,12 @@ class ThreadStateUpdateResponse(BaseModel):
     checkpoint: CheckpointConfig
 
 
+class ThreadTtlInfo(BaseModel):
+    strategy: Literal["delete", "keep_latest"]
+    ttl_minutes: float
+    expires_at: datetime
+
+
 class Thread(BaseModel):
     """A thread: a chat, with its latest values."""
 
@@ -126,6 +135,22 @@ class Thread(BaseModel):
     interrupts: dict[str, list[Interrupt]] = Field(description="The interrupts, by task id")
     config: dict[str, Any] = Field(description="Always empty")
     error: None = Field(description="Always null")
+
+
+class ThreadWithTtl(Thread):
+    """A thread, with `ttl` when `?include=ttl` asks for it."""
+
+    ttl: ThreadTtlInfo | None = Field(
+        None,
+        description="With `?include=ttl` only: when the thread expires (null: never), by its "
+        "own ttl or the server's default",
+    )
+
+
+class ThreadPruneResponse(BaseModel):
+    pruned_count: int = Field(
+        description="Threads pruned (deleted, or cut to their latest checkpoint)"
+    )
 
 
 class RunKwargs(BaseModel):

@@ -30,7 +30,8 @@ def slugify(name: str) -> str:
 def agent_out(row: AgentRow) -> dict[str, Any]:
     keys: Final = (
         "id", "slug", "name", "description", "system_prompt", "avatar_url", "model_name",
-        "tools_enabled", "interest_area_ids", "version", "created_at", "updated_at",
+        "tools_enabled", "tools_requiring_approval", "interest_area_ids", "kind", "version",
+        "created_at", "updated_at",
     )  # fmt: skip
     return {k: row[k] for k in keys}
 
@@ -39,7 +40,8 @@ async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
     model_name = fields.get("model_name")
     if model_name is not None:
         parse_model_name(model_name)  # UnknownModel: a 422 (api/errors.py)
-    unknown_tools = [t for t in fields.get("tools_enabled") or [] if t not in TOOLS]
+    named = [*(fields.get("tools_enabled") or []), *(fields.get("tools_requiring_approval") or [])]
+    unknown_tools = list(dict.fromkeys(t for t in named if t not in TOOLS))
     if unknown_tools:
         known = ", ".join(sorted(TOOLS)) or "none"
         raise InvalidInput(f"Unknown tool(s): {', '.join(unknown_tools)}; available: {known}")

@@ -6,6 +6,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
+from api.schemas.chats import ChatTtl
 from api.state import AppState
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -24,9 +25,16 @@ def chat_out(row: ChatRow) -> dict[str, Any]:
     return {k: row[k] for k in keys}
 
 
-async def create(conn: Conn, user_id: UUID, agent_id: UUID, title: str | None) -> ChatRow:
+async def create(
+    conn: Conn, user_id: UUID, agent_id: UUID, title: str | None, ttl: ChatTtl | None = None
+) -> ChatRow:
     chat = await chats_store.insert_with_live_agent(
-        conn, user_id=user_id, agent_id=agent_id, title=title
+        conn,
+        user_id=user_id,
+        agent_id=agent_id,
+        title=title,
+        ttl_minutes=ttl.ttl if ttl else None,
+        ttl_strategy=ttl.strategy if ttl else None,
     )
     if chat is not None:
         return chat

@@ -12,6 +12,7 @@ from api.services import webhooks as webhooks_service
 from api.services.chats import get_readable
 from api.state import AppState
 from api.wire.native import is_visible, to_api
+from graphs import custom
 from graphs.events import Event, EventSource
 from storage import turns as turns_store
 from storage.rows import AgentRow, ChatRow, RunRow, UserRow
@@ -54,6 +55,29 @@ async def ready(
     return turn.user, chat, agent, profile(turn.user, turn.interests)
 
 
+APPROVAL_PENDING = "approval_pending"
+
+
+async def pending_approval(state: AppState, chat: ChatRow) -> list[dict[str, Any]] | None:
+    """The chat's tool calls waiting for a decision (``{id, name, args}``), if any. Only a
+    thread that waits on an interrupt is read."""
+    if chat["thread_status"] != "interrupted":
+        return None
+    return await state.runs.threads.pending_approval(chat["id"])
+
+
+async def refuse_while_pending(state: AppState, chat: ChatRow) -> None:
+    """A 409 ``approval_pending`` while tool calls of the chat wait for a decision: a new
+    message would leave them unanswered."""
+    if calls := await pending_approval(state, chat):
+        names = ", ".join(sorted({call["name"] for call in calls}))
+        raise Conflict(
+            f"Tool calls of this chat ({names}) wait for approval: decide on them with "
+            "POST /chats/{id}/approvals first",
+            code=APPROVAL_PENDING,
+        )
+
+
 async def send(
     state: AppState,
     user_id: UUID,
@@ -66,6 +90,13 @@ async def send(
     chat can take a message, then start the run that answers it."""
     webhook = await webhooks_service.checked(state.settings, webhook)
     _, chat, agent, personal = await ready(state, user_id, chat_id)
+    if agent["kind"] == "graph" and not custom.has_messages(agent["slug"]):
+        raise Conflict(
+            "This agent is a graph without a `messages` channel: run it through the Agent "
+            "Protocol (POST /threads/{id}/runs)",
+            code="not_a_chat_graph",
+        )
+    await refuse_while_pending(state, chat)
     # ChatBusy and ShuttingDown are answered by api/errors.py.
     return await state.runs.start(
         chat=chat, agent=agent, user_id=user_id, content=content, profile=personal,

@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from langgraph.errors import InvalidUpdateError
 
 from api.errors import INVALID_TOKEN, Conflict, InvalidInput, NotFound, Unauthorized
+from api.schemas.chats import ThreadTtl
 from api.schemas.common import json_size
 from api.schemas.protocol import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 from api.services import chats as chats_service
@@ -17,6 +18,7 @@ from api.state import AppState
 from api.wire.protocol import jsonable, known_total
 from graphs.runtime.inputs import stamp_messages
 from storage import agents as agents_store
+from storage import lifecycle as lifecycle_store
 from storage import threads as threads_store
 from storage import users as users_store
 from storage.rows import AgentRow, ThreadRow, UserRow
@@ -32,6 +34,7 @@ def assistant_json(agent: AgentRow) -> dict[str, Any]:
             "configurable": {
                 "model_name": agent["model_name"],
                 "tools_enabled": agent["tools_enabled"],
+                "tools_requiring_approval": agent["tools_requiring_approval"],
             }
         },
         "context": {},
@@ -281,6 +284,8 @@ async def create(state: AppState, user_id: UUID, body: ThreadCreate) -> dict[str
             thread_id=body.thread_id,
             agent_id=agent["id"] if agent else None,
             metadata=metadata,
+            ttl_minutes=body.ttl.ttl if body.ttl else None,
+            ttl_strategy=body.ttl.strategy if body.ttl else None,
         )
         if row is None:
             if await users_store.get(conn, user_id) is None:
@@ -337,12 +342,19 @@ async def count(state: AppState, user_id: UUID, body: ThreadSearch) -> int:
 
 
 async def merge_metadata(
-    state: AppState, user: UserRow, thread_id: UUID, metadata: dict[str, Any]
+    state: AppState,
+    user: UserRow,
+    thread_id: UUID,
+    metadata: dict[str, Any],
+    ttl: ThreadTtl | None = None,
 ) -> dict[str, Any]:
-    """Merge ``metadata`` into the user's thread; the thread as it is afterwards."""
-    async with state.pool.connection() as conn:
+    """Merge ``metadata`` into the user's thread (and give it ``ttl``, counted from now); the
+    thread as it is afterwards."""
+    async with state.pool.connection() as conn, conn.transaction():
         if await threads_store.merge_metadata(conn, user["id"], thread_id, metadata) is None:
             raise NotFound(THREAD_NOT_FOUND)
+        if ttl is not None:
+            await lifecycle_store.set_ttl(conn, user["id"], thread_id, ttl.ttl, ttl.strategy)
     return await thread_json(state, await owned(state, user, thread_id))
 
 

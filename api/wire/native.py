@@ -5,8 +5,9 @@ checkpoint is the only copy of a conversation, and this is a view of it. A nativ
 
     ``run`` {run_id, chat_id, agent_id} first · ``message`` each message added to the thread ·
     ``token`` {message_id, delta} · ``tool_call`` {message_id, tool_call_id, name, args} ·
-    ``tool_result`` {tool_call_id, name, content, is_error} · ``error`` {code, message} ·
-    ``end`` {status, usage} last (written by the runtime).
+    ``tool_result`` {tool_call_id, name, content, is_error} · ``approval_required`` {run_id,
+    tool_calls: [{id, name, args}]} when the run pauses for decisions on its tool calls ·
+    ``error`` {code, message} · ``end`` {status, usage} last (written by the runtime).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from graphs import approval
 from graphs.events import RunLog
-from graphs.runtime.streams import USAGE_KEYS, updated_messages
+from graphs.runtime.streams import USAGE_KEYS, pauses, updated_messages
 
 SENDERS = {"human": "user", "ai": "agent", "tool": "tool"}
 FAILED = "The agent could not answer. Try again."
@@ -76,6 +78,8 @@ class NativeWriter:
         self.log = log
         self.run = run
         self.chat_id = str(run["chat_id"])
+        # The run's latest model turn: the calls an approval request asks about are its.
+        self._last_ai: list[BaseMessage] = []
 
     def opened(self) -> None:
         run = self.run
@@ -100,6 +104,11 @@ class NativeWriter:
         elif mode == "updates":
             for message in updated_messages(data):
                 self._message(message)
+            if pauses(data) and (request := approval.request_in(data["__interrupt__"])):
+                calls = approval.calls(request, self._last_ai)
+                self.log.append(
+                    "approval_required", {"run_id": str(self.run["id"]), "tool_calls": calls}
+                )
 
     def event(self, event: Mapping[str, Any]) -> None:
         """Native runs stream no ``astream_events``."""
@@ -109,6 +118,7 @@ class NativeWriter:
 
     def _message(self, message: BaseMessage) -> None:
         if isinstance(message, AIMessage):
+            self._last_ai = [message]
             for call in message.tool_calls:
                 self.log.append(
                     "tool_call",

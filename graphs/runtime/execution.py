@@ -23,8 +23,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.types import Command
 
 from graphs.events import EventLogs, RunLog
+from graphs.runtime import streams
 from graphs.runtime.inputs import NativeInput, ProtocolInput, RunInput, stamp_messages
-from graphs.runtime.streams import add_usage, first_text, pauses, title_from, updated_messages
 from graphs.runtime.threads import Threads
 from graphs.runtime.types import RunContext, WriterFactory
 from graphs.spec import AgentContext, AgentSpec
@@ -132,11 +132,12 @@ class Executor:
             if mode == "checkpoints" and not namespace:
                 self.threads.remember(data)
             elif mode == "updates" and not namespace:
-                ctx.tally.paused |= pauses(data)
-                for message in updated_messages(data):
+                ctx.tally.paused |= streams.pauses(data)
+                ctx.tally.approval |= streams.asks_approval(data)
+                for message in streams.updated_messages(data):
                     ctx.tally.added += 1
                     if isinstance(message, AIMessage):
-                        add_usage(ctx.usage, message)
+                        streams.add_usage(ctx.usage, message)
             if mode in writer.modes:
                 writer.part(tuple(namespace), mode, data)
 
@@ -155,6 +156,11 @@ class Executor:
         # Stamped on every checkpoint, so a rollback can find what this run wrote.
         metadata: dict[str, Any] = {"run_id": str(ctx.run_id)}
         if isinstance(ctx.input, NativeInput):
+            config = {"configurable": configurable, "run_id": ctx.run_id, "metadata": metadata}
+            if ctx.input.resume is not None:
+                # Decisions on tool calls waiting for approval: the paused turn goes on.
+                ctx.tally.exact = False
+                return Command(resume=ctx.input.resume), {"config": config, "context": ctx.context}
             human = HumanMessage(
                 content=ctx.input.content,
                 id=ctx.input.message_id or str(uuid.uuid4()),
@@ -168,7 +174,6 @@ class Executor:
             messages: list[BaseMessage] = [*await self._closing_messages(ctx), human]
             ctx.tally.added += len(messages)
             ctx.writer.added(messages)
-            config = {"configurable": configurable, "run_id": ctx.run_id, "metadata": metadata}
             return {"messages": messages}, {"config": config, "context": ctx.context}
         request: ProtocolInput = ctx.input
         graph_input: Any
@@ -218,7 +223,7 @@ class Executor:
             if isinstance(run_input, NativeInput):
                 content = run_input.content
             else:
-                content = first_text(run_input.input)
+                content = streams.first_text(run_input.input)
             # Counted as they streamed on the common path; read back from the thread otherwise.
             counted = ctx.status == "success" and ctx.tally.exact
             paused, count = ctx.tally.paused, None
@@ -227,11 +232,14 @@ class Executor:
             thread_status = "error" if ctx.status == "error" else "idle"
             if paused and ctx.status == "success":
                 thread_status = "interrupted"
+                if ctx.tally.approval:
+                    # Waiting for a decision on its tool calls: the run ends, its work does not.
+                    ctx.status = "interrupted"
             async with self.pool.connection() as conn:
                 await runs_store.finish_with_summary(
                     conn, ctx.run_id, status=ctx.status, error=ctx.error, usage=ctx.usage,
-                    added=ctx.tally.added, message_count=count, title=title_from(content) or None,
-                    thread_status=thread_status,
+                    added=ctx.tally.added, message_count=count,
+                    title=streams.title_from(content) or None, thread_status=thread_status,
                 )  # fmt: skip
         except Exception:
             log.exception("could not record the end of run %s", ctx.run_id)

@@ -34,6 +34,9 @@ class NativeInput(_Input):
     # Another model for this run only (a replay "with model X"): the agent's prompt and tools,
     # this model. Checked by the API (``graphs.models.parse_model_name``) before it is stored.
     model_name: str | None = None
+    # Decisions on tool calls waiting for approval (``graphs.approval.resume_value``): the run
+    # resumes the paused turn instead of answering ``content`` (then empty).
+    resume: dict[str, Any] | None = None
 
 
 class ProtocolInput(_Input):

@@ -6,6 +6,8 @@ from typing import Any, cast
 
 from langchain_core.messages import AIMessage, BaseMessage
 
+from graphs import approval
+
 TITLE_LENGTH = 60
 # The token counts a run and a message report.
 USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
@@ -31,6 +33,11 @@ def add_usage(total: dict[str, int], message: AIMessage) -> None:
 def pauses(update: Any) -> bool:
     """Whether an ``updates`` stream item says the graph paused on ``interrupt()``."""
     return isinstance(update, dict) and "__interrupt__" in update
+
+
+def asks_approval(update: Any) -> bool:
+    """Whether an ``updates`` stream item pauses for decisions on tool calls (approval)."""
+    return pauses(update) and approval.request_in(update["__interrupt__"]) is not None
 
 
 def first_text(value: Any) -> str:

@@ -8,12 +8,14 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.messages import BaseMessage
+from langgraph.channels import DeltaChannel
 
+from graphs import approval
 from graphs.build import GraphCache, thread_reader
 from graphs.spec import AgentSpec
 from storage import chats as chats_store
 from storage.checkpoints import Checkpointer
-from storage.db import PoolType
+from storage.db import Conn, PoolType
 from storage.rows import AgentRow
 from storage.store import Store
 
@@ -104,6 +106,15 @@ class Threads:
                 high = middle
         return chain, low
 
+    async def pending_approval(self, chat_id: UUID | str) -> list[dict[str, Any]] | None:
+        """The tool calls (``{id, name, args}``) the thread waits on a person's decision for;
+        ``None`` when it waits on none (it may still wait on another interrupt)."""
+        snapshot = await self.snapshot(chat_id)
+        request = approval.request_in(snapshot.interrupts) if snapshot is not None else None
+        if request is None:
+            return None
+        return approval.calls(request, snapshot.values.get("messages", []))
+
     async def summary(self, chat_id: UUID | str) -> tuple[int, bool]:
         """How many messages the thread holds, and whether it waits on an ``interrupt()``."""
         snapshot = await self._reader.aget_state(thread_config(chat_id))
@@ -137,6 +148,26 @@ class Threads:
     async def delete(self, chat_id: UUID | str) -> None:
         """Every checkpoint of the thread."""
         await self.checkpointer.adelete_thread(str(chat_id))
+
+    async def delete_in(self, conn: Conn, chat_id: UUID | str) -> None:
+        """Every checkpoint of the thread, in the caller's transaction on ``conn``."""
+        await self.checkpointer.adelete_thread_in(conn, str(chat_id))
+
+    async def keep_latest_in(self, conn: Conn, chat_id: UUID | str) -> int:
+        """Every checkpoint of the thread but its latest, whose state reads the same
+        afterwards, in the caller's transaction on ``conn`` (which must keep runs off the
+        thread meanwhile). How many checkpoints went."""
+        snapshot = await self.snapshot(chat_id)
+        if snapshot is None:
+            return 0
+        # The delta channels' values are rebuilt from the checkpoints about to go: they are
+        # stored whole in the one that stays.
+        deltas = {
+            name: snapshot.values[name]
+            for name, channel in self._reader.channels.items()
+            if isinstance(channel, DeltaChannel) and name in snapshot.values
+        }
+        return await self.checkpointer.akeep_latest_in(conn, str(chat_id), deltas)
 
     async def forget_run(self, run_id: UUID, chat_id: UUID | str) -> None:
         """Every checkpoint one run wrote in its chat, as if it never ran (``rollback``)."""

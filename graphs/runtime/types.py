@@ -91,6 +91,8 @@ class Tally:
     exact: bool = True
     added: int = 0
     paused: bool = False
+    # Paused for a person's decision on gated tool calls (graphs/approval.py).
+    approval: bool = False
 
 
 @dataclass
