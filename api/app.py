@@ -41,6 +41,7 @@ from api.routes import (
     store,
     threads,
     users,
+    v2_events,
 )
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
+        v2_events,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)
