@@ -20,7 +20,7 @@ from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import patches
+from graphs import custom, patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
 from tools import mcp as mcp_tools
@@ -35,6 +35,7 @@ async def run_worker(settings: Settings) -> None:
     patches.install()
     plugins.load(settings)
     mcp_tools.configure(settings)
+    custom.load(settings.graphs_config)
     pool = await open_pool(
         settings.database_url,
         min_size=settings.pool_min_size,
