@@ -129,12 +129,17 @@ ADMIN_ROUTES = [
     ("PUT", "/agents/{agent}", {"name": "Renamed"}),
     ("DELETE", "/agents/{agent}", None),
     ("GET", "/agents/{agent}/feedback-summary", None),
+    ("GET", "/agents/{agent}/versions", None),
+    ("GET", "/agents/{agent}/versions/1", None),
+    ("POST", "/agents/{agent}/versions/1/restore", None),
     ("POST", "/agents/{agent}/knowledge", {"title": "Intruder", "text": "x"}),
     ("GET", "/agents/{agent}/knowledge", None),
     ("DELETE", "/agents/{agent}/knowledge/{document}", None),
     ("POST", "/assistants", {"graph_id": "assistant", "name": "Intruder"}),
     ("PATCH", "/assistants/{agent}", {"name": "Renamed"}),
     ("DELETE", "/assistants/{agent}", None),
+    ("POST", "/assistants/{agent}/versions", {}),
+    ("POST", "/assistants/{agent}/latest", {"version": 1}),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -382,7 +387,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 110
+    assert len(routes) == 115
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -494,6 +499,8 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/runs/crons"): CRON,
     ("POST", "/threads/{thread_id}/runs/crons"): CRON,
     ("PATCH", "/runs/crons/{cron_id}"): {"enabled": False},
+    ("POST", "/assistants/{assistant_id}/versions"): {},
+    ("POST", "/assistants/{assistant_id}/latest"): {"version": 1},
     ("DELETE", "/users/me"): {"password": PASSWORD},
 }
 
@@ -514,7 +521,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         "message_id": ids["message"], "replay_id": ids["replay"], "file_id": ids["file"],
         "agent_id": ids["agent"], "assistant_id": ids["agent"], "user_id": user.id,
         "document_id": str(uuid.uuid4()), "checkpoint_id": str(uuid.uuid4()), "key": "k",
-        "cron_id": ids["cron"],
+        "cron_id": ids["cron"], "version": 1,
     }  # fmt: skip
     routes = [
         (method.upper(), path)
@@ -522,7 +529,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 110
+    assert len(routes) == 115
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(
