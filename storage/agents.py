@@ -95,6 +95,14 @@ LIST_VERSIONS = f"""
 SELECT {VERSION_COLUMNS} FROM agent_versions WHERE agent_id = %(agent_id)s
 ORDER BY version DESC LIMIT %(limit)s OFFSET %(offset)s
 """
+# An agent as it was at one version: that version's definition, the agent's identity.
+SELECT_AT_VERSION = """
+SELECT a.id, a.slug, v.name, v.description, v.system_prompt, v.avatar_url, v.model_name,
+       v.tools_enabled, v.tools_requiring_approval, v.interest_area_ids, v.version, a.created_by,
+       a.created_at, a.updated_at, a.deleted_at
+FROM agents a JOIN agent_versions v ON v.agent_id = a.id AND v.version = %s
+WHERE a.id = %s
+"""
 COUNT_VERSIONS = "SELECT count(*) AS n FROM agent_versions WHERE agent_id = %s"
 # Version n's definition made current as a new version (history stays as it was).
 RESTORE_VERSION = f"""
@@ -237,6 +245,13 @@ async def update(conn: Conn, agent_id: UUID, fields: dict[str, Any]) -> AgentRow
 async def get_version(conn: Conn, agent_id: UUID, version: int) -> AgentVersionRow | None:
     cur = await conn.execute(SELECT_VERSION, (agent_id, version))
     return cast(AgentVersionRow | None, await cur.fetchone())
+
+
+async def get_at_version(conn: Conn, agent_id: UUID, version: int) -> AgentRow | None:
+    """The agent (retired or not) with the definition it had at ``version``; ``None`` if that
+    version is not recorded."""
+    cur = await conn.execute(SELECT_AT_VERSION, (version, agent_id))
+    return cast(AgentRow | None, await cur.fetchone())
 
 
 async def list_versions(

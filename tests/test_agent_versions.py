@@ -10,10 +10,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import NotFoundError
 
+from api.schemas.agents import AgentOut
 from api.schemas.protocol_out import Assistant, AssistantVersion
+from api.services import agents as agents_service
+from storage import agents as agents_store
 from tests.conftest import JWT_SECRET, User, assert_error
 from tests.servers import beside_the_tests
 
@@ -340,3 +344,20 @@ async def test_the_sdk_lists_versions_and_sets_the_latest(
         [run] = await users_sdk.runs.list(thread["thread_id"])
     shown = await client.get(f"/runs/{run['run_id']}", headers=user.headers)
     assert shown.json()["agent_version"] == 4
+
+
+async def test_an_agent_reads_as_it_was_at_a_recorded_version(
+    app: FastAPI, client: httpx.AsyncClient, admin: User, interest_areas: dict[str, str]
+) -> None:
+    """What a worker runs a queued run with: the definition of the version it was recorded
+    with, even if the agent changed while it waited."""
+    first, second, third = await _agent_with_history(client, admin, interest_areas)
+    agent_id = uuid.UUID(first["id"])
+    async with app.state.switchboard.pool.connection() as conn:
+        at = [await agents_store.get_at_version(conn, agent_id, n) for n in (1, 2, 3, 4)]
+    assert at[3] is None
+    for row, expected in zip(at[:3], (first, second, third), strict=True):
+        assert row is not None
+        # Everything but updated_at (the agent's, now) is as the API showed it then.
+        shown = AgentOut.model_validate(agents_service.agent_out(row)).model_dump(mode="json")
+        assert shown | {"updated_at": None} == {**expected, "updated_at": None}
