@@ -290,6 +290,8 @@ class ReplayTurnRow(TypedDict):
     similarity: float | None
     started_at: datetime | None
     ended_at: datetime | None
+    # ``replays.turns`` only: the agent version the turn's run recorded (null: no run).
+    agent_version: NotRequired[int | None]
 
 
 class AdoptedReplayRow(TypedDict):

@@ -3,6 +3,7 @@ that record (and use) the version they ran on; on both APIs, the official SDK in
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -361,3 +362,30 @@ async def test_an_agent_reads_as_it_was_at_a_recorded_version(
         # Everything but updated_at (the agent's, now) is as the API showed it then.
         shown = AgentOut.model_validate(agents_service.agent_out(row)).model_dump(mode="json")
         assert shown | {"updated_at": None} == {**expected, "updated_at": None}
+
+
+async def test_a_replays_turns_name_the_agent_version_they_ran_on(
+    client: httpx.AsyncClient, admin: User, user: User, interest_areas: dict[str, str]
+) -> None:
+    first, _, _ = await _agent_with_history(client, admin, interest_areas)
+    chat = await client.post("/chats/", json={"agent_id": first["id"]}, headers=user.headers)
+    chat_id = chat.json()["id"]
+    sent = await client.post(
+        f"/chats/{chat_id}/messages", json={"content": "hello"}, headers=user.headers
+    )
+    assert sent.json()["messages"][-1]["content"] == "tok0 tok1 tok2"
+    restored = await client.post(f"/agents/{first['id']}/versions/1/restore", headers=admin.headers)
+    assert restored.json()["version"] == 4
+    started = await client.post(
+        f"/chats/{chat_id}/replays", json={"agent_id": first["id"]}, headers=user.headers
+    )
+    assert started.status_code == 202, started.text
+    replay = started.json()
+    assert [t["agent_version"] for t in replay["turns"]] == [None]
+    while replay["status"] in ("pending", "running"):
+        await asyncio.sleep(0.05)
+        replay = (await client.get(f"/replays/{replay['id']}", headers=user.headers)).json()
+    assert replay["status"] == "done"
+    [turn] = replay["turns"]
+    assert (turn["agent_version"], turn["new"]["content"]) == (4, "You said: hello")
+    assert turn["original"]["content"] == "tok0 tok1 tok2"
