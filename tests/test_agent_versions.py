@@ -153,6 +153,14 @@ async def test_restore_makes_an_old_definition_current_as_a_new_version(
     ]  # fmt: skip
     listed_runs = (await client.get(f"/chats/{chat_id}/runs", headers=user.headers)).json()
     assert sorted(r["agent_version"] for r in listed_runs["items"]) == [3, 4]
+    # The chat's history names, for each checkpoint a run wrote, the version that run used.
+    history = await client.get(
+        f"/chats/{chat_id}/history", params={"limit": 200}, headers=user.headers
+    )
+    written = {(c["run_id"], c["agent_version"]) for c in history.json()["items"]}
+    assert written == {
+        (before.json()["run_id"], 3), (after.json()["run_id"], 4)
+    }  # fmt: skip
 
 
 async def test_an_unknown_version_is_a_404_of_its_own_and_changes_nothing(
