@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from api.schemas.agents import AgentOut
 from api.schemas.protocol_out import Assistant, AssistantVersion
 from api.services import agents as agents_service
 from storage import agents as agents_store
+from storage.migrate import load_migrations
 from tests.conftest import JWT_SECRET, User, assert_error
 from tests.servers import beside_the_tests
 
@@ -285,14 +287,58 @@ async def test_version_routes_are_for_admins(
     assert (await client.get(f"/agents/{agent['id']}", headers=user.headers)).json() == agent
 
 
-async def test_migration_backfilled_the_seeded_agents(
+async def test_every_seeded_agent_has_its_first_version(
     client: httpx.AsyncClient, admin: User, seeded_agents: dict[str, Any]
 ) -> None:
-    # Seeded agents are inserted by the same storage function, so each has its version 1.
+    # Seeded by the same storage function as any new agent.
     for agent in seeded_agents.values():
         listed = await client.get(f"/agents/{agent['id']}/versions", headers=admin.headers)
         [only] = listed.json()["items"]
         assert (only["version"], definition(only)) == (1, definition(agent))
+
+
+@pytest.fixture
+async def fresh_database(embedded_pg: Any) -> AsyncIterator[str]:
+    name = f"switchboard_versions_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(embedded_pg.uri(), autocommit=True) as conn:
+        await conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield embedded_pg.uri(name)
+    finally:
+        async with await psycopg.AsyncConnection.connect(
+            embedded_pg.uri(), autocommit=True
+        ) as conn:
+            await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+async def test_the_migration_records_each_existing_agents_current_definition(
+    fresh_database: str,
+) -> None:
+    migrations = load_migrations()
+    [versions_migration] = [m for m in migrations if m.name == "agent_versions"]
+    async with await psycopg.AsyncConnection.connect(fresh_database, autocommit=True) as conn:
+        for migration in migrations[: versions_migration.version - 1]:
+            await conn.execute(migration.sql)
+        # Agents as a server before versions left them: one updated twice, one retired.
+        await conn.execute(
+            "INSERT INTO agents (slug, name, description, system_prompt, model_name,"
+            " tools_enabled, tools_requiring_approval, version, updated_at, deleted_at) VALUES"
+            " ('kept', 'Kept', 'd', 'p', 'fake:echo', '[\"calculator\"]', '[]', 3,"
+            "  '2026-01-02T00:00:00Z', NULL),"
+            " ('gone', 'Gone', '', '', NULL, '[]', '[]', 2, '2026-01-03T00:00:00Z', now())"
+        )
+        await conn.execute(versions_migration.sql)
+        cur = await conn.execute(
+            "SELECT a.slug, v.version, v.name, v.description, v.system_prompt, v.model_name,"
+            " v.tools_enabled, v.tools_requiring_approval, v.interest_area_ids,"
+            " v.created_at = a.updated_at"
+            " FROM agent_versions v JOIN agents a ON a.id = v.agent_id ORDER BY a.slug"
+        )
+        rows = await cur.fetchall()
+    assert rows == [
+        ("gone", 2, "Gone", "", "", None, [], [], [], True),
+        ("kept", 3, "Kept", "d", "p", "fake:echo", ["calculator"], [], [], True),
+    ]
 
 
 async def test_the_sdk_lists_versions_and_sets_the_latest(
