@@ -111,6 +111,15 @@ async def test_every_update_keeps_the_previous_definition(
     assert one.status_code == 200, one.text
     assert one.json() == page["items"][1]
 
+    # The Agent Protocol's page, with the official server's pagination headers.
+    assistant = await client.post(
+        f"/assistants/{first['id']}/versions", json={"limit": 1, "offset": 1}, headers=admin.headers
+    )
+    assert assistant.status_code == 200, assistant.text
+    assert [(v["version"], v["name"]) for v in assistant.json()] == [(2, "Versioned")]
+    pagination = {k: assistant.headers.get(k) for k in ("x-pagination-total", "x-pagination-next")}
+    assert pagination == {"x-pagination-total": "3", "x-pagination-next": "2"}
+
 
 async def test_restore_makes_an_old_definition_current_as_a_new_version(
     client: httpx.AsyncClient, admin: User, user: User, interest_areas: dict[str, str]
