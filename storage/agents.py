@@ -12,7 +12,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from storage.db import Conn
-from storage.rows import AgentRow
+from storage.rows import AgentRow, AgentVersionRow
 
 AGENT_COLUMNS = """
     id, slug, name, description, system_prompt, avatar_url, model_name, tools_enabled,
@@ -65,13 +65,58 @@ ORDER BY {{order}} {{direction}}, id {{direction}} LIMIT %(limit)s OFFSET %(offs
 """
 COUNT_MATCHING = f"SELECT count(*) AS n FROM agents WHERE {_MATCHING}"
 SLUG_TAKEN = "SELECT 1 FROM agents WHERE slug = %s"
+# What an update can change: the definition ``agent_versions`` keeps per version.
+DEFINITION_COLUMNS = """
+    name, description, system_prompt, avatar_url, model_name, tools_enabled,
+    tools_requiring_approval, interest_area_ids
+"""
+VERSION_COLUMNS = f"agent_id, version, {DEFINITION_COLUMNS}, created_at"
+# Appended to a statement whose CTE ``changed`` returns an agent's row: the definition it made
+# current is recorded in the same statement, so no write to ``agents`` can skip its version.
+_RECORD_VERSION = f"""
+, recorded AS (
+    INSERT INTO agent_versions (agent_id, version, {DEFINITION_COLUMNS}, created_at)
+    SELECT id, version, {DEFINITION_COLUMNS}, updated_at FROM changed
+)
+SELECT {AGENT_COLUMNS} FROM changed
+"""
 INSERT_AGENT = f"""
+WITH changed AS (
 INSERT INTO agents (slug, name, description, system_prompt, avatar_url, model_name,
                     tools_enabled, tools_requiring_approval, interest_area_ids, created_by)
 VALUES (%(slug)s, %(name)s, %(description)s, %(system_prompt)s, %(avatar_url)s, %(model_name)s,
         %(tools_enabled)s, %(tools_requiring_approval)s, %(interest_area_ids)s, %(created_by)s)
 RETURNING {AGENT_COLUMNS}
+){_RECORD_VERSION}"""
+SELECT_VERSION = (
+    f"SELECT {VERSION_COLUMNS} FROM agent_versions WHERE agent_id = %s AND version = %s"
+)
+LIST_VERSIONS = f"""
+SELECT {VERSION_COLUMNS} FROM agent_versions WHERE agent_id = %(agent_id)s
+ORDER BY version DESC LIMIT %(limit)s OFFSET %(offset)s
 """
+# An agent as it was at one version: that version's definition, the agent's identity.
+SELECT_AT_VERSION = """
+SELECT a.id, a.slug, v.name, v.description, v.system_prompt, v.avatar_url, v.model_name,
+       v.tools_enabled, v.tools_requiring_approval, v.interest_area_ids, a.kind, v.version,
+       a.created_by, a.created_at, a.updated_at, a.deleted_at
+FROM agents a JOIN agent_versions v ON v.agent_id = a.id AND v.version = %s
+WHERE a.id = %s
+"""
+COUNT_VERSIONS = "SELECT count(*) AS n FROM agent_versions WHERE agent_id = %s"
+# Version n's definition made current as a new version (history stays as it was).
+RESTORE_VERSION = f"""
+WITH old AS (
+    SELECT {DEFINITION_COLUMNS} FROM agent_versions
+    WHERE agent_id = %(id)s AND version = %(version)s
+), changed AS (
+    UPDATE agents a SET (name, description, system_prompt, avatar_url, model_name, tools_enabled,
+                         tools_requiring_approval, interest_area_ids)
+        = (SELECT {DEFINITION_COLUMNS} FROM old),
+        version = a.version + 1, updated_at = now()
+    WHERE a.id = %(id)s AND a.deleted_at IS NULL AND EXISTS (SELECT 1 FROM old)
+    RETURNING {AGENT_COLUMNS}
+){_RECORD_VERSION}"""
 SOFT_DELETE = """
 UPDATE agents SET deleted_at = now(), updated_at = now(), version = version + 1
 WHERE id = %s AND deleted_at IS NULL
@@ -79,11 +124,12 @@ WHERE id = %s AND deleted_at IS NULL
 COUNT_ALL = "SELECT count(*) AS n FROM agents"
 # A graph of langgraph.json, as an agent: added once, found again by its slug on every start.
 INSERT_GRAPH = f"""
+WITH changed AS (
 INSERT INTO agents (slug, name, description, kind) VALUES (%(slug)s, %(name)s, %(description)s,
                                                            'graph')
 ON CONFLICT (slug) DO NOTHING
 RETURNING {AGENT_COLUMNS}
-"""
+){_RECORD_VERSION}"""
 # Taken by the seeding transaction so two replicas starting at once cannot both seed.
 LOCK_TABLE = "LOCK TABLE agents IN SHARE ROW EXCLUSIVE MODE"
 
@@ -204,10 +250,46 @@ async def update(conn: Conn, agent_id: UUID, fields: dict[str, Any]) -> AgentRow
     params = _params(fields)
     params["id"] = agent_id
     cur = await conn.execute(
-        f"UPDATE agents SET {assignments}version = version + 1, updated_at = now() "
-        f"WHERE id = %(id)s AND deleted_at IS NULL RETURNING {AGENT_COLUMNS}",
+        f"WITH changed AS (UPDATE agents SET {assignments}version = version + 1, "
+        f"updated_at = now() WHERE id = %(id)s AND deleted_at IS NULL "
+        f"RETURNING {AGENT_COLUMNS}){_RECORD_VERSION}",
         params,
     )
+    return cast(AgentRow | None, await cur.fetchone())
+
+
+async def get_version(conn: Conn, agent_id: UUID, version: int) -> AgentVersionRow | None:
+    cur = await conn.execute(SELECT_VERSION, (agent_id, version))
+    return cast(AgentVersionRow | None, await cur.fetchone())
+
+
+async def get_at_version(conn: Conn, agent_id: UUID, version: int) -> AgentRow | None:
+    """The agent (retired or not) with the definition it had at ``version``; ``None`` if that
+    version is not recorded."""
+    cur = await conn.execute(SELECT_AT_VERSION, (version, agent_id))
+    return cast(AgentRow | None, await cur.fetchone())
+
+
+async def list_versions(
+    conn: Conn, agent_id: UUID, *, limit: int, offset: int
+) -> list[AgentVersionRow]:
+    """An agent's recorded definitions, newest first."""
+    params = {"agent_id": agent_id, "limit": limit, "offset": offset}
+    cur = await conn.execute(LIST_VERSIONS, params)
+    return cast(list[AgentVersionRow], await cur.fetchall())
+
+
+async def count_versions(conn: Conn, agent_id: UUID) -> int:
+    cur = await conn.execute(COUNT_VERSIONS, (agent_id,))
+    row = await cur.fetchone()
+    assert row is not None
+    return row["n"]
+
+
+async def restore_version(conn: Conn, agent_id: UUID, version: int) -> AgentRow | None:
+    """Make version ``version``'s definition current as a new version; ``None`` if the live
+    agent has no such version."""
+    cur = await conn.execute(RESTORE_VERSION, {"id": agent_id, "version": version})
     return cast(AgentRow | None, await cur.fetchone())
 
 

@@ -46,7 +46,13 @@ ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 COUNT_FOR_CHAT = """
 SELECT count(*) AS n FROM replays WHERE source_chat_id = %(chat_id)s AND user_id = %(user_id)s
 """
-SELECT_TURNS = f"SELECT {TURN_COLUMNS} FROM replay_turns WHERE replay_id = %s ORDER BY position"
+# With the agent version each turn's run recorded (the definition it ran on).
+SELECT_TURNS = """
+SELECT t.replay_id, t.position, t.message_id, t.content, t.original, t.status, t.run_id,
+       t.answer, t.similarity, t.started_at, t.ended_at, r.agent_version
+FROM replay_turns t LEFT JOIN runs r ON r.id = t.run_id
+WHERE t.replay_id = %s ORDER BY t.position
+"""
 # The turn to work on: the first one whose run has not been seen to end.
 SELECT_NEXT_TURN = f"""
 SELECT {TURN_COLUMNS} FROM replay_turns WHERE replay_id = %s AND {_ACTIVE}

@@ -89,6 +89,22 @@ class AgentRow(TypedDict):
     deleted_at: datetime | None
 
 
+class AgentVersionRow(TypedDict):
+    """``agent_versions``: ``VERSION_COLUMNS``, the definition an agent had at one version."""
+
+    agent_id: UUID
+    version: int
+    name: str
+    description: str
+    system_prompt: str
+    avatar_url: str | None
+    model_name: str | None
+    tools_enabled: list[str]
+    tools_requiring_approval: list[str]
+    interest_area_ids: list[UUID]
+    created_at: datetime
+
+
 class ChatRow(TypedDict):
     """``chats``: ``CHAT_COLUMNS``. A chat is also an Agent Protocol thread."""
 
@@ -276,6 +292,8 @@ class ReplayTurnRow(TypedDict):
     similarity: float | None
     started_at: datetime | None
     ended_at: datetime | None
+    # ``replays.turns`` only: the agent version the turn's run recorded (null: no run).
+    agent_version: NotRequired[int | None]
 
 
 class AdoptedReplayRow(TypedDict):

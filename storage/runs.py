@@ -127,6 +127,10 @@ ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s
 """
 COUNT_FOR_CHAT = f"SELECT count(*) AS n FROM runs WHERE {_OF_CHAT}"
 DELETE_RUN = "DELETE FROM runs WHERE id = %s"
+# Only the chat's own runs: a checkpoint copied from another chat (a fork) names that chat's.
+AGENT_VERSIONS_IN_CHAT = """
+SELECT id, agent_version FROM runs WHERE chat_id = %(chat_id)s AND id = ANY(%(ids)s)
+"""
 # A bulk cancel by ids: the user's runs among ``ids`` in their chat ``chat_id`` (primary key).
 SELECT_OWNED_IN_CHAT = f"""
 SELECT {RUN_COLUMNS} FROM runs
@@ -411,3 +415,13 @@ async def interrupt_stale(
     """Mark interrupted the runs in ``dead_ids`` and those whose heartbeat is too old."""
     cur = await conn.execute(INTERRUPT_STALE, {"ids": dead_ids, "stale": stale_seconds})
     return cast(list[InterruptedRunRow], await cur.fetchall())
+
+
+async def agent_versions_in_chat(
+    conn: Conn, chat_id: UUID, run_ids: Sequence[UUID]
+) -> dict[UUID, int]:
+    """The agent version each of ``run_ids`` that is a run of ``chat_id`` recorded."""
+    if not run_ids:
+        return {}
+    cur = await conn.execute(AGENT_VERSIONS_IN_CHAT, {"chat_id": chat_id, "ids": list(run_ids)})
+    return {row["id"]: row["agent_version"] for row in await cur.fetchall()}

@@ -133,6 +133,9 @@ ADMIN_ROUTES = [
     ("PUT", "/agents/{agent}", {"name": "Renamed"}),
     ("DELETE", "/agents/{agent}", None),
     ("GET", "/agents/{agent}/feedback-summary", None),
+    ("GET", "/agents/{agent}/versions", None),
+    ("GET", "/agents/{agent}/versions/1", None),
+    ("POST", "/agents/{agent}/versions/1/restore", None),
     ("POST", "/agents/{agent}/knowledge", {"title": "Intruder", "text": "x"}),
     ("GET", "/agents/{agent}/knowledge", None),
     ("DELETE", "/agents/{agent}/knowledge/{document}", None),
@@ -148,6 +151,8 @@ ADMIN_ROUTES = [
     ("GET", "/mcp-servers/{mcp_server}", None),
     ("POST", "/mcp-servers/{mcp_server}/refresh", None),
     ("DELETE", "/mcp-servers/{mcp_server}", None),
+    ("POST", "/assistants/{agent}/versions", {}),
+    ("POST", "/assistants/{agent}/latest", {"version": 1}),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -518,6 +523,8 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/runs/crons"): CRON,
     ("POST", "/threads/{thread_id}/runs/crons"): CRON,
     ("PATCH", "/runs/crons/{cron_id}"): {"enabled": False},
+    ("POST", "/assistants/{assistant_id}/versions"): {},
+    ("POST", "/assistants/{assistant_id}/latest"): {"version": 1},
     ("DELETE", "/users/me"): {"password": PASSWORD},
     ("POST", "/threads/{thread_id}/stream/events"): {"channels": ["values"]},
     ("POST", "/threads/{thread_id}/commands"): {
@@ -544,7 +551,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         "message_id": ids["message"], "replay_id": ids["replay"], "file_id": ids["file"],
         "agent_id": ids["agent"], "assistant_id": ids["agent"], "user_id": user.id,
         "document_id": str(uuid.uuid4()), "checkpoint_id": str(uuid.uuid4()), "key": "k",
-        "cron_id": ids["cron"], "server_id": str(uuid.uuid4()),
+        "cron_id": ids["cron"], "server_id": str(uuid.uuid4()), "version": 1,
     }  # fmt: skip
     routes = [
         (method.upper(), path)

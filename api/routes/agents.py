@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import AdminUser, CurrentUser, Pool
 from api.openapi import errors
-from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate
+from api.schemas.agents import AgentCreate, AgentOut, AgentUpdate, AgentVersionOut
 from api.schemas.common import Page
 from api.schemas.feedback import FeedbackSummary
 from api.services import agents as agents_service
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Version = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @router.get("/", response_model=Page[AgentOut])
@@ -83,3 +84,40 @@ async def feedback_summary(agent_id: UUID, _: AdminUser, pool: Pool) -> dict[str
     """Votes on the agent's answers per agent version, newest first (admins only)."""
     async with pool.connection() as conn:
         return await feedback_service.summary(conn, agent_id)
+
+
+@router.get("/{agent_id}/versions", response_model=Page[AgentVersionOut], responses=errors(404))
+async def list_versions(
+    agent_id: UUID, _: AdminUser, pool: Pool, limit: Limit = 20, offset: Offset = 0
+) -> dict[str, Any]:
+    """Every definition the agent has had, newest first (admins only). Retiring an agent
+    bumps its version without a definition, so that number has no entry."""
+    async with pool.connection() as conn:
+        rows, total = await agents_service.versions_page(conn, agent_id, limit=limit, offset=offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get(
+    "/{agent_id}/versions/{version}",
+    response_model=AgentVersionOut,
+    responses=errors(404),
+)
+async def get_version(agent_id: UUID, version: Version, _: AdminUser, pool: Pool) -> Any:
+    """The agent's definition at one version (admins only); `version_not_found` if it has
+    no such version."""
+    async with pool.connection() as conn:
+        return await agents_service.get_version(conn, agent_id, version)
+
+
+@router.post(
+    "/{agent_id}/versions/{version}/restore",
+    response_model=AgentOut,
+    responses=errors(404, 422),
+)
+async def restore_version(agent_id: UUID, version: Version, _: AdminUser, pool: Pool) -> Any:
+    """Make version `version`'s definition current again, as a new version (admins only):
+    history is never rewritten, and new messages use the restored definition. A 422 if the
+    old definition names a tool or model this server no longer has."""
+    async with pool.connection() as conn:
+        row = await agents_service.restore(conn, agent_id, version)
+    return agents_service.agent_out(row)

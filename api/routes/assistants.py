@@ -10,11 +10,18 @@ from fastapi.responses import JSONResponse
 from api.deps import AdminUser, CurrentUser, State
 from api.openapi import PAGINATED, errors
 from api.schemas.agents import AgentCreate
-from api.schemas.protocol import AssistantCreate, AssistantPatch, AssistantSearch
-from api.schemas.protocol_out import Assistant, AssistantGraph, GraphSchema
+from api.schemas.protocol import (
+    AssistantCreate,
+    AssistantPatch,
+    AssistantSearch,
+    AssistantVersionChange,
+    AssistantVersionsSearch,
+)
+from api.schemas.protocol_out import Assistant, AssistantGraph, AssistantVersion, GraphSchema
 from api.services import agents as agents_service
-from api.services.threads import assistant_json, graph_of
+from api.services.threads import assistant_json, assistant_version_json, graph_of
 from api.wire.protocol import json_response, jsonable, known_total, pagination_headers
+from storage.rows import AgentVersionRow
 
 router = APIRouter(prefix="/assistants", tags=["agent protocol: assistants"])
 
@@ -129,3 +136,39 @@ async def delete_assistant(assistant_id: str, _: AdminUser, state: State) -> Res
         agent = await agents_service.find_assistant(conn, assistant_id)
         await agents_service.retire(conn, agent["id"])
     return Response(status_code=204)
+
+
+@router.post(
+    "/{assistant_id}/versions",
+    response_model=list[AssistantVersion],
+    responses={200: PAGINATED, **errors(404)},
+)
+async def get_assistant_versions(
+    assistant_id: str, body: AssistantVersionsSearch, _: AdminUser, state: State
+) -> JSONResponse:
+    """Every definition the assistant has had, newest first (admins, as `GET
+    /agents/{id}/versions`)."""
+    async with state.pool.connection() as conn:
+        agent = await agents_service.find_assistant(conn, assistant_id)
+        rows: list[AgentVersionRow] = []
+        total = 0
+        # Versions carry no metadata, so only an empty filter matches (as in a search).
+        if not body.metadata:
+            rows, total = await agents_service.versions_page(
+                conn, agent["id"], limit=body.limit, offset=body.offset
+            )
+    page = [assistant_version_json(agent, row) for row in rows]
+    return json_response(page, pagination_headers(body.offset, body.limit, len(page), total))
+
+
+@router.post("/{assistant_id}/latest", response_model=Assistant, responses=errors(404, 422))
+async def set_latest_assistant_version(
+    assistant_id: str, body: AssistantVersionChange, _: AdminUser, state: State
+) -> JSONResponse:
+    """Make version `version`'s definition current (admins). Unlike the official server, which
+    moves a pointer, this records it as a new version, so the answer's `version` is the new
+    number and history is never rewritten; runs use it from now on."""
+    async with state.pool.connection() as conn:
+        agent = await agents_service.find_assistant(conn, assistant_id)
+        row = await agents_service.restore(conn, agent["id"], body.version)
+    return json_response(assistant_json(row))

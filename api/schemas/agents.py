@@ -185,3 +185,19 @@ class AgentOut(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class AgentVersionOut(BaseModel):
+    """An agent's definition at one version, as it was when that version was made."""
+
+    agent_id: UUID
+    version: int
+    name: str
+    description: str
+    system_prompt: str
+    avatar_url: str | None
+    model_name: str | None
+    tools_enabled: list[str]
+    tools_requiring_approval: list[str]
+    interest_area_ids: list[UUID]
+    created_at: datetime = Field(description="When this version became current")

@@ -189,6 +189,11 @@ class CheckpointOut(BaseModel):
     next: list[str] = Field(description="The nodes that run next from here (empty when done)")
     message_count: int
     run_id: UUID | None = Field(description="The run that wrote it (null for a state update)")
+    agent_version: int | None = Field(
+        None,
+        description="The agent version that run used (`GET /agents/{id}/versions/{n}`); null "
+        "without a run, or for a checkpoint copied from another chat (a fork)",
+    )
 
 
 class HistoryPage(BaseModel):

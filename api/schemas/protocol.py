@@ -52,6 +52,22 @@ class AssistantSearch(_Body):
     select: list[Annotated[str, NoNul]] | None = None
 
 
+class AssistantVersionsSearch(_Body):
+    metadata: Metadata | None = Field(
+        None, description="Versions carry no metadata: only an absent or empty filter matches"
+    )
+    limit: JsonInt = Limit
+    offset: JsonInt = Offset
+
+
+class AssistantVersionChange(_Body):
+    version: JsonInt = Field(
+        ge=1,
+        le=2_147_483_647,
+        description="The version whose definition becomes current, as a new version",
+    )
+
+
 # An assistant is an agent: its fields are the agent's, with the agent's rules, so both APIs
 # refuse the same input with the same 422 naming the field.
 class AssistantConfigurable(_Body):

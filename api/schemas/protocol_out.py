@@ -46,6 +46,20 @@ class Assistant(BaseModel):
     updated_at: datetime
 
 
+class AssistantVersion(BaseModel):
+    """An assistant as it was at one version (the official server's ``AssistantVersion``)."""
+
+    assistant_id: UUID
+    graph_id: str = Field(description="The agent's slug")
+    config: AssistantConfigOut
+    context: dict[str, Any] = Field(description="Always empty")
+    metadata: dict[str, Any] = Field(description="Always empty")
+    name: str
+    description: str | None
+    version: int
+    created_at: datetime = Field(description="When this version became current")
+
+
 class GraphSchema(BaseModel):
     """JSON schemas of an assistant's graph; null where the graph gives none."""
 

@@ -117,6 +117,10 @@ class Turn(BaseModel):
     message: TurnMessage
     status: TurnStatus = Field(description="Of the turn's run (`pending`: none started yet)")
     run_id: UUID | None = Field(description="The run that answered it in the replay's chat")
+    agent_version: int | None = Field(
+        description="The agent version that run used (`GET /agents/{id}/versions/{n}`); null "
+        "until a run is started"
+    )
     original: OriginalAnswer
     new: Answer | None = Field(
         description="What the replay answered, once its run ended (null: not yet, or it "

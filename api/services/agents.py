@@ -18,7 +18,7 @@ from storage import agents as agents_store
 from storage import knowledge as knowledge_store
 from storage import mcp_servers as mcp_servers_store
 from storage.db import Conn
-from storage.rows import AgentRow
+from storage.rows import AgentRow, AgentVersionRow
 from tools import TOOLS, mcp
 
 
@@ -104,6 +104,40 @@ async def update(conn: Conn, agent_id: UUID, dto: AgentUpdate) -> AgentRow:
     await _validate(conn, fields)
     row = await agents_store.update(conn, agent_id, fields)
     if row is None:
+        raise NotFound("Agent not found")
+    return row
+
+
+VERSION_NOT_FOUND = "Agent version not found"
+
+
+async def versions_page(
+    conn: Conn, agent_id: UUID, *, limit: int, offset: int
+) -> tuple[list[AgentVersionRow], int]:
+    """A live agent's recorded definitions, newest first, and how many there are; 404 for an
+    agent that is not live."""
+    await get(conn, agent_id)
+    rows = await agents_store.list_versions(conn, agent_id, limit=limit, offset=offset)
+    total = await agents_store.count_versions(conn, agent_id)
+    return rows, total
+
+
+async def get_version(conn: Conn, agent_id: UUID, version: int) -> AgentVersionRow:
+    await get(conn, agent_id)
+    row = await agents_store.get_version(conn, agent_id, version)
+    if row is None:
+        raise NotFound(VERSION_NOT_FOUND, code="version_not_found")
+    return row
+
+
+async def restore(conn: Conn, agent_id: UUID, version: int) -> AgentRow:
+    """Make version ``version``'s definition current as a new version (history is kept as it
+    was). The old definition is checked again: a tool or model it names may be gone since."""
+    old = await get_version(conn, agent_id, version)
+    await _validate(conn, dict(old))
+    row = await agents_store.restore_version(conn, agent_id, version)
+    if row is None:
+        # Retired meanwhile (a version once recorded is never deleted while its agent lives).
         raise NotFound("Agent not found")
     return row
 

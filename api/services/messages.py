@@ -14,6 +14,7 @@ from api.state import AppState
 from api.wire.native import is_visible, to_api
 from graphs import custom
 from graphs.events import Event, EventSource
+from storage import runs as runs_store
 from storage import turns as turns_store
 from storage.rows import AgentRow, ChatRow, RunRow, UserRow
 from storage.types import MultitaskStrategy
@@ -170,10 +171,24 @@ async def history(
         raise NotFound("`before` names no checkpoint of this chat", code=CHECKPOINT_NOT_FOUND)
     # One more than asked tells whether there is more, without a count of the whole thread.
     snapshots = await threads.history(chat_id, limit=limit + 1, before=before)
-    return {
-        "items": [checkpoint_out(s) for s in snapshots[:limit]],
-        "has_more": len(snapshots) > limit,
-    }
+    items = [checkpoint_out(s) for s in snapshots[:limit]]
+    run_ids = list({UUID(i["run_id"]) for i in items if _is_uuid(i["run_id"])})
+    async with state.pool.connection() as conn:
+        versions = await runs_store.agent_versions_in_chat(conn, chat_id, run_ids)
+    for item in items:
+        run_id = item["run_id"]
+        item["agent_version"] = versions.get(UUID(run_id)) if _is_uuid(run_id) else None
+    return {"items": items, "has_more": len(snapshots) > limit}
+
+
+def _is_uuid(value: str | None) -> bool:
+    if value is None:
+        return False
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def snapshot_messages(snapshot: Any, chat_id: UUID) -> list[dict[str, Any]]:

@@ -155,6 +155,7 @@ def _turn_out(turn: ReplayTurnRow, votes: dict[str, Any]) -> dict[str, Any]:
         "message": {"id": turn["message_id"], "content": turn["content"]},
         "status": turn["status"],
         "run_id": turn["run_id"],
+        "agent_version": turn.get("agent_version"),
         "original": {
             **turn["original"],
             "feedback": feedback_service.feedback_out(vote) if vote is not None else None,

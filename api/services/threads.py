@@ -21,7 +21,7 @@ from storage import agents as agents_store
 from storage import lifecycle as lifecycle_store
 from storage import threads as threads_store
 from storage import users as users_store
-from storage.rows import AgentRow, ThreadRow, UserRow
+from storage.rows import AgentRow, AgentVersionRow, ThreadRow, UserRow
 
 THREAD_NOT_FOUND = "Thread not found"
 
@@ -44,6 +44,27 @@ def assistant_json(agent: AgentRow) -> dict[str, Any]:
         "version": agent["version"],
         "created_at": agent["created_at"],
         "updated_at": agent["updated_at"],
+    }
+
+
+def assistant_version_json(agent: AgentRow, version: AgentVersionRow) -> dict[str, Any]:
+    """``agent`` as it was at ``version`` (the slug is the agent's: it never changes)."""
+    return {
+        "assistant_id": agent["id"],
+        "graph_id": agent["slug"],
+        "config": {
+            "configurable": {
+                "model_name": version["model_name"],
+                "tools_enabled": version["tools_enabled"],
+                "tools_requiring_approval": version["tools_requiring_approval"],
+            }
+        },
+        "context": {},
+        "metadata": {},
+        "name": version["name"],
+        "description": version["description"] or None,
+        "version": version["version"],
+        "created_at": version["created_at"],
     }
 
 

@@ -259,7 +259,11 @@ class Scheduler:
     async def _launch_claimed(self, run: RunRow) -> None:
         async with self.pool.connection() as conn:
             chat = await chats_store.get_owned(conn, run["chat_id"], run["user_id"])
-            agent = await agents_store.get(conn, run["agent_id"], include_deleted=True)
+            # The definition the run was recorded with: the agent may have changed while it
+            # waited in the queue (a version from before versions were kept: the current one).
+            agent = await agents_store.get_at_version(
+                conn, run["agent_id"], run["agent_version"]
+            ) or await agents_store.get(conn, run["agent_id"], include_deleted=True)
         error = None
         run_input = None
         if chat is None or agent is None or not run["input"]:
