@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.security import redact_path
-from graphs.models import UnknownModel
+from graphs.models import ProviderNotInstalled, UnknownModel
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 
 log = logging.getLogger(__name__)
@@ -244,8 +244,10 @@ async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
         detail = "The server is shutting down; retry on another instance"
         return _error(503, detail, Unavailable.code, {"Retry-After": "1"})
     assert isinstance(exc, UnknownModel)
-    # Our own message, naming the model and the providers this server knows.
-    return _error(422, str(exc), InvalidInput.code)
+    # Our own message, naming the model and the providers this server knows (or the package
+    # that would make it runnable: ``provider_not_installed``).
+    code = exc.code if isinstance(exc, ProviderNotInstalled) else InvalidInput.code
+    return _error(422, str(exc), code)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
