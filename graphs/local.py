@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from langchain_community.chat_models import ChatLlamaCpp
+from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.messages import AIMessageChunk, BaseMessage, UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -38,16 +41,46 @@ def _llama() -> Any:
 _generation_lock = threading.Lock()
 
 
+def prompt_tokens(llama: Any, messages: list[BaseMessage]) -> int:
+    """The prompt's length in the model's own tokens: its messages in SmolLM2's ChatML, as
+    llama.cpp lays them out, ending where the answer starts."""
+    text = "".join(
+        f"<|im_start|>{_ROLES.get(m.type, m.type)}\n{m.text}<|im_end|>\n" for m in messages
+    )
+    return len(llama.tokenize(f"{text}<|im_start|>assistant\n".encode(), special=True))
+
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
 class LockedChatLlamaCpp(ChatLlamaCpp):
-    """``ChatLlamaCpp`` that generates one answer at a time on the shared model."""
+    """``ChatLlamaCpp`` that generates one answer at a time on the shared model, and reports
+    its usage: llama.cpp streams one token per chunk and no counts, so the answer's tokens are
+    counted as they stream and the prompt's with the model's tokenizer."""
 
-    def _stream(self, *args: Any, **kwargs: Any) -> Any:
+    def _stream(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
         with _generation_lock:
-            yield from super()._stream(*args, **kwargs)
+            output = 0
+            for chunk in super()._stream(messages, *args, **kwargs):
+                output += 1 if chunk.text else 0
+                yield chunk
+            input_tokens = prompt_tokens(self.client, messages)
+        usage = UsageMetadata(
+            input_tokens=input_tokens, output_tokens=output, total_tokens=input_tokens + output
+        )
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content="", usage_metadata=usage, chunk_position="last")
+        )
 
-    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Any:
+        if self.streaming and not kwargs.get("tool_choice"):
+            # The base would call ``_stream`` under the lock taken here, which ``_stream``
+            # takes too (a plain lock: the async path steps the stream from several threads).
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
         with _generation_lock:
-            return super()._generate(*args, **kwargs)
+            return super()._generate(messages, stop, run_manager, **kwargs)
 
 
 def local_model(model: str) -> Any:
