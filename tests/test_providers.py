@@ -270,3 +270,32 @@ def test_the_estimate_counts_prompt_answer_and_tool_calls() -> None:
     )
     estimate_usage(reported, [HumanMessage("a much longer prompt than seven tokens, surely")])
     assert usage_of(reported) == {"input_tokens": 7, "output_tokens": 1, "total_tokens": 8}
+
+
+async def test_a_provider_without_credentials_saves_and_its_runs_fail_readably(
+    client: httpx.AsyncClient, user: User, admin: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    agent = await client.post(
+        "/agents/",
+        json={
+            "name": "Azure",
+            "model_name": "azure_openai:gpt-4o",
+            "tools_enabled": ["calculator"],
+        },
+        headers=admin.headers,
+    )
+    assert agent.status_code == 201, agent.text
+    chat = await client.post("/chats/", json={"agent_id": agent.json()["id"]}, headers=user.headers)
+    chat_id = chat.json()["id"]
+    answer = await client.post(
+        f"/chats/{chat_id}/messages", json={"content": "hi"}, headers=user.headers
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "error"
+    assert answer.json()["error"]["code"] == "run_failed"
+    assert answer.json()["error"]["message"] == "The agent could not answer. Try again."
+    listed = await client.get(f"/chats/{chat_id}/messages", headers=user.headers)
+    assert listed.status_code == 200
+    assert [(m["sender"], m["content"]) for m in listed.json()["items"]] == [("user", "hi")]
