@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from api import errors, mcp, openapi, pages
-from api.bootstrap import bootstrap_admin, resolve_database, settle_heap, upgrade_database
+from api.bootstrap import (
+    add_graph_agents,
+    bootstrap_admin,
+    resolve_database,
+    settle_heap,
+    upgrade_database,
+)
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
@@ -33,6 +41,7 @@ from api.routes import (
     store,
     threads,
     users,
+    v2_events,
 )
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION
@@ -46,12 +55,58 @@ from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import patches
+from graphs import custom, patches
 from graphs.runtime import open_runtime
-from storage.db import open_pool
+from storage.db import EmbeddedPostgres, open_pool
 from tools import plugins
 
 log = logging.getLogger("switchboard")
+
+
+async def _open(
+    settings: Settings,
+    conninfo: str,
+    embedded: EmbeddedPostgres | None,
+    opened: contextlib.AsyncExitStack,
+) -> AppState:
+    """The pool, the runtime and the background jobs of an API process, each one's close pushed
+    on ``opened`` as soon as it is open. They close in the reverse order: the jobs that start
+    runs (crons, replays) and the indexers first; then the runtime, which drains the runs;
+    then what must outlive the drain (MCP calls in flight answer with the runs' ends, the
+    webhooks of the runs the drain ended go out); the pool last."""
+    pool = await open_pool(
+        conninfo,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        prepared=settings.prepared_statements,
+    )
+    opened.push_async_callback(pool.close)
+
+    async def start(job: Any) -> Any:
+        await job.open()
+        opened.push_async_callback(job.aclose)
+        return job
+
+    runtime = await open_runtime(settings, pool, writers=writer_for, execute=settings.execute_runs)
+    try:
+        state = AppState.open(settings, pool, runtime, embedded)
+        await bootstrap_admin(settings, pool)
+        await add_graph_agents(pool)
+        state.webhooks = await start(WebhookDeliverer(pool, settings))
+        runtime.when_run_ends(state.webhooks.run_ended)
+        state.mcp = await start(mcp.McpServer(state))
+    except BaseException:
+        await runtime.aclose()
+        raise
+    # Pushed after the two above, so it closes before them.
+    opened.push_async_callback(runtime.aclose)
+    state.replays = await start(ReplayDriver(state))
+    state.indexer = await start(KnowledgeIndexer(state))
+    state.reindexer = await start(MemoryReindexer(state))
+    state.sweeper = await start(StoreSweeper(state, interval=settings.store_sweep_seconds))
+    state.thread_sweeper = await start(ThreadSweeper(state, interval=settings.thread_sweep_seconds))
+    state.crons = await start(CronScheduler(state, poll_seconds=settings.cron_poll_seconds))
+    return state
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,74 +119,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         patches.install()
         # Before any graph is built: a plugin's tool must be there for the first run.
         plugins.load(settings)
+        # And every graph of langgraph.json: each one's agent is added below, once the pool is.
+        custom.load(settings.graphs_config)
         # After uvicorn has configured its loggers: no access log line holds a share token.
         logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
         conninfo, embedded = await resolve_database(settings)
         try:
             if settings.run_migrations:
                 await upgrade_database(conninfo, settings.embedding_model)
-            pool = await open_pool(
-                conninfo,
-                min_size=settings.pool_min_size,
-                max_size=settings.pool_max_size,
-                prepared=settings.prepared_statements,
-            )
-            runtime = await open_runtime(
-                settings, pool, writers=writer_for, execute=settings.execute_runs
-            )
-            driver = indexer = reindexer = sweeper = deliverer = scheduler = mcp_server = None
-            thread_sweeper = None
-            try:
-                app.state.switchboard = AppState.open(settings, pool, runtime, embedded)
-                await bootstrap_admin(settings, pool)
-                driver = app.state.switchboard.replays = ReplayDriver(app.state.switchboard)
-                await driver.open()
-                indexer = app.state.switchboard.indexer = KnowledgeIndexer(app.state.switchboard)
-                await indexer.open()
-                state = app.state.switchboard
-                reindexer = state.reindexer = MemoryReindexer(state)
-                await reindexer.open()
-                sweeper = state.sweeper = StoreSweeper(state, interval=settings.store_sweep_seconds)
-                await sweeper.open()
-                thread_sweeper = state.thread_sweeper = ThreadSweeper(
-                    state, interval=settings.thread_sweep_seconds
-                )
-                await thread_sweeper.open()
-                deliverer = state.webhooks = WebhookDeliverer(pool, settings)
-                runtime.when_run_ends(deliverer.run_ended)
-                await deliverer.open()
-                scheduler = state.crons = CronScheduler(
-                    state, poll_seconds=settings.cron_poll_seconds
-                )
-                await scheduler.open()
-                mcp_server = state.mcp = mcp.McpServer(state)
-                await mcp_server.open()
+            # Everything opened below closes in the reverse order, whatever fails on the way.
+            async with contextlib.AsyncExitStack() as opened:
+                app.state.switchboard = await _open(settings, conninfo, embedded, opened)
                 _log_startup(settings)
                 settle_heap()
                 yield
-            finally:
-                # First: the runs of the ticks it claimed start before the runtime drains.
-                if scheduler is not None:
-                    await scheduler.aclose()
-                if sweeper is not None:
-                    await sweeper.aclose()
-                if thread_sweeper is not None:
-                    await thread_sweeper.aclose()
-                if reindexer is not None:
-                    await reindexer.aclose()
-                if indexer is not None:
-                    await indexer.aclose()
-                if driver is not None:
-                    await driver.aclose()
-                await runtime.aclose()
-                # After the drain, which ends the runs that tool calls in flight wait for: they
-                # answer (the run was interrupted) instead of being cut off.
-                if mcp_server is not None:
-                    await mcp_server.aclose()
-                # After the drain: the webhooks of the runs it ended go out meanwhile.
-                if deliverer is not None:
-                    await deliverer.aclose()
-                await pool.close()
         finally:
             # Explicitly: uvicorn's SIGTERM handling skips atexit, where pgserver would stop it.
             if embedded is not None:
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
+        v2_events,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)

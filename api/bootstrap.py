@@ -13,9 +13,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from api.services import auth as auth_service
 from api.settings import Settings
-from graphs import knowledge
+from graphs import custom, knowledge
 from graphs.catalog import seed_agents
 from graphs.embeddings import DEFAULT_EMBEDDING_MODEL
+from storage import agents as agents_store
 from storage import migrate
 from storage import store as store_storage
 from storage.db import (
@@ -75,6 +76,20 @@ async def upgrade_database(
     if queued:
         log.info("%d memory store vectors are re-indexed in the background", queued)
     return applied
+
+
+async def add_graph_agents(pool: PoolType) -> None:
+    """An agent (kind ``graph``) for each graph of langgraph.json this process loaded, added the
+    first time it is seen; a graph id that is another agent's slug is logged and not served."""
+    async with pool.connection() as conn:
+        for graph_id in custom.GRAPHS:
+            name = graph_id.replace("-", " ").capitalize()
+            description = custom.DESCRIPTIONS.get(graph_id, "")
+            row = await agents_store.ensure_graph(
+                conn, slug=graph_id, name=name, description=description
+            )
+            if row is None:
+                log.error("graph %r is not served: an agent already has that slug", graph_id)
 
 
 async def bootstrap_admin(settings: Settings, pool: PoolType) -> None:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.security import redact_path
+from graphs.custom import GraphUnavailable
 from graphs.models import ProviderNotInstalled, UnknownModel
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 
@@ -243,6 +244,9 @@ async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ShuttingDown):
         detail = "The server is shutting down; retry on another instance"
         return _error(503, detail, Unavailable.code, {"Retry-After": "1"})
+    if isinstance(exc, GraphUnavailable):
+        detail = "This agent's graph is not loaded by this server (see its langgraph.json)"
+        return _error(409, detail, "graph_unavailable")
     assert isinstance(exc, UnknownModel)
     # Our own message, naming the model and the providers this server knows (or the package
     # that would make it runnable: ``provider_not_installed``).
@@ -262,6 +266,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.DataError, _data_error)
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_unavailable)
-    for refused in (ChatBusy, ChatGone, ShuttingDown, UnknownModel):
+    for refused in (ChatBusy, ChatGone, ShuttingDown, UnknownModel, GraphUnavailable):
         app.add_exception_handler(refused, _runtime_error)
     app.add_exception_handler(Exception, _unexpected)

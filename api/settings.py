@@ -8,7 +8,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from graphs.embeddings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_MODEL_PATTERN
@@ -29,6 +36,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_URL", "SWITCHBOARD_DATABASE_URL")
     )
     data_dir: Path = Path(".switchboard")
+    # The langgraph.json whose graphs are served as agents (graphs/custom.py), relative to the
+    # working directory; unset (or a missing file): none.
+    graphs_config: Path | None = Path("langgraph.json")
     pool_min_size: int = 2
     pool_max_size: int = 20
     # Size limits: every request body (api/limits.py; 413 past it), and the JSON one page of
@@ -155,6 +165,12 @@ class Settings(BaseSettings):
     http_fetch_max_bytes: int = Field(default=1_048_576, ge=1024, le=100 * 1_048_576)
     http_fetch_timeout_seconds: float = Field(default=10, gt=0, le=300)
     http_fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("graphs_config", mode="before")
+    @classmethod
+    def _no_graphs_when_empty(cls, value: object) -> object:
+        # SWITCHBOARD_GRAPHS_CONFIG= (empty) turns the graphs of langgraph.json off.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:

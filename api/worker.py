@@ -20,7 +20,7 @@ from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import patches
+from graphs import custom, patches
 from graphs.runtime import open_runtime
 from storage.db import open_pool
 from tools import plugins
@@ -33,6 +33,7 @@ async def run_worker(settings: Settings) -> None:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
     patches.install()
     plugins.load(settings)
+    custom.load(settings.graphs_config)
     pool = await open_pool(
         settings.database_url,
         min_size=settings.pool_min_size,

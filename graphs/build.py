@@ -28,7 +28,7 @@ from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
-from graphs import approval
+from graphs import approval, custom
 from graphs.models import estimate_usage, make_model
 from graphs.personalization import system_prompt
 from graphs.spec import AgentContext, AgentSpec
@@ -261,7 +261,10 @@ class GraphCache:
         key = (spec.id, spec.version, spec.model_name)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = build_graph(spec, self.checkpointer, self.store)
+            if spec.kind == "graph":
+                graph = custom.served(spec.slug, self.checkpointer, self.store)
+            else:
+                graph = build_graph(spec, self.checkpointer, self.store)
             self._graphs[key] = graph
             if len(self._graphs) > self.max_size:
                 self._graphs.popitem(last=False)

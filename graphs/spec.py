@@ -32,6 +32,8 @@ class AgentSpec:
     model_name: str
     tools: tuple[str, ...]
     approval: tuple[str, ...] = ()
+    # ``graph``: a graph of langgraph.json (graphs/custom.py), served as it is.
+    kind: str = "agent"
 
     @classmethod
     def from_row(cls, row: AgentRow, default_model: str) -> AgentSpec:
@@ -44,6 +46,7 @@ class AgentSpec:
             model_name=row["model_name"] or default_model,
             tools=tuple(row["tools_enabled"]),
             approval=tuple(row["tools_requiring_approval"]),
+            kind=row["kind"],
         )
 
 

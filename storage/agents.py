@@ -16,8 +16,8 @@ from storage.rows import AgentRow
 
 AGENT_COLUMNS = """
     id, slug, name, description, system_prompt, avatar_url, model_name, tools_enabled,
-    tools_requiring_approval, interest_area_ids, version, created_by, created_at, updated_at,
-    deleted_at
+    tools_requiring_approval, interest_area_ids, kind, version, created_by, created_at,
+    updated_at, deleted_at
 """
 
 SELECT_LIVE = f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = %s AND deleted_at IS NULL"
@@ -77,6 +77,13 @@ UPDATE agents SET deleted_at = now(), updated_at = now(), version = version + 1
 WHERE id = %s AND deleted_at IS NULL
 """
 COUNT_ALL = "SELECT count(*) AS n FROM agents"
+# A graph of langgraph.json, as an agent: added once, found again by its slug on every start.
+INSERT_GRAPH = f"""
+INSERT INTO agents (slug, name, description, kind) VALUES (%(slug)s, %(name)s, %(description)s,
+                                                           'graph')
+ON CONFLICT (slug) DO NOTHING
+RETURNING {AGENT_COLUMNS}
+"""
 # Taken by the seeding transaction so two replicas starting at once cannot both seed.
 LOCK_TABLE = "LOCK TABLE agents IN SHARE ROW EXCLUSIVE MODE"
 
@@ -171,6 +178,14 @@ async def free_slug(conn: Conn, base: str) -> str:
             return candidate
         n += 1
         candidate = f"{base}-{n}"
+
+
+async def ensure_graph(conn: Conn, *, slug: str, name: str, description: str) -> AgentRow | None:
+    """The agent serving graph ``slug`` (added the first time); ``None`` when the slug is an
+    agent's of another kind."""
+    cur = await conn.execute(INSERT_GRAPH, {"slug": slug, "name": name, "description": description})
+    row = await cur.fetchone() or await by_id_or_slug(conn, None, slug)
+    return cast(AgentRow, row) if row is not None and row["kind"] == "graph" else None
 
 
 async def insert(conn: Conn, fields: dict[str, Any]) -> AgentRow:

@@ -80,6 +80,8 @@ class AgentRow(TypedDict):
     # jsonb: the enabled tools whose calls wait for a person's decision (graphs/approval.py).
     tools_requiring_approval: list[str]
     interest_area_ids: list[UUID]
+    # ``agent`` (built from this definition) or ``graph`` (a graph of langgraph.json).
+    kind: str
     version: int
     created_by: UUID | None
     created_at: datetime

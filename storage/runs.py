@@ -153,6 +153,14 @@ UNION ALL
  WHERE chat_id = %(chat_id)s
  ORDER BY created_at DESC, id DESC LIMIT 1)
 """
+# A chat's runs whose event logs may still be held (active, or ended within the window), the
+# newest ``limit`` of them.
+SELECT_RECENT_OF_CHAT = f"""
+SELECT {RUN_COLUMNS} FROM runs
+WHERE chat_id = %(chat_id)s
+  AND (ended_at IS NULL OR ended_at > now() - make_interval(secs => %(seconds)s))
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s
+"""
 # The run a thread's stream follows next: the first one created after the last it followed,
 # if the chat is still the user's (``owned`` null: it was deleted, the stream ends).
 SELECT_NEXT_OF_OWNED_CHAT = f"""
@@ -335,6 +343,14 @@ async def current_of_chat(conn: Conn, chat_id: UUID) -> tuple[RunRow | None, boo
     row = dict(rows[0])
     active = bool(row.pop("active"))
     return cast(RunRow, row), active
+
+
+async def recent_of_chat(conn: Conn, chat_id: UUID, seconds: float, limit: int) -> list[RunRow]:
+    """The chat's runs that are active or ended less than ``seconds`` ago, oldest first (the
+    newest ``limit`` of them)."""
+    params = {"chat_id": chat_id, "seconds": seconds, "limit": limit}
+    cur = await conn.execute(SELECT_RECENT_OF_CHAT, params)
+    return cast(list[RunRow], list(reversed(await cur.fetchall())))
 
 
 async def next_of_owned_chat(

@@ -85,6 +85,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # No cron starts a run by itself: a test drives the scheduler one round at a time
         # (``state.crons.step()``), or asks for a process whose scheduler runs.
         "cron_poll_seconds": 0,
+        # No graph of the repository's langgraph.json is an agent unless a test asks for it.
+        "graphs_config": None,
         # Nor does a thread expire by itself: a test drives a sweep (``state.thread_sweeper``).
         "thread_sweep_seconds": 0,
     }

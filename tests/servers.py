@@ -33,6 +33,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     # their own (tests/test_auth_limits.py).
     for limit in ("REGISTER_PER_MINUTE", "REFRESH_PER_MINUTE", "LOGIN_MAX_FAILURES_PER_ADDRESS"):
         env[f"SWITCHBOARD_{limit}"] = "100000"
+    # The repository's langgraph.json serves an example graph as an agent: not to these servers
+    # (their tests count the seeded agents), unless a test asks.
+    env["SWITCHBOARD_GRAPHS_CONFIG"] = ""
     env.update(extra)
     return env
 

@@ -76,6 +76,10 @@ OWNED_ROUTES = [
     ("GET", "/threads/{chat}/runs/{run}/stream", None),
     ("POST", "/threads/{chat}/runs/{run}/cancel", None),
     ("GET", "/threads/{chat}/stream", None),
+    # The v2 event stream; a command other than run.start (which creates a thread that does
+    # not exist yet, so for a missing id it is no 404: tests/test_v2_events.py covers it).
+    ("POST", "/threads/{chat}/stream/events", {"channels": ["values"]}),
+    ("POST", "/threads/{chat}/commands", {"id": 1, "method": "agent.getTree"}),
     # A bulk cancel naming someone else's thread and run: as if neither existed.
     ("POST", "/runs/cancel", {"thread_id": "{chat}", "run_ids": ["{run}"]}),
     ("GET", "/threads/{chat}", None),
@@ -382,7 +386,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 111
+    assert len(routes) == 113
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -422,6 +426,8 @@ async def test_every_protected_route_needs_a_valid_token(
         ("GET", "/threads/not-a-uuid/runs/not-a-uuid"),
         ("POST", "/threads/not-a-uuid/runs/not-a-uuid/cancel"),
         ("GET", "/threads/not-a-uuid/stream"),
+        ("POST", "/threads/not-a-uuid/stream/events"),
+        ("POST", "/threads/not-a-uuid/commands"),
         ("POST", "/threads/not-a-uuid/runs/crons"),
         ("GET", "/runs/crons/not-a-uuid"),
         ("PATCH", "/runs/crons/not-a-uuid"),
@@ -463,6 +469,11 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
             ("POST", "/runs/wait", run),
             ("POST", "/runs", run),
             ("POST", "/runs/batch", [run, run]),
+            (
+                "POST",
+                f"/threads/{uuid.uuid4()}/commands",
+                {"id": 1, "method": "run.start", "params": run},
+            ),
         ]:
             response = await client.request(method, path, json=body, headers=user.headers)
             assert_error(response, 401, "unauthorized")
@@ -495,6 +506,12 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/threads/{thread_id}/runs/crons"): CRON,
     ("PATCH", "/runs/crons/{cron_id}"): {"enabled": False},
     ("DELETE", "/users/me"): {"password": PASSWORD},
+    ("POST", "/threads/{thread_id}/stream/events"): {"channels": ["values"]},
+    ("POST", "/threads/{thread_id}/commands"): {
+        "id": 1,
+        "method": "run.start",
+        "params": PROTOCOL_RUN,
+    },
 }
 
 
@@ -522,7 +539,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 111
+    assert len(routes) == 113
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(

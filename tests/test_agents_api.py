@@ -32,7 +32,7 @@ async def test_list_is_paginated_by_name(client: httpx.AsyncClient, user: User) 
     agent = everything["items"][0]
     assert set(agent) == {
         "id", "slug", "name", "description", "system_prompt", "avatar_url", "model_name",
-        "tools_enabled", "tools_requiring_approval", "interest_area_ids", "version",
+        "tools_enabled", "tools_requiring_approval", "interest_area_ids", "kind", "version",
         "created_at", "updated_at",
     }  # fmt: skip
     assert agent["slug"] == "assistant"

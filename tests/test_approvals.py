@@ -225,8 +225,21 @@ async def test_the_approval_waits_across_a_restart(
         assert answered.json()["messages"][-1]["content"] == "42"
 
 
+@pytest.mark.parametrize(
+    ("decision", "result"),
+    [
+        ({"type": "approve"}, "42"),
+        ({"type": "edit", "edited_action": {"name": "calculator", "args": {"expression": "1+2"}}},
+         "3"),
+        ({"type": "reject", "message": "not today"}, "not today"),
+    ],
+)  # fmt: skip
 async def test_the_agent_protocol_shows_the_interrupt_and_resumes_with_a_command(
-    client: httpx.AsyncClient, user: User, make_agent: MakeAgent
+    client: httpx.AsyncClient,
+    user: User,
+    make_agent: MakeAgent,
+    decision: dict[str, Any],
+    result: str,
 ) -> None:
     agent = await _gated(make_agent)
     thread = (await client.post("/threads", json={}, headers=user.headers)).json()["thread_id"]
@@ -262,23 +275,16 @@ async def test_the_agent_protocol_shows_the_interrupt_and_resumes_with_a_command
         f"/threads/{thread}/runs/wait",
         json={
             "assistant_id": agent["id"],
-            "command": {
-                "resume": {
-                    "decisions": [
-                        {
-                            "type": "edit",
-                            "edited_action": {"name": "calculator", "args": {"expression": "1+2"}},
-                        }
-                    ]
-                }
-            },
+            "command": {"resume": {"decisions": [decision]}},
         },
         headers=user.headers,
     )
     assert resumed.status_code == 200, resumed.text
     messages = resumed.json()["messages"]
     assert [m["type"] for m in messages] == ["human", "ai", "tool", "ai"]
-    assert messages[2]["content"].endswith("3")
+    assert messages[2]["tool_call_id"] == messages[1]["tool_calls"][0]["id"]
+    assert messages[2]["content"].endswith(result)
+    assert (messages[2].get("status") == "error") == (decision["type"] == "reject")
     assert (await client.get(f"/threads/{thread}", headers=user.headers)).json()["status"] == "idle"
 
 

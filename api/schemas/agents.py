@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -154,6 +154,10 @@ class AgentOut(BaseModel):
     tools_enabled: list[str]
     tools_requiring_approval: list[str] = Field(description=APPROVAL_DESCRIPTION)
     interest_area_ids: list[UUID]
+    kind: Literal["agent", "graph"] = Field(
+        description="`agent`: built from this definition; `graph`: a graph of the server's "
+        "langgraph.json, served as it is (its prompt, model and tools are its own)"
+    )
     version: int
     created_at: datetime
     updated_at: datetime

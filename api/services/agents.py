@@ -30,7 +30,7 @@ def slugify(name: str) -> str:
 def agent_out(row: AgentRow) -> dict[str, Any]:
     keys: Final = (
         "id", "slug", "name", "description", "system_prompt", "avatar_url", "model_name",
-        "tools_enabled", "tools_requiring_approval", "interest_area_ids", "version",
+        "tools_enabled", "tools_requiring_approval", "interest_area_ids", "kind", "version",
         "created_at", "updated_at",
     )  # fmt: skip
     return {k: row[k] for k in keys}

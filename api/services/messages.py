@@ -12,6 +12,7 @@ from api.services import webhooks as webhooks_service
 from api.services.chats import get_readable
 from api.state import AppState
 from api.wire.native import is_visible, to_api
+from graphs import custom
 from graphs.events import Event, EventSource
 from storage import turns as turns_store
 from storage.rows import AgentRow, ChatRow, RunRow, UserRow
@@ -89,6 +90,12 @@ async def send(
     chat can take a message, then start the run that answers it."""
     webhook = await webhooks_service.checked(state.settings, webhook)
     _, chat, agent, personal = await ready(state, user_id, chat_id)
+    if agent["kind"] == "graph" and not custom.has_messages(agent["slug"]):
+        raise Conflict(
+            "This agent is a graph without a `messages` channel: run it through the Agent "
+            "Protocol (POST /threads/{id}/runs)",
+            code="not_a_chat_graph",
+        )
     await refuse_while_pending(state, chat)
     # ChatBusy and ShuttingDown are answered by api/errors.py.
     return await state.runs.start(
