@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.security import redact_path
 from graphs.custom import GraphUnavailable
-from graphs.models import UnknownModel
+from graphs.models import ProviderNotInstalled, UnknownModel
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 
 log = logging.getLogger(__name__)
@@ -248,8 +248,10 @@ async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
         detail = "This agent's graph is not loaded by this server (see its langgraph.json)"
         return _error(409, detail, "graph_unavailable")
     assert isinstance(exc, UnknownModel)
-    # Our own message, naming the model and the providers this server knows.
-    return _error(422, str(exc), InvalidInput.code)
+    # Our own message, naming the model and the providers this server knows (or the package
+    # that would make it runnable: ``provider_not_installed``).
+    code = exc.code if isinstance(exc, ProviderNotInstalled) else InvalidInput.code
+    return _error(422, str(exc), code)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -30,7 +30,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from graphs import approval, custom
-from graphs.models import make_model
+from graphs.models import estimate_usage, make_model
 from graphs.personalization import system_prompt
 from graphs.spec import AgentContext, AgentSpec
 from storage.checkpoints import SNAPSHOT_EVERY
@@ -94,6 +94,8 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
                     (time.perf_counter() - started) * 1000, 1
                 )
                 message.response_metadata["created_at"] = now_iso()
+                prompt = [*filter(None, [request.system_message]), *request.messages]
+                estimate_usage(message, prompt)
         return response
 
     def wrap_model_call(
@@ -101,16 +103,17 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         request: ModelRequest[AgentContext],
         handler: Callable[[ModelRequest[AgentContext]], ModelResponse[Any]],
     ) -> Any:
-        started = time.perf_counter()
-        return self._stamp(handler(self._prepare(request)), started, request)
+        started, prepared = time.perf_counter(), self._prepare(request)
+        # The prepared request: its system prompt counts toward an estimated usage.
+        return self._stamp(handler(prepared), started, prepared)
 
     async def awrap_model_call(
         self,
         request: ModelRequest[AgentContext],
         handler: Callable[[ModelRequest[AgentContext]], Awaitable[ModelResponse[Any]]],
     ) -> Any:
-        started = time.perf_counter()
-        return self._stamp(await handler(self._prepare(request)), started, request)
+        started, prepared = time.perf_counter(), self._prepare(request)
+        return self._stamp(await handler(prepared), started, prepared)
 
     @staticmethod
     def _tool_error(request: ToolCallRequest, exc: Exception) -> ToolMessage:

@@ -1,4 +1,4 @@
-"""Read-only catalogs: interest areas and tools."""
+"""Read-only catalogs: interest areas, tools and model providers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentUser, Pool
+from api.deps import CurrentUser, Pool, SettingsDep
 from api.schemas.onboarding import InterestAreaOut
 from api.services import mcp_servers, profiles
+from graphs.models import provider_status
 from tools import TOOLS, mcp
 from tools.plugins import parameters, source_of
 
@@ -69,3 +70,28 @@ async def tools(_: CurrentUser, pool: Pool) -> list[dict[str, Any]]:
             for tool in server["tools"] or []
         ),
     ]
+
+
+class ProviderOut(BaseModel):
+    name: str = Field(description="The `provider` of a `provider:model` model name")
+    installed: bool = Field(
+        description="Whether its integration package is installed: agents may use its models"
+    )
+    package: str = Field(description="The package that makes it usable (`pip install` it)")
+    credentials_present: bool = Field(
+        description="Whether the environment variables it needs are set (their values are "
+        "never shown); `true` for a provider that needs none"
+    )
+    env: list[str] = Field(description="The environment variables it reads")
+
+
+class ModelsOut(BaseModel):
+    providers: list[ProviderOut]
+    default_model: str = Field(description="The model of agents that name none")
+
+
+@router.get("/models", response_model=ModelsOut)
+async def models(_: CurrentUser, settings: SettingsDep) -> dict[str, Any]:
+    """The model providers this server knows, whether each is installed and has its
+    credentials, and the default model."""
+    return {"providers": provider_status(), "default_model": settings.effective_default_model}

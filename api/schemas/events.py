@@ -27,6 +27,13 @@ _COUNTS: dict[str, Any] = {
     "properties": {
         key: {"type": "integer", "minimum": 0}
         for key in ("input_tokens", "output_tokens", "total_tokens")
+    }
+    | {
+        "estimated": {
+            "const": True,
+            "description": "Present when the provider reported no usage and the counts are "
+            "an estimate (characters / 4)",
+        }
     },
     "additionalProperties": False,
 }

@@ -178,6 +178,9 @@ class UsageIn(RequestModel):
     input_tokens: Count
     output_tokens: Count
     total_tokens: Count
+    estimated: Literal[True] | None = Field(
+        None, description="`true`: estimated, as the provider reported no usage"
+    )
 
 
 class ToolCallIn(RequestModel):

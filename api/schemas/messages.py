@@ -132,7 +132,8 @@ class RunAnswer(BaseModel):
     run_id: UUID
     status: str
     messages: list[MessageOut]
-    usage: dict[str, int]
+    # The counts, and ``estimated: true`` when a provider reported none.
+    usage: dict[str, int | bool]
     error: RunError | None = None
 
 

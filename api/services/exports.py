@@ -48,6 +48,7 @@ from api.services import chats as chats_service
 from api.services import feedback as feedback_service
 from api.state import AppState
 from api.wire.native import is_visible, to_api
+from graphs.models import USAGE_ESTIMATED
 from graphs.runtime.streams import title_from
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -383,6 +384,8 @@ def _to_message(
     }  # fmt: skip
     if meta.citations:
         reported["citations"] = [citation.model_dump(mode="json") for citation in meta.citations]
+    if meta.usage is not None and meta.usage.estimated:
+        reported[USAGE_ESTIMATED] = True
     return AIMessage(
         content=record.content,
         id=message_id,
@@ -390,7 +393,9 @@ def _to_message(
             {"id": call.id, "name": call.name, "args": call.args, "type": "tool_call"}
             for call in meta.tool_calls
         ],
-        usage_metadata=meta.usage.model_dump() if meta.usage is not None else None,
+        usage_metadata=(
+            meta.usage.model_dump(exclude={"estimated"}) if meta.usage is not None else None
+        ),
         response_metadata={
             "created_at": created,
             **{k: v for k, v in reported.items() if v is not None},

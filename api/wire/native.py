@@ -25,7 +25,7 @@ from langchain_core.messages import (
 
 from graphs import approval
 from graphs.events import RunLog
-from graphs.runtime.streams import USAGE_KEYS, pauses, updated_messages
+from graphs.runtime.streams import pauses, updated_messages, usage_of
 
 SENDERS = {"human": "user", "ai": "agent", "tool": "tool"}
 FAILED = "The agent could not answer. Try again."
@@ -36,8 +36,7 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     if isinstance(message, AIMessage):
         metadata["model"] = meta.get("model") or meta.get("model_name")
-        usage = message.usage_metadata
-        metadata["usage"] = {k: usage.get(k, 0) for k in USAGE_KEYS} if usage else None
+        metadata["usage"] = usage_of(message)
         metadata["latency_ms"] = meta.get("latency_ms")
         metadata["finish_reason"] = meta.get("finish_reason")
         metadata["tool_calls"] = [

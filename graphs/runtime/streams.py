@@ -7,6 +7,7 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage, BaseMessage
 
 from graphs import approval
+from graphs.models import USAGE_ESTIMATED
 
 TITLE_LENGTH = 60
 # The token counts a run and a message report.
@@ -23,11 +24,27 @@ def title_from(text: str) -> str:
 
 
 def add_usage(total: dict[str, int], message: AIMessage) -> None:
+    """Add ``message``'s counts to a run's; the run's are ``estimated`` (``True``) once any of
+    its answers' are."""
     usage = message.usage_metadata
     if usage:
         for key in USAGE_KEYS:
             # The USAGE_KEYS are UsageMetadata's int counts (the TypedDict takes no str key).
             total[key] = total.get(key, 0) + int(cast(int, usage.get(key, 0)))
+        if message.response_metadata.get(USAGE_ESTIMATED):
+            total["estimated"] = True
+
+
+def usage_of(message: AIMessage) -> dict[str, Any] | None:
+    """One answer's usage as the APIs show it: the counts, and ``estimated: true`` when the
+    provider reported none and they were estimated."""
+    usage = message.usage_metadata
+    if not usage:
+        return None
+    shown: dict[str, Any] = {key: usage.get(key, 0) for key in USAGE_KEYS}
+    if message.response_metadata.get(USAGE_ESTIMATED):
+        shown["estimated"] = True
+    return shown
 
 
 def pauses(update: Any) -> bool:
