@@ -404,7 +404,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 117
+    assert len(routes) == 123
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -559,7 +559,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 117
+    assert len(routes) == 123
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(
