@@ -246,14 +246,16 @@ def build_graph(
     )
 
 
-def thread_reader(checkpointer: Any) -> Any:
+def thread_reader(checkpointer: Any, *, approval: bool = True) -> Any:
     """A graph that only reads threads: every agent's graph has the same state channels, so any
     one of them rebuilds a thread's values (the delta channel needs a graph to replay). It has
     every node an agent's graph may have, the approval step too: a thread's next nodes, and
-    the interrupts they wait on, are found among the reader's own."""
+    the interrupts they wait on, are found among the reader's own (``approval=False``: without
+    it, for writing a finished turn as the model's)."""
     spec = AgentSpec(
         id=uuid.UUID(int=0), version=0, slug="thread-reader", name="thread-reader",
-        system_prompt="", model_name="fake:echo", tools=tuple(TOOLS), approval=tuple(TOOLS),
+        system_prompt="", model_name="fake:echo", tools=tuple(TOOLS),
+        approval=tuple(TOOLS) if approval else (),
     )  # fmt: skip
     return build_graph(spec, checkpointer)
 

@@ -41,6 +41,9 @@ class Threads:
         self.default_model = default_model
         self.graphs = GraphCache(checkpointer, store=store)
         self._reader = thread_reader(checkpointer)
+        # Writes as the model node: in a graph without the approval step, after which the
+        # turn ends (in the reader, the approval step would be left to run next).
+        self._writer = thread_reader(checkpointer, approval=False)
 
     def spec(self, agent: AgentRow, model_name: str | None = None) -> AgentSpec:
         """The definition an ``agents`` row describes, the server's default model filled in;
@@ -150,7 +153,7 @@ class Threads:
         left to run (unless the last message asks for tools, which the next run's new input
         drops). Every agent's graph has the same channels, so the reader writes for any agent,
         and no model has to be built for it."""
-        await self._reader.aupdate_state(
+        await self._writer.aupdate_state(
             thread_config(chat_id), {"messages": messages}, as_node="model"
         )
 
