@@ -21,7 +21,6 @@ from api.schemas.protocol_out import Assistant, AssistantGraph, AssistantVersion
 from api.services import agents as agents_service
 from api.services.threads import assistant_json, assistant_version_json, graph_of
 from api.wire.protocol import json_response, jsonable, known_total, pagination_headers
-from storage.rows import AgentVersionRow
 
 router = APIRouter(prefix="/assistants", tags=["agent protocol: assistants"])
 
@@ -150,13 +149,14 @@ async def get_assistant_versions(
     /agents/{id}/versions`)."""
     async with state.pool.connection() as conn:
         agent = await agents_service.find_assistant(conn, assistant_id)
-        rows: list[AgentVersionRow] = []
-        total = 0
         # Versions carry no metadata, so only an empty filter matches (as in a search).
-        if not body.metadata:
-            rows, total = await agents_service.versions_page(
+        rows, total = (
+            await agents_service.versions_page(
                 conn, agent["id"], limit=body.limit, offset=body.offset
             )
+            if not body.metadata
+            else ([], 0)
+        )
     page = [assistant_version_json(agent, row) for row in rows]
     return json_response(page, pagination_headers(body.offset, body.limit, len(page), total))
 
