@@ -45,31 +45,31 @@ async def blocks(
         if isinstance(part, ImageFilePart):
             await _file(state, chat, part, at)
         elif isinstance(part, ImageUrlPart):
-            out.append(_image(state, part, at))
+            out.append(image_block(part.url, state.settings.image_max_bytes, f"Part {at}"))
         else:
             out.append({"type": "text", "text": part.text})
     return out
 
 
-def _image(state: AppState, part: ImageUrlPart, at: int) -> dict[str, Any]:
-    header, _, payload = part.url.partition(",")
+def image_block(url: str, limit: int | None, where: str) -> dict[str, Any]:
+    """A data URL (its type already one of ``IMAGE_TYPES``) as an image content block, once its
+    data is base64 of at most ``limit`` bytes of an image of that type."""
+    header, _, payload = url.partition(",")
     declared = header.removeprefix("data:").removesuffix(";base64")
-    limit = state.settings.image_max_bytes
+    too_large = InvalidInput(
+        f"{where}: an image may have at most {limit} bytes", code="image_too_large"
+    )
     # Checked on the text first: decoding a huge payload only to refuse it costs memory.
-    if len(payload) > (limit + 2) // 3 * 4:
-        raise InvalidInput(
-            f"Part {at}: an image may have at most {limit} bytes", code="image_too_large"
-        )
+    if limit is not None and len(payload) > (limit + 2) // 3 * 4:
+        raise too_large
     data = images.decode(payload)
     if data is None:
-        raise InvalidInput(f"Part {at}: the data URL's data is not base64", code="invalid_base64")
-    if len(data) > limit:
-        raise InvalidInput(
-            f"Part {at}: an image may have at most {limit} bytes", code="image_too_large"
-        )
+        raise InvalidInput(f"{where}: the data URL's data is not base64", code="invalid_base64")
+    if limit is not None and len(data) > limit:
+        raise too_large
     info = images.sniff(data)
     if info is None or info.mime_type != declared:
-        raise InvalidInput(f"Part {at}: the data is not a {declared} image", code="invalid_image")
+        raise InvalidInput(f"{where}: the data is not a {declared} image", code="invalid_image")
     return {"type": "image", "base64": payload, "mime_type": declared}
 
 

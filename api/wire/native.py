@@ -64,6 +64,9 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
     }
     if isinstance(message.content, list) and images.has_images(message.content):
         out["parts"] = parts(message.content)
+        # Its text parts one per line, as the message was titled (LangChain's ``.text`` runs
+        # them together).
+        out["content"] = "\n".join(p["text"] for p in out["parts"] if p["type"] == "text")
     return out
 
 
