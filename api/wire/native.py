@@ -54,7 +54,7 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
         metadata["tool_call_id"] = message.tool_call_id
         metadata["name"] = message.name
         metadata["is_error"] = message.status == "error"
-    out = {
+    out: dict[str, Any] = {
         "id": message.id,
         "chat_id": chat_id,
         "sender": SENDERS.get(message.type, message.type),
@@ -63,10 +63,11 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
         "created_at": meta.get("created_at"),
     }
     if isinstance(message.content, list) and images.has_images(message.content):
-        out["parts"] = parts(message.content)
+        shown = parts(message.content)
+        out["parts"] = shown
         # Its text parts one per line, as the message was titled (LangChain's ``.text`` runs
         # them together).
-        out["content"] = "\n".join(p["text"] for p in out["parts"] if p["type"] == "text")
+        out["content"] = "\n".join(part["text"] for part in shown if part["type"] == "text")
     return out
 
 
