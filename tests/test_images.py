@@ -321,13 +321,29 @@ async def test_a_chat_file_is_no_image(
     theirs = await open_chat(client, other_user, await make_agent(client, admin, "fake:echo"))
     assert_error(
         await send(client, other_user, theirs, [{"type": "image", "file_id": file_id}]),
-        404,
+        422,
         "file_not_found",
     )
     assert_error(
         await send(client, user, echo_chat, [{"type": "image", "file_id": str(uuid.uuid4())}]),
-        404,
+        422,
         "file_not_found",
     )
     await assert_untouched(client, user, echo_chat)
     await assert_untouched(client, other_user, theirs)
+
+
+async def test_regenerate_answers_the_images_again(
+    client: httpx.AsyncClient, user: User, echo_chat: str
+) -> None:
+    image = data_url("image/png", png(5, 7))
+    sent = await send(client, user, echo_chat, [{"type": "image", "url": image}])
+    question = sent.json()["messages"][0]
+    again = await client.post(
+        f"/chats/{echo_chat}/messages/{question['id']}/regenerate", headers=user.headers
+    )
+    assert again.status_code == 201, again.text
+    assert [(m["id"], m["content"], m.get("parts")) for m in again.json()["messages"]] == [
+        (question["id"], "", [{"type": "image", "mime_type": "image/png", "url": image}]),
+        (again.json()["messages"][1]["id"], "You sent: image/png 5x7", None),
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.errors import InvalidInput, NotFound
+from api.errors import InvalidInput
 from api.schemas.messages import MAX_IMAGES, ImageFilePart, ImageUrlPart, MessagePart
 from api.state import AppState
 from graphs import images
@@ -34,12 +34,8 @@ async def blocks(
         raise InvalidInput(
             f"A message holds at most {MAX_IMAGES} images, not {count}", code="too_many_images"
         )
-    model = agent["model_name"] or state.settings.effective_default_model
-    if count and not sees_images(model):
-        raise InvalidInput(
-            f"This chat's agent uses {model}, which cannot see images: send text only",
-            code="model_cannot_see_images",
-        )
+    if count:
+        check_model(state, agent)
     out: list[dict[str, Any]] = []
     for at, part in enumerate(parts):
         if isinstance(part, ImageFilePart):
@@ -49,6 +45,16 @@ async def blocks(
         else:
             out.append({"type": "text", "text": part.text})
     return out
+
+
+def check_model(state: AppState, agent: AgentRow) -> None:
+    """A 422 ``model_cannot_see_images`` unless the agent's model can be sent images."""
+    model = agent["model_name"] or state.settings.effective_default_model
+    if not sees_images(model):
+        raise InvalidInput(
+            f"This chat's agent uses {model}, which cannot see images: send text only",
+            code="model_cannot_see_images",
+        )
 
 
 def image_block(url: str, limit: int | None, where: str) -> dict[str, Any]:
@@ -79,7 +85,8 @@ async def _file(state: AppState, chat: ChatRow, part: ImageFilePart, at: int) ->
     async with state.pool.connection() as conn:
         files = await knowledge_store.list_for_chat(conn, chat["id"])
     if not any(row["id"] == part.file_id for row in files):
-        raise NotFound(f"Part {at}: no file of this chat has this id", code="file_not_found")
+        # A 422, not a 404: the chat (the path's object) is there; the body names nothing in it.
+        raise InvalidInput(f"Part {at}: no file of this chat has this id", code="file_not_found")
     raise InvalidInput(
         f"Part {at}: this file is a document, not an image; send images as data URLs",
         code="file_not_an_image",
