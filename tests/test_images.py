@@ -11,9 +11,11 @@ import zlib
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 
 from api.app import create_app
+from api.schemas.events import MESSAGE
 from graphs.images import ImageInfo, sniff
 from tests.conftest import User, assert_error, make_settings, running
 from tests.sse import parse
@@ -176,6 +178,17 @@ async def test_the_stream_shows_the_parts(
         ("user", "", [{"type": "image", "mime_type": "image/gif", "url": image}]),
         ("agent", "You sent: image/gif 1x1", None),
     ]
+    # The event schema (in the OpenAPI document) describes the parts exactly.
+    schema = jsonschema_rs.Draft202012Validator(MESSAGE, validate_formats=True)
+    for message in messages:
+        assert schema.is_valid(message), message
+    for bad in (
+        [{"type": "image", "url": image}],
+        [{"type": "image", "mime_type": "image/bmp", "url": image}],
+        [{"type": "text"}],
+        [{"type": "text", "text": "x", "extra": 1}],
+    ):
+        assert not schema.is_valid({**messages[0], "parts": bad}), bad
 
 
 async def test_export_shows_the_parts_and_import_brings_them_back(
