@@ -346,6 +346,18 @@ async def test_a_chat_file_is_no_image(
     await assert_untouched(client, other_user, theirs)
 
 
+async def test_a_large_image_is_checked_off_the_event_loop_and_sent(
+    client: httpx.AsyncClient, user: User, echo_chat: str
+) -> None:
+    # 1.5 MiB: past the size checked in a worker thread, within the default limit (the body
+    # too is past the default 1 MiB body limit, which this route raises for images).
+    image = data_url("image/png", png(640, 480) + b"\x00" * (3 * 512 * 1024))
+    response = await send(client, user, echo_chat, [{"type": "image", "url": image}])
+    assert response.status_code == 201, response.text
+    assert response.json()["messages"][1]["content"] == "You sent: image/png 640x480"
+    assert response.json()["messages"][0]["parts"][0]["url"] == image
+
+
 async def test_regenerate_answers_the_images_again(
     client: httpx.AsyncClient, user: User, echo_chat: str
 ) -> None:

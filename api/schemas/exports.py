@@ -255,8 +255,8 @@ class UserMessageIn(_MessageIn):
         None,
         min_length=1,
         max_length=MAX_PARTS,
-        description="A message sent in parts, as exported; the model sees these (the text of "
-        "`content` is kept for nothing else)",
+        description="A message sent in parts, as exported: the imported message is these "
+        "parts, and `content` (their text) is not used",
     )
 
 
