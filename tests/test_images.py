@@ -8,6 +8,7 @@ import json
 import struct
 import uuid
 import zlib
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,8 @@ from api.schemas.events import MESSAGE
 from graphs.images import ImageInfo, sniff
 from tests.conftest import User, assert_error, make_settings, running
 from tests.sse import parse
+
+REPOSITORY_CONFIG = Path(__file__).resolve().parents[1] / "langgraph.json"
 
 
 def png(width: int, height: int) -> bytes:
@@ -372,3 +375,32 @@ async def test_regenerate_answers_the_images_again(
         (question["id"], "", [{"type": "image", "mime_type": "image/png", "url": image}]),
         (again.json()["messages"][1]["id"], "You sent: image/png 5x7", None),
     ]
+
+
+async def test_the_default_model_decides_and_a_graph_of_your_own_is_not_refused(
+    database_url: str, client: httpx.AsyncClient, admin: User, user: User
+) -> None:
+    settings = make_settings(
+        database_url, default_model="local:smollm2", graphs_config=REPOSITORY_CONFIG
+    )
+    parts = [
+        {"type": "text", "text": "q"},
+        {"type": "image", "url": data_url("image/png", png(1, 1))},
+    ]
+    async with running(create_app(settings)) as served:
+        # An agent without a model of its own uses the server's default, here text only.
+        plain = await served.post(
+            "/agents/", json={"name": "Default", "system_prompt": "Hi."}, headers=admin.headers
+        )
+        assert plain.status_code == 201, plain.text
+        chat_id = await open_chat(served, user, plain.json()["id"])
+        assert_error(await send(served, user, chat_id, parts), 422, "model_cannot_see_images")
+        await assert_untouched(served, user, chat_id)
+        # A graph of langgraph.json picks its own models: its messages are not judged here
+        # (the example graph answers with `fake:echo`, which describes what it saw).
+        listed = await served.get("/agents/", params={"limit": 100}, headers=user.headers)
+        research = next(a for a in listed.json()["items"] if a["slug"] == "research")
+        graph_chat = await open_chat(served, user, research["id"])
+        answered = await send(served, user, graph_chat, parts)
+        assert answered.status_code == 201, answered.text
+        assert answered.json()["messages"][-1]["content"] == 'You sent: text "q", image/png 1x1'
