@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     history_max_bytes: int = Field(default=4 * 1_048_576, ge=1024)
     # Uploads of knowledge documents (POST /agents/{id}/knowledge, POST /chats/{id}/files).
     knowledge_max_bytes: int = Field(default=10 * 1_048_576, ge=1024)
+    # Each image of a message (decoded); the body of POST /chats/{id}/messages may hold four.
+    image_max_bytes: int = Field(default=5 * 1_048_576, ge=1024)
     # An HNSW index per embedding model (approximate search) instead of exact search over the
     # agent's and chat's chunks. ``auto``: unless the database runs the embedded server's own
     # pgvector build on a CPU without AVX-512, where it dies of an illegal instruction

@@ -32,6 +32,8 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from graphs import images
+
 # The names after ``fake:`` that exist.
 FAKE_MODELS = re.compile(r"^(echo|tools|tokens-(?P<n>\d{1,6})(@(?P<ms>\d{1,6}))?)$")
 
@@ -39,10 +41,11 @@ FAKE_MODELS = re.compile(r"^(echo|tools|tokens-(?P<n>\d{1,6})(@(?P<ms>\d{1,6}))?
 class FakeChatModel(BaseChatModel):
     """A deterministic, streaming chat model for development, demos and tests.
 
-    ``echo`` answers ``You said: <last user text>``, one token per word. ``tokens-N[@ms]``
-    answers exactly N tokens ``tok0 tok1 …``, sleeping ``ms`` before each. ``tools`` calls the
-    first bound tool with the last user message as arguments (a JSON object, else the text as
-    the tool's first argument), then answers with the tool's result.
+    ``echo`` answers ``You said: <last user text>``, one token per word, or for a message with
+    images ``You sent: text "hi", image/png 1x1`` (its parts, each image's type and size).
+    ``tokens-N[@ms]`` answers exactly N tokens ``tok0 tok1 …``, sleeping ``ms`` before each.
+    ``tools`` calls the first bound tool with the last user message as arguments (a JSON object,
+    else the text as the tool's first argument), then answers with the tool's result.
     """
 
     behaviour: str = "echo"
@@ -62,7 +65,10 @@ class FakeChatModel(BaseChatModel):
         last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
         text = last_human.text if last_human is not None else ""
         if self.behaviour == "echo":
-            words = f"You said: {text}".split(" ")
+            said = f"You said: {text}"
+            if last_human is not None and images.has_images(last_human.content):
+                said = f"You sent: {images.describe(last_human.content)}"
+            words = said.split(" ")
             return _Plan(tokens=[w if i == 0 else f" {w}" for i, w in enumerate(words)])
         if self.behaviour == "tools":
             if messages and isinstance(messages[-1], ToolMessage):

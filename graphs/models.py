@@ -231,6 +231,18 @@ def parse_model_name(model_name: str) -> ModelRef:
     return ModelRef(provider, model)
 
 
+# Providers whose models take images in a message. ``openai:`` names whatever an
+# OpenAI-compatible endpoint serves, which this server cannot ask about: it is assumed to see
+# them (a text-only model behind it answers the request with its own error, a failed run).
+# SmolLM2 reads text only.
+SEES_IMAGES = ("openai", "fake")
+
+
+def sees_images(model_name: str) -> bool:
+    """Whether the model can be sent images (``model_name`` already checked)."""
+    return model_name.partition(":")[0] in SEES_IMAGES
+
+
 def make_model(model_name: str) -> BaseChatModel:
     """The chat model for ``model_name`` (already checked by ``parse_model_name``)."""
     ref = parse_model_name(model_name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, status
@@ -16,6 +16,7 @@ from api.openapi import errors
 from api.schemas.chats import ForkOut
 from api.schemas.events import NATIVE_EVENT, sse_content
 from api.schemas.messages import (
+    MAX_IMAGES,
     ApprovalCreate,
     ChatState,
     ForkCreate,
@@ -29,6 +30,7 @@ from api.services import approvals as approvals_service
 from api.services import chats as chats_service
 from api.services import forks as forks_service
 from api.services import messages as messages_service
+from api.settings import Settings
 from api.state import AppState
 from api.wire.sse import run_stream, wants_event_stream
 from graphs.events import EventSource, read_all
@@ -44,6 +46,14 @@ _STREAM_DOC = {
         },
     }
 }
+
+
+SEND_PATH: Final = "/chats/{chat_id}/messages"
+
+
+def send_limit(settings: Settings) -> int:
+    """The body a message may have: the usual limit, and room for its images as base64."""
+    return settings.max_body_bytes + MAX_IMAGES * ((settings.image_max_bytes + 2) // 3 * 4)
 
 
 @router.get("/{chat_id}/messages", response_model=MessagePage)
@@ -106,6 +116,13 @@ async def send_message(
     With `Accept: application/json` (the default) the call waits for the answer. With
     `Accept: text/event-stream` it streams the run's events (`run`, `message`, `token`,
     `tool_call`, `tool_result`, `error`, `end`) as they happen.
+
+    `content` is text, or a list of parts: `{type: "text", text}` and `{type: "image", url}`
+    (a base64 data URL of a PNG, JPEG, GIF or WebP image). Each image is checked: its data must
+    be base64 (`invalid_base64`), of at most `SWITCHBOARD_IMAGE_MAX_BYTES`
+    (`image_too_large`), and an image of the type it says (`invalid_image`); at most four
+    (`too_many_images`); an agent whose model cannot see images refuses them
+    (`model_cannot_see_images`). Each is a 422 and nothing is created.
     """
     run, run_log = await messages_service.send(
         state, user_id, chat_id, body.content, body.multitask_strategy, body.webhook

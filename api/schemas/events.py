@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from graphs.images import IMAGE_TYPES
+
 JSON = "application/json"
 # Event ids: 1, 2, 3 … within a run (``graphs/events.py``), sent as decimal text.
 EVENT_ID: dict[str, Any] = {"type": "string", "pattern": "^[1-9][0-9]*$"}
@@ -128,6 +130,22 @@ _AGENT_METADATA = _object(
 _TOOL_METADATA = _object(
     {"tool_call_id": NON_EMPTY, "name": NON_EMPTY, "is_error": {"type": "boolean"}}
 )
+# A message sent in parts (``api.wire.native.parts``, ``TextPartOut``, ``ImagePartOut``).
+_PARTS = {
+    "type": "array",
+    "items": {
+        "oneOf": [
+            _object({"type": {"const": "text"}, "text": {"type": "string"}}),
+            _object(
+                {
+                    "type": {"const": "image"},
+                    "mime_type": {"enum": list(IMAGE_TYPES)},
+                    "url": {"type": "string", "pattern": "^data:image/(png|jpeg|gif|webp);base64,"},
+                }
+            ),
+        ]
+    },
+}
 # The Message of the native API (``api.wire.native.to_api``, ``MessageOut``).
 MESSAGE: dict[str, Any] = {
     **_object(
@@ -138,7 +156,8 @@ MESSAGE: dict[str, Any] = {
             "content": {"type": "string"},
             "metadata": {"type": "object"},
             "created_at": {"type": ["string", "null"], "format": "date-time"},
-        }
+        },
+        {"parts": _PARTS},
     ),
     "allOf": [
         {

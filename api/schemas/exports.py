@@ -34,6 +34,12 @@ from api.schemas.common import (
     ToolArgsNulFree,
 )
 from api.schemas.feedback import Comment
+from api.schemas.messages import (
+    DATA_URL_PATTERN,
+    MAX_PARTS,
+    ImagePartOut,
+    TextPartOut,
+)
 
 # The version of the record format; an import refuses any other.
 FORMAT_VERSION: Literal[1] = 1
@@ -93,6 +99,11 @@ class MessageRecord(BaseModel):
     chat_id: UUID
     sender: Literal["user", "agent", "tool"]
     content: str
+    parts: list[TextPartOut | ImagePartOut] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="Only on a message sent in parts (with images): its parts in order",
+    )
     metadata: dict[str, Any]
     created_at: datetime | None
 
@@ -226,9 +237,30 @@ class _MessageIn(RequestModel):
     created_at: Time | None = Field(None, description="Kept; the import's time if null")
 
 
+class TextPartIn(RequestModel):
+    type: Literal["text"]
+    text: Text
+
+
+class ImagePartIn(RequestModel):
+    type: Literal["image"]
+    mime_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    url: str = Field(
+        pattern=DATA_URL_PATTERN,
+        description="A base64 data URL of an image of type `mime_type` (its bytes are checked)",
+    )
+
+
 class UserMessageIn(_MessageIn):
     sender: Literal["user"]
     metadata: UserMetadataIn = Field(default_factory=UserMetadataIn)
+    parts: list[TextPartIn | ImagePartIn] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PARTS,
+        description="A message sent in parts, as exported: the imported message is these "
+        "parts, and `content` (their text) is not used",
+    )
 
 
 class AgentMessageIn(_MessageIn):

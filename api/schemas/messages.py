@@ -24,9 +24,49 @@ MessageContent = Annotated[
     str, text_rules(min_length=1, max_length=MAX_MESSAGE_CHARS, strip=False), NotBlank
 ]
 
+MAX_PARTS = 8
+MAX_IMAGES = 4
+# Only the type is in the pattern: the rest must be base64 of an image of that type, which the
+# service checks (its answer names the problem: `invalid_base64`, `invalid_image`,
+# `image_too_large`).
+DATA_URL_PATTERN = "^data:image/(png|jpeg|gif|webp);base64,"
+
+
+class TextPart(RequestModel):
+    type: Literal["text"]
+    text: MessageContent
+
+
+class ImageUrlPart(RequestModel):
+    type: Literal["image"]
+    url: str = Field(
+        pattern=DATA_URL_PATTERN,
+        description="A data URL of a PNG, JPEG, GIF or WebP image: "
+        "`data:image/png;base64,<bytes>`, at most `SWITCHBOARD_IMAGE_MAX_BYTES` decoded "
+        "(5 MiB by default); the bytes must be an image of that type",
+    )
+
+
+class ImageFilePart(RequestModel):
+    type: Literal["image"]
+    file_id: UUID = Field(description="An image among the chat's files (`GET /chats/{id}/files`)")
+
+
+MessagePart = TextPart | ImageUrlPart | ImageFilePart
+MessageParts = Annotated[
+    list[MessagePart],
+    Field(
+        min_length=1,
+        max_length=MAX_PARTS,
+        description=f"A message in parts: text and images (at most {MAX_IMAGES}), in order; "
+        "a chat whose agent's model cannot see images answers 422 "
+        "`model_cannot_see_images`",
+    ),
+]
+
 
 class MessageCreate(RequestModel):
-    content: MessageContent
+    content: MessageContent | MessageParts
     on_disconnect: Literal["continue", "cancel"] = Field(
         "continue",
         description="`continue` (default): the run goes on when the client leaves; "
@@ -42,8 +82,8 @@ class MessageCreate(RequestModel):
 
     @field_validator("content")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | list[MessagePart]) -> str | list[MessagePart]:
+        if isinstance(value, str) and not value.strip():
             raise ValueError("must not be blank")
         return value
 
@@ -109,11 +149,27 @@ class ApprovalCreate(RequestModel):
     on_disconnect: Literal["continue", "cancel"] = "continue"
 
 
+class TextPartOut(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePartOut(BaseModel):
+    type: Literal["image"]
+    mime_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    url: str = Field(pattern=DATA_URL_PATTERN, description="The image as a data URL")
+
+
 class MessageOut(BaseModel):
     id: str
     chat_id: UUID
     sender: Literal["user", "agent", "tool"]
-    content: str
+    content: str = Field(description="The text (of all the text parts of a message in parts)")
+    parts: list[TextPartOut | ImagePartOut] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="Only on a message sent in parts (with images): its parts in order",
+    )
     metadata: dict[str, Any]
     created_at: datetime | None
 

@@ -40,12 +40,15 @@ from api.schemas.exports import (
     ChatHeader,
     ChatHeaderIn,
     FeedbackRecordIn,
+    ImagePartIn,
     MessageRecordIn,
+    TextPartIn,
     ToolMessageIn,
     UserMessageIn,
 )
 from api.services import chats as chats_service
 from api.services import feedback as feedback_service
+from api.services.images import image_block
 from api.state import AppState
 from api.wire.native import is_visible, to_api
 from graphs.models import USAGE_ESTIMATED
@@ -223,9 +226,19 @@ def _header(value: Any, where: str) -> ChatHeaderIn:
 
 def _message(value: Any, where: str) -> UserMessageIn | AgentMessageIn | ToolMessageIn:
     try:
-        return _MESSAGE.validate_python(value)
+        record = _MESSAGE.validate_python(value)
     except ValidationError as exc:
         raise _problem(where, exc, tagged=True) from None
+    if isinstance(record, UserMessageIn) and record.parts:
+        for at, part in enumerate(record.parts):
+            if isinstance(part, ImagePartIn):
+                # The body's own limit (the import's) bounds each image's size.
+                image_block(part.url, None, f"{where}: parts.{at}")
+                if not part.url.startswith(f"data:{part.mime_type};"):
+                    raise _refused(
+                        "invalid_record", f"{where}: parts.{at}: mime_type is not the URL's type"
+                    )
+    return record
 
 
 def _record_type(value: Any, where: str) -> str:
@@ -362,6 +375,13 @@ async def _agent(conn: Conn, chat: _Chat) -> AgentRow | None:
     return agent
 
 
+def _block(part: TextPartIn | ImagePartIn) -> dict[str, Any]:
+    if isinstance(part, TextPartIn):
+        return {"type": "text", "text": part.text}
+    payload = part.url.partition(",")[2]
+    return {"type": "image", "base64": payload, "mime_type": part.mime_type}
+
+
 def _to_message(
     record: UserMessageIn | AgentMessageIn | ToolMessageIn, now: datetime
 ) -> BaseMessage:
@@ -369,8 +389,11 @@ def _to_message(
     created = (record.created_at or now).isoformat()
     message_id = str(uuid.uuid4())
     if isinstance(record, UserMessageIn):
+        content: Any = record.content
+        if record.parts:
+            content = [_block(part) for part in record.parts]
         return HumanMessage(
-            content=record.content, id=message_id, response_metadata={"created_at": created}
+            content=content, id=message_id, response_metadata={"created_at": created}
         )
     if isinstance(record, ToolMessageIn):
         return ToolMessage(

@@ -12,9 +12,11 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from api.errors import InvalidInput, NotFound
 from api.services import chats as chats_service
+from api.services import images as images_service
 from api.services.chats import get_owned
 from api.services.messages import CHECKPOINT_NOT_FOUND, ready
 from api.state import AppState
+from graphs import images
 from graphs.events import EventSource
 from graphs.runtime.threads import Threads
 from storage.rows import ChatRow, RunRow
@@ -64,10 +66,16 @@ async def regenerate(
             "edit to answer an earlier one again",
             code="not_the_last_user_message",
         )
+    # A message with images is answered again with its images.
+    parts = None
+    if isinstance(message.content, list) and images.has_images(message.content):
+        images_service.check_model(state, agent)
+        parts = [b if isinstance(b, dict) else {"type": "text", "text": b} for b in message.content]
     start = await start_point(threads, chat_id, tip, message_id)
     return await state.runs.start(
         chat=chat, agent=agent, user_id=user_id, content=message.text, profile=personal,
         checkpoint_id=start.config["configurable"]["checkpoint_id"], message_id=message_id,
+        parts=parts,
     )  # fmt: skip
 
 

@@ -7,7 +7,9 @@ from typing import Any
 from uuid import UUID
 
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
+from api.schemas.messages import MessagePart
 from api.services import feedback as feedback_service
+from api.services import images as images_service
 from api.services import webhooks as webhooks_service
 from api.services.chats import get_readable
 from api.state import AppState
@@ -83,12 +85,12 @@ async def send(
     state: AppState,
     user_id: UUID,
     chat_id: UUID,
-    content: str,
+    content: str | list[MessagePart],
     strategy: MultitaskStrategy = "reject",
     webhook: str | None = None,
 ) -> tuple[RunRow, EventSource]:
-    """Check the run may have its ``webhook`` (as the rest of the body was, first) and the
-    chat can take a message, then start the run that answers it."""
+    """Check the run may have its ``webhook`` (as the rest of the body was, first), the chat
+    can take a message and its images (if any), then start the run that answers it."""
     webhook = await webhooks_service.checked(state.settings, webhook)
     _, chat, agent, personal = await ready(state, user_id, chat_id)
     if agent["kind"] == "graph" and not custom.has_messages(agent["slug"]):
@@ -97,11 +99,15 @@ async def send(
             "Protocol (POST /threads/{id}/runs)",
             code="not_a_chat_graph",
         )
+    parts = None
+    if not isinstance(content, str):
+        parts = await images_service.blocks(state, chat, agent, content)
+        content = images_service.text_of(content)
     await refuse_while_pending(state, chat)
     # ChatBusy and ShuttingDown are answered by api/errors.py.
     return await state.runs.start(
         chat=chat, agent=agent, user_id=user_id, content=content, profile=personal,
-        strategy=strategy, webhook_url=webhook,
+        strategy=strategy, webhook_url=webhook, parts=parts,
     )  # fmt: skip
 
 

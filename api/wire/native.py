@@ -1,6 +1,7 @@
 """The native API's wire format: the Message shape, and a native run's events.
 
-A message is ``{id, chat_id, sender: user|agent|tool, content, metadata, created_at}``; the
+A message is ``{id, chat_id, sender: user|agent|tool, content, metadata, created_at}`` (and
+``parts`` for a message sent in parts, with images); the
 checkpoint is the only copy of a conversation, and this is a view of it. A native run's log:
 
     ``run`` {run_id, chat_id, agent_id} first · ``message`` each message added to the thread ·
@@ -23,7 +24,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from graphs import approval
+from graphs import approval, images
 from graphs.events import RunLog
 from graphs.runtime.streams import pauses, updated_messages, usage_of
 
@@ -52,7 +53,7 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
         metadata["tool_call_id"] = message.tool_call_id
         metadata["name"] = message.name
         metadata["is_error"] = message.status == "error"
-    return {
+    out: dict[str, Any] = {
         "id": message.id,
         "chat_id": chat_id,
         "sender": SENDERS.get(message.type, message.type),
@@ -60,6 +61,32 @@ def to_api(message: BaseMessage, chat_id: str) -> dict[str, Any]:
         "metadata": metadata,
         "created_at": meta.get("created_at"),
     }
+    if isinstance(message.content, list) and images.has_images(message.content):
+        shown = parts(message.content)
+        out["parts"] = shown
+        # Its text parts one per line, as the message was titled (LangChain's ``.text`` runs
+        # them together).
+        out["content"] = "\n".join(part["text"] for part in shown if part["type"] == "text")
+    return out
+
+
+def parts(content: list[Any]) -> list[dict[str, Any]]:
+    """A message's content blocks as the parts of the Message shape (``content`` stays its
+    text, for clients that know no parts)."""
+    out: list[dict[str, Any]] = []
+    for block in content:
+        if isinstance(block, str):
+            out.append({"type": "text", "text": block})
+        elif block.get("type") == "text":
+            out.append({"type": "text", "text": block["text"]})
+        elif block.get("type") == "image" and block.get("base64"):
+            mime = block.get("mime_type", "")
+            out.append({"type": "image", "mime_type": mime, "url": image_url(block)})
+    return out
+
+
+def image_url(block: dict[str, Any]) -> str:
+    return f"data:{block.get('mime_type', '')};base64,{block['base64']}"
 
 
 def is_visible(message: BaseMessage) -> bool:

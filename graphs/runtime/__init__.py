@@ -176,6 +176,7 @@ class Runtime:
         model_name: str | None = None,
         webhook_url: str | None = None,
         resume: dict[str, Any] | None = None,
+        parts: list[dict[str, Any]] | None = None,
     ) -> tuple[RunRow, EventSource]:
         """Record a run answering ``content`` and start it in the background (or queue it).
 
@@ -190,14 +191,13 @@ class Runtime:
         Raises ``ShuttingDown`` once the server is draining.
 
         ``webhook_url`` (checked by the caller) is recorded with the run: when the run ends, a
-        delivery of its final record to it is queued in the same transaction.
-
-        ``resume`` (with an empty ``content``) resumes a turn paused for approval of its tool
-        calls with these decisions (``graphs.approval.resume_value``).
+        delivery of its final record to it is queued in the same transaction. ``resume`` (with
+        an empty ``content``) resumes a turn paused for approval of its tool calls with these
+        decisions (``graphs.approval.resume_value``); ``parts`` (checked) is a message with images.
         """
         run_input = NativeInput(
             content=content, profile=profile, checkpoint_id=checkpoint_id, message_id=message_id,
-            model_name=model_name, resume=resume,
+            model_name=model_name, resume=resume, parts=parts,
         )  # fmt: skip
         return await self.scheduler.start(chat, agent, user_id, run_input, strategy, webhook_url)
 

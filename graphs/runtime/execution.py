@@ -162,7 +162,7 @@ class Executor:
                 ctx.tally.exact = False
                 return Command(resume=ctx.input.resume), {"config": config, "context": ctx.context}
             human = HumanMessage(
-                content=ctx.input.content,
+                content=ctx.input.parts or ctx.input.content,  # type: ignore[arg-type]
                 id=ctx.input.message_id or str(uuid.uuid4()),
                 response_metadata={"created_at": datetime.now(UTC).isoformat()},
             )

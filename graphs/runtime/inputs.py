@@ -24,7 +24,11 @@ class _Input(BaseModel):
 
 class NativeInput(_Input):
     kind: Literal["native"] = "native"
+    # The message's text (all of it, for a message in parts), and for a message with images
+    # its parts as LangChain content blocks, sent to the model instead (rows from before images
+    # have none).
     content: str
+    parts: list[dict[str, Any]] | None = None
     # Set when a message is answered again (an edit in a fork, a regenerate): the checkpoint
     # the run starts from instead of the thread's latest (a branch of the thread), and the id
     # the message keeps. A replay sets the id on every message it sends (the original's), so
