@@ -20,7 +20,9 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from langchain_core.tools import tool
-from psycopg import sql
+from langgraph_sdk.client import LangGraphClient
+from psycopg import sql as sql_text
+from psycopg.rows import dict_row
 
 from api.app import create_app
 from api.bootstrap import upgrade_database
@@ -99,8 +101,8 @@ async def _truncate(database_url: str) -> None:
         cursor = await conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
         )
-        tables = sql.SQL(", ").join(
-            sql.Identifier(row["tablename"]) for row in await cursor.fetchall()
+        tables = sql_text.SQL(", ").join(
+            sql_text.Identifier(row["tablename"]) for row in await cursor.fetchall()
         )
         # A background job of a running app (the knowledge indexer writing the seeded glossary's
         # chunks, a cron or webhook round) may hold a lock on one table and want another: a
@@ -112,7 +114,7 @@ async def _truncate(database_url: str) -> None:
             try:
                 async with conn.transaction():
                     await conn.execute(
-                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT").format(tables)
+                        sql_text.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT").format(tables)
                     )
                     await conn.execute(
                         "TRUNCATE users, refresh_tokens, login_failures, auth_rate_limits,"
@@ -208,6 +210,37 @@ async def admin(app: FastAPI, client: httpx.AsyncClient) -> User:
     )
     assert response.status_code == 200, response.text
     return User(response.json(), ADMIN_PASSWORD)
+
+
+SDKFactory = Callable[[User], LangGraphClient]
+
+
+@pytest.fixture
+async def sdk(app: FastAPI) -> AsyncIterator[SDKFactory]:
+    """The official client of a user, talking to the app over ASGI."""
+    opened: list[httpx.AsyncClient] = []
+
+    def make(user: User) -> LangGraphClient:
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://switchboard",
+            headers=user.headers,
+        )
+        opened.append(http)
+        return LangGraphClient(http)
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+async def sql(database_url: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    """Rows of ``query`` on its own connection (what a test checks in Postgres itself)."""
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    ) as db:
+        cur = await db.execute(query, params)  # type: ignore[arg-type]
+        return await cur.fetchall() if cur.description else []
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,53 +27,29 @@ import pytest
 from croniter import CroniterBadDateError, croniter
 from fastapi import FastAPI
 from hypothesis import strategies as st
-from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import NotFoundError
-from psycopg.rows import dict_row
 
 from api.app import create_app
 from api.schemas.crons import SCHEDULE_PATTERN, Cron
-from tests.conftest import JWT_SECRET, PASSWORD, User, assert_error, make_settings, running
+from tests.conftest import (
+    JWT_SECRET,
+    PASSWORD,
+    SDKFactory,
+    User,
+    assert_error,
+    make_settings,
+    running,
+    sql,
+)
+from tests.protocol import hi
 from tests.servers import Worker, beside_the_tests, clean_env, redis_server
 
-SDKFactory = Callable[[User], LangGraphClient]
 # A schedule with no tick while a test runs (so only the ticks a test makes due fire).
 YEARLY = "0 0 1 1 *"
 
 
-def hi(text: str) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": text}]}
-
-
-@pytest.fixture
-async def sdk(app: FastAPI) -> AsyncIterator[SDKFactory]:
-    """The official client of a user, talking to the app over ASGI."""
-    opened: list[httpx.AsyncClient] = []
-
-    def make(user: User) -> LangGraphClient:
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://switchboard",
-            headers=user.headers,
-        )
-        opened.append(http)
-        return LangGraphClient(http)
-
-    yield make
-    for http in opened:
-        await http.aclose()
-
-
-async def _sql(database_url: str, query: str, *params: Any) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True, row_factory=dict_row
-    ) as db:
-        cur = await db.execute(query, params)  # type: ignore[arg-type]
-        return await cur.fetchall() if cur.description else []
-
-
 async def _make_due(database_url: str, cron_id: str, ago: timedelta = timedelta(0)) -> None:
-    await _sql(
+    await sql(
         database_url,
         "UPDATE crons SET next_run_date = now() - %s - interval '1 millisecond' WHERE id = %s",
         ago,
@@ -82,12 +58,12 @@ async def _make_due(database_url: str, cron_id: str, ago: timedelta = timedelta(
 
 
 async def _cron_row(database_url: str, cron_id: str) -> dict[str, Any]:
-    [row] = await _sql(database_url, "SELECT * FROM crons WHERE id = %s", cron_id)
+    [row] = await sql(database_url, "SELECT * FROM crons WHERE id = %s", cron_id)
     return row
 
 
 async def _runs_of_chat(database_url: str, chat_id: str) -> list[dict[str, Any]]:
-    return await _sql(
+    return await sql(
         database_url, "SELECT * FROM runs WHERE chat_id = %s ORDER BY created_at", chat_id
     )
 
@@ -302,7 +278,7 @@ async def test_a_stateless_cron_runs_on_a_new_thread_kept_or_deleted(
         await _make_due(database_url, cron["cron_id"])
     await app.state.switchboard.crons.step()
 
-    started = await _sql(
+    started = await sql(
         database_url,
         "SELECT id, chat_id, input->'metadata'->>'kind' AS kind FROM runs WHERE user_id = %s",
         user.id,
@@ -324,7 +300,7 @@ async def test_a_stateless_cron_runs_on_a_new_thread_kept_or_deleted(
 
 
 async def _gone(database_url: str, chat_id: Any) -> bool:
-    return not await _sql(database_url, "SELECT 1 FROM chats WHERE id = %s", chat_id)
+    return not await sql(database_url, "SELECT 1 FROM chats WHERE id = %s", chat_id)
 
 
 async def test_ticks_missed_while_nothing_ran_fire_once(
@@ -369,7 +345,7 @@ async def test_disabled_and_ended_crons_never_fire(
     }  # fmt: skip
     for cron in crons.values():
         await _make_due(database_url, cron["cron_id"], ago=timedelta(minutes=5))
-    await _sql(
+    await sql(
         database_url,
         "UPDATE crons SET end_time = now() - interval '1 minute' WHERE id = %s",
         crons["ended"]["cron_id"],
@@ -404,7 +380,7 @@ async def test_the_schedulers_loop_starts_a_cron_when_it_is_due(
     )
     looping = create_app(make_settings(database_url, cron_poll_seconds=60))
     async with running(looping) as other:
-        [due] = await _sql(
+        [due] = await sql(
             database_url,
             "UPDATE crons SET next_run_date = now() + interval '1 second' WHERE id = %s"
             " RETURNING next_run_date",
@@ -439,7 +415,7 @@ async def _both_claiming_at_once(database_url: str) -> None:
     """
 
     async def both_waiting() -> list[dict[str, Any]]:
-        waiting = await _sql(database_url, _WAITING)
+        waiting = await sql(database_url, _WAITING)
         return waiting if len(waiting) == 2 else []
 
     for _ in range(20):
@@ -473,7 +449,7 @@ async def test_two_processes_start_each_due_cron_once(
         await _both_claiming_at_once(database_url)
 
         async def started() -> bool:
-            [row] = await _sql(
+            [row] = await sql(
                 database_url,
                 "SELECT (SELECT count(*) FROM runs) AS runs,"
                 " (SELECT bool_and(next_run_date > now()) FROM crons) AS moved",
@@ -482,7 +458,7 @@ async def test_two_processes_start_each_due_cron_once(
 
         await _until(started)
     # Both servers have stopped (each ends the round it is in first): nothing more can start.
-    counts = await _sql(
+    counts = await sql(
         database_url, "SELECT chat_id::text AS chat, count(*) AS n FROM runs GROUP BY chat_id"
     )
     assert {row["chat"]: row["n"] for row in counts} == {thread_id: 1 for thread_id in threads}
@@ -509,7 +485,7 @@ async def test_a_worker_starts_due_crons_too(
             await _make_due(database_url, cron["cron_id"])
 
             async def ended() -> list[dict[str, Any]]:
-                return await _sql(
+                return await sql(
                     database_url,
                     "SELECT * FROM runs WHERE user_id = %s AND status = 'success'",
                     user.id,
@@ -534,7 +510,7 @@ async def test_another_users_crons_are_404_and_invisible(
         thread["thread_id"], "assistant", schedule=YEARLY, input=hi("mine"), metadata={"k": 1}
     )
     theirs = await alice.crons.create("assistant", schedule=YEARLY, input=hi("mine too"))
-    before = await _sql(database_url, "SELECT * FROM crons ORDER BY id")
+    before = await sql(database_url, "SELECT * FROM crons ORDER BY id")
 
     assert await bob.crons.search() == []
     assert await bob.crons.search(thread_id=thread["thread_id"], metadata={"k": 1}) == []
@@ -561,7 +537,7 @@ async def test_another_users_crons_are_404_and_invisible(
     )
     assert_error(on_theirs, 404, "not_found")
     assert on_theirs.json() == on_none.json()
-    assert await _sql(database_url, "SELECT * FROM crons ORDER BY id") == before
+    assert await sql(database_url, "SELECT * FROM crons ORDER BY id") == before
     assert await alice.crons.count() == 2
 
 
@@ -596,7 +572,7 @@ async def test_a_cron_that_cannot_be_is_refused_and_changes_nothing(
     thread = (await client.post("/threads", json={}, headers=user.headers)).json()
     existing = await client.post("/runs/crons", json=VALID, headers=user.headers)
     assert existing.status_code == 200, existing.text
-    before = await _sql(database_url, "SELECT * FROM crons")
+    before = await sql(database_url, "SELECT * FROM crons")
     body = {**VALID, **change}
     for path in ("/runs/crons", f"/threads/{thread['thread_id']}/runs/crons"):
         refused = await client.post(path, json=body, headers=user.headers)
@@ -608,7 +584,7 @@ async def test_a_cron_that_cannot_be_is_refused_and_changes_nothing(
             f"/runs/crons/{existing.json()['cron_id']}", json=change, headers=user.headers
         )
         assert_error(patched, status, code)
-    assert await _sql(database_url, "SELECT * FROM crons") == before
+    assert await sql(database_url, "SELECT * FROM crons") == before
 
 
 async def test_a_patch_that_changes_nothing_is_no_write(
@@ -639,7 +615,7 @@ async def test_deleting_a_thread_or_an_account_deletes_its_crons(
         "DELETE", "/users/me", json={"password": PASSWORD}, headers=user.headers
     )
     assert deleted.status_code == 204, deleted.text
-    left = await _sql(database_url, "SELECT id::text FROM crons")
+    left = await sql(database_url, "SELECT id::text FROM crons")
     assert left == [{"id": bobs["cron_id"]}]
 
 

@@ -23,6 +23,8 @@ from tests.conftest import User, assert_error, make_settings, running
 MAX_BODY = 1_048_576
 TWO_MB = 2 * 1_048_576
 CHUNK = 65_536
+# POST /chats/{id}/messages: the body limit, and room for 4 images of 5 MiB as base64.
+MESSAGE_LIMIT = MAX_BODY + 4 * ((5 * MAX_BODY + 2) // 3 * 4)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,6 @@ async def test_a_body_over_the_limit_is_413_on_protocol_and_native_routes(
         f"/threads/{thread_id}/state",
         "/runs/wait",
         "/chats/",
-        f"/chats/{chat_id}/messages",
         "/auth/register",
     ):
         response = await client.post(path, content=big, headers=_json_headers(user))
@@ -110,6 +111,15 @@ async def test_a_body_over_the_limit_is_413_on_protocol_and_native_routes(
         assert response.headers["connection"] == "close"
     response = await client.patch(f"/threads/{thread_id}", content=big, headers=_json_headers(user))
     assert_error(response, 413, "payload_too_large")
+    # A message has room for its images as base64 besides: 4 of 5 MiB each.
+    limit = MESSAGE_LIMIT
+    url = f"/chats/{chat_id}/messages"
+    response = await client.post(url, content=_padded(limit + 1), headers=_json_headers(user))
+    body = assert_error(response, 413, "payload_too_large")
+    assert body["detail"] == f"Request body too large: at most {limit} bytes"
+    # ... and at its limit it is read (and refused for what it holds).
+    response = await client.post(url, content=_padded(limit), headers=_json_headers(user))
+    assert_error(response, 422, "validation_error")
     assert await _counts(database_url) == before
 
 
@@ -136,19 +146,20 @@ async def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(
     database_url: str,
 ) -> None:
     chat_id = await _chat(client, user, seeded_agents["assistant"]["id"])
-    for path in ("/threads", f"/chats/{chat_id}/messages"):
+    # A message's limit has room for 4 images of 5 MiB as base64 besides.
+    for path, limit in (("/threads", MAX_BODY), (f"/chats/{chat_id}/messages", MESSAGE_LIMIT)):
         sent = 0
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks(count: int = limit // CHUNK + 10) -> AsyncIterator[bytes]:
             nonlocal sent
-            for _ in range(TWO_MB // CHUNK):
+            for _ in range(count):
                 sent += 1
                 yield b" " * CHUNK
 
         response = await client.post(path, content=chunks(), headers=_json_headers(user))
         assert_error(response, 413, "payload_too_large")
-        # 16 chunks are exactly the limit; the 17th passes it, and nothing more is read.
-        assert sent == 17, path
+        # The chunk that passes the limit is the last one read (the 17th of /threads').
+        assert sent == limit // CHUNK + 1, path
     assert await _counts(database_url) == (1, 0, 0)
 
     async def small() -> AsyncIterator[bytes]:

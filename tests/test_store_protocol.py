@@ -7,39 +7,15 @@ namespace they name, and the ``("users", <id>)`` prefix the server adds never sh
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from fastapi import FastAPI
-from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import UnprocessableEntityError
 
 from api.app import create_app
-from tests.conftest import User, assert_error, make_settings, running
-
-SDKFactory = Callable[[User], LangGraphClient]
-
-
-@pytest.fixture
-async def sdk(app: FastAPI) -> AsyncIterator[SDKFactory]:
-    """The official client of a user, talking to the app over ASGI."""
-    opened: list[httpx.AsyncClient] = []
-
-    def make(user: User) -> LangGraphClient:
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://switchboard",
-            headers=user.headers,
-        )
-        opened.append(http)
-        return LangGraphClient(http)
-
-    yield make
-    for http in opened:
-        await http.aclose()
+from tests.conftest import SDKFactory, User, assert_error, make_settings, running
 
 
 async def _rows(database_url: str) -> list[tuple[str, str]]:

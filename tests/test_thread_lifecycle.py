@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,55 +19,21 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
-from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import NotFoundError
-from psycopg.rows import dict_row
 
 from api.app import create_app
 from api.schemas.protocol_out import ThreadWithTtl
 from api.services.lifecycle import Swept
 from storage.lifecycle import SWEEP_LOCK_KEY
-from tests.conftest import JWT_SECRET, User, assert_error, make_settings, running
+from tests.conftest import JWT_SECRET, SDKFactory, User, assert_error, make_settings, running, sql
+from tests.protocol import hi
 from tests.servers import Worker, clean_env, redis_server
-
-SDKFactory = Callable[[User], LangGraphClient]
-
-
-def hi(text: str) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": text}]}
-
-
-@pytest.fixture
-async def sdk(app: FastAPI) -> AsyncIterator[SDKFactory]:
-    """The official client of a user, talking to the app over ASGI."""
-    opened: list[httpx.AsyncClient] = []
-
-    def make(user: User) -> LangGraphClient:
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://switchboard",
-            headers=user.headers,
-        )
-        opened.append(http)
-        return LangGraphClient(http)
-
-    yield make
-    for http in opened:
-        await http.aclose()
-
-
-async def _sql(database_url: str, query: str, *params: Any) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True, row_factory=dict_row
-    ) as db:
-        cur = await db.execute(query, params)  # type: ignore[arg-type]
-        return await cur.fetchall() if cur.description else []
 
 
 async def _rows(database_url: str, thread_id: str) -> dict[str, int]:
     """How many rows the thread has in each table that holds it."""
     row = (
-        await _sql(
+        await sql(
             database_url,
             """SELECT (SELECT count(*) FROM chats WHERE id = %(id)s::uuid) AS chats,
                       (SELECT count(*) FROM runs WHERE chat_id = %(id)s::uuid) AS runs,
@@ -84,7 +49,7 @@ async def _rows(database_url: str, thread_id: str) -> dict[str, int]:
 
 async def _expire(database_url: str, thread_id: str) -> None:
     # expires_at alone: the trigger recomputes it only when updated_at or the ttl is written.
-    await _sql(
+    await sql(
         database_url,
         "UPDATE chats SET expires_at = now() - interval '1 second' WHERE id = %s",
         thread_id,
@@ -106,7 +71,7 @@ async def test_ttl_on_create_and_update_through_the_sdk(
     minutes = await client.threads.create(ttl=30)
     read = await client.threads.get(minutes["thread_id"], include=["ttl"])
     stored = (
-        await _sql(
+        await sql(
             database_url,
             "SELECT updated_at, expires_at FROM chats WHERE id = %s",
             minutes["thread_id"],
@@ -128,11 +93,11 @@ async def test_ttl_on_create_and_update_through_the_sdk(
     # A run that ends on the thread starts its time again: updated_at moves, and expires_at
     # with it.
     before = (
-        await _sql(database_url, "SELECT expires_at FROM chats WHERE id = %s", plain["thread_id"])
+        await sql(database_url, "SELECT expires_at FROM chats WHERE id = %s", plain["thread_id"])
     )[0]["expires_at"]
     await client.runs.wait(plain["thread_id"], "assistant", input=hi("x"))
     after = (
-        await _sql(
+        await sql(
             database_url,
             "SELECT updated_at, expires_at FROM chats WHERE id = %s",
             plain["thread_id"],
@@ -248,7 +213,7 @@ async def test_the_server_default_retention_applies_to_chats_of_both_apis(
 
         # An hour and a second since they last changed (a thread's own ttl is not the default).
         for thread_id in (chat["id"], old_thread["thread_id"], own_ttl["thread_id"]):
-            await _sql(
+            await sql(
                 database_url,
                 "UPDATE chats SET updated_at = now() - interval '61 minutes' WHERE id = %s",
                 thread_id,
@@ -314,7 +279,7 @@ async def test_a_bad_ttl_is_a_422_and_creates_nothing(
 ) -> None:
     response = await client.post("/threads", json=body, headers=user.headers)
     assert_error(response, 422, "validation_error")
-    assert await _sql(database_url, "SELECT id FROM chats") == []
+    assert await sql(database_url, "SELECT id FROM chats") == []
 
 
 async def test_bad_prune_and_patch_bodies_are_422_and_change_nothing(
@@ -335,7 +300,7 @@ async def test_bad_prune_and_patch_bodies_are_422_and_change_nothing(
         f"/threads/{thread_id}", json={"ttl": {"ttl": -5}}, headers=user.headers
     )
     assert_error(patched, 422, "validation_error")
-    rows = await _sql(database_url, "SELECT ttl_minutes, expires_at FROM chats")
+    rows = await sql(database_url, "SELECT ttl_minutes, expires_at FROM chats")
     assert rows == [{"ttl_minutes": None, "expires_at": None}]
     refused = await client.get(f"/threads/{thread_id}?include=t%00tl", headers=user.headers)
     assert_error(refused, 422, "validation_error")
@@ -379,7 +344,7 @@ async def test_a_busy_thread_is_swept_only_once_idle(
 
     await sdk_client.runs.cancel(busy, run["run_id"], wait=True)
     # The run's end is a change of the thread: its time starts again.
-    expiry = await _sql(database_url, "SELECT expires_at > now() AS later FROM chats")
+    expiry = await sql(database_url, "SELECT expires_at > now() AS later FROM chats")
     assert expiry == [{"later": True}]
     assert await _sweep(app) == Swept(0, 0)
     await _expire(database_url, busy)
@@ -438,7 +403,7 @@ async def test_a_native_chat_with_a_ttl_of_its_own(
             "/chats/", json={"agent_id": agents[0]["id"], "ttl": bad}, headers=user.headers
         )
         assert_error(refused, 422, "validation_error")
-    assert len(await _sql(database_url, "SELECT id FROM chats")) == 1
+    assert len(await sql(database_url, "SELECT id FROM chats")) == 1
 
 
 async def test_keep_latest_keeps_a_waiting_interrupt_answerable(
@@ -477,14 +442,14 @@ async def test_one_process_sweeps_at_a_time(
 ) -> None:
     client = sdk(user)
     threads = [(await client.threads.create(ttl=60))["thread_id"] for _ in range(30)]
-    await _sql(database_url, "UPDATE chats SET expires_at = now() - interval '1 second'")
+    await sql(database_url, "UPDATE chats SET expires_at = now() - interval '1 second'")
 
     # Another process holding the sweep's lock: this one sweeps nothing.
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as other:
         await other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
         assert await _sweep(app) == Swept(0, 0)
         await other.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
-    assert len(await _sql(database_url, "SELECT id FROM chats")) == 30
+    assert len(await sql(database_url, "SELECT id FROM chats")) == 30
 
     # Two processes sweeping at once: each thread is deleted once, by one of them.
     second = create_app(settings)
@@ -492,9 +457,7 @@ async def test_one_process_sweeps_at_a_time(
         swept = await asyncio.gather(_sweep(app), second.state.switchboard.thread_sweeper.sweep())
     assert sum(s.deleted for s in swept) == 30
     assert sum(s.kept_latest for s in swept) == 0
-    assert (
-        await _sql(database_url, "SELECT id FROM chats WHERE id = ANY(%s::uuid[])", threads) == []
-    )
+    assert await sql(database_url, "SELECT id FROM chats WHERE id = ANY(%s::uuid[])", threads) == []
 
 
 async def test_a_thread_that_cannot_be_swept_keeps_no_other_from_it(
@@ -506,13 +469,13 @@ async def test_a_thread_that_cannot_be_swept_keeps_no_other_from_it(
     await client.runs.wait(broken, "assistant", input=hi("two"))
     fine = (await client.threads.create(ttl=60))["thread_id"]
     # Its stored writes no longer decode (and nothing decoded is kept warm in this process).
-    await _sql(
+    await sql(
         database_url,
         "UPDATE checkpoint_writes SET blob = '\\x00ff'::bytea WHERE thread_id = %s",
         broken,
     )
     app.state.switchboard.runs.threads.checkpointer.forget_unused(0)
-    await _sql(
+    await sql(
         database_url,
         "UPDATE chats SET expires_at = now() - CASE WHEN id = %s THEN interval '2 seconds'"
         " ELSE interval '1 second' END",
@@ -547,7 +510,7 @@ async def test_a_process_sweeps_by_itself_every_interval(database_url: str) -> N
         headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
         thread = (await client.post("/threads", json={"ttl": {"ttl": 0}}, headers=headers)).json()
         for _ in range(1000):
-            if not await _sql(database_url, "SELECT id FROM chats"):
+            if not await sql(database_url, "SELECT id FROM chats"):
                 break
             await asyncio.sleep(0.01)
         gone = await client.get(f"/threads/{thread['thread_id']}", headers=headers)

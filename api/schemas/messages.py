@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
 from api.schemas.common import (
     WEBHOOK_DESCRIPTION,
@@ -65,8 +65,21 @@ MessageParts = Annotated[
 ]
 
 
+def _content_kind(value: Any) -> str:
+    return "parts" if isinstance(value, list) else "text"
+
+
+# Text or parts, told apart by the JSON type: only that one is validated, so a text too long is
+# refused for its length alone (not also for not being a list). Errors are located under the
+# kind: ``["body", "content", "text"]``.
+Content = Annotated[
+    Annotated[MessageContent, Tag("text")] | Annotated[MessageParts, Tag("parts")],
+    Discriminator(_content_kind),
+]
+
+
 class MessageCreate(RequestModel):
-    content: MessageContent | MessageParts
+    content: Content
     on_disconnect: Literal["continue", "cancel"] = Field(
         "continue",
         description="`continue` (default): the run goes on when the client leaves; "
