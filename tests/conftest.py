@@ -234,6 +234,20 @@ async def sdk(app: FastAPI) -> AsyncIterator[SDKFactory]:
         await http.aclose()
 
 
+async def delete_user_row(database_url: str, user_id: str) -> None:
+    """Delete a user's row behind the API's back. The cascade reaches the user's chat files,
+    which the session app's knowledge indexer may be updating: a deadlock with it (seen in a
+    helper's runs) is tried again."""
+    for attempt in range(20):
+        try:
+            await sql(database_url, "DELETE FROM users WHERE id = %s", user_id)
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def sql(database_url: str, query: str, *params: Any) -> list[dict[str, Any]]:
     """Rows of ``query`` on its own connection (what a test checks in Postgres itself)."""
     async with await psycopg.AsyncConnection.connect(

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import PASSWORD, RegisterFn, User, assert_error
+from tests.conftest import PASSWORD, RegisterFn, User, assert_error, delete_user_row
 
 PROTOCOL_RUN = {
     "assistant_id": "assistant",
@@ -467,8 +467,8 @@ async def test_a_deleted_users_token_is_401_where_the_route_reads_the_user_itsel
     their own; a token whose user is gone is still a 401, and nothing is written."""
     ids = await _owned_objects(client, user)
     agent = (await client.get(f"/agents/{ids['agent']}", headers=user.headers)).json()
+    await delete_user_row(database_url, user.id)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
-        await db.execute("DELETE FROM users WHERE id = %s", (user.id,))
         run = {**PROTOCOL_RUN, "assistant_id": agent["slug"]}
         for method, path, body in [
             ("POST", "/chats/", {"agent_id": ids["agent"]}),
