@@ -31,21 +31,6 @@ class AssistantConfigOut(BaseModel):
     configurable: AssistantConfigurableOut
 
 
-class Assistant(BaseModel):
-    """An assistant: an agent, whose slug is the graph id."""
-
-    assistant_id: UUID
-    graph_id: str = Field(description="The agent's slug")
-    config: AssistantConfigOut
-    context: dict[str, Any] = Field(description="Always empty")
-    metadata: dict[str, Any] = Field(description="Always empty")
-    name: str
-    description: str | None
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
 class AssistantVersion(BaseModel):
     """An assistant as it was at one version (the official server's ``AssistantVersion``)."""
 
@@ -58,6 +43,13 @@ class AssistantVersion(BaseModel):
     description: str | None
     version: int
     created_at: datetime = Field(description="When this version became current")
+
+
+class Assistant(AssistantVersion):
+    """An assistant: an agent, whose slug is the graph id (at its current version)."""
+
+    created_at: datetime
+    updated_at: datetime
 
 
 class GraphSchema(BaseModel):

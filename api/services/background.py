@@ -1,8 +1,8 @@
 """A job one task per process runs in the background: work until there is none, then wait for
 a wake-up or ``poll_seconds`` (or what ``wait_seconds`` says), until ``aclose``.
 
-Shared by the knowledge indexer, the memory re-indexer, the store's TTL sweeper and the cron
-scheduler.
+Shared by the knowledge indexer, the memory re-indexer, the store's and the threads' TTL
+sweepers, the webhook deliverer and the cron scheduler.
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ class BackgroundJob:
         return self.poll_seconds
 
     async def open(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=self.name)
+        """Start the rounds; none with ``poll_seconds`` 0 (this process leaves the job to
+        others, or a test drives it one ``step`` at a time)."""
+        if self.poll_seconds > 0:
+            self._task = asyncio.create_task(self._loop(), name=self.name)
 
     async def aclose(self) -> None:
         if self._task is None:

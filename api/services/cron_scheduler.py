@@ -37,11 +37,6 @@ class CronScheduler(BackgroundJob):
         self.state = state
         self._until = poll_seconds
 
-    async def open(self) -> None:
-        """Start the rounds; none with ``poll_seconds`` 0 (this process leaves crons to others)."""
-        if self.poll_seconds > 0:
-            await super().open()
-
     def wait_seconds(self) -> float:
         return self._until
 

@@ -23,13 +23,9 @@ class StoreSweeper(BackgroundJob):
     wait_first = True
 
     def __init__(self, state: AppState, *, interval: float) -> None:
+        # ``interval`` 0: never swept by this process (the base class starts no rounds).
         super().__init__(poll_seconds=interval)
         self.state = state
-        self.interval = interval
-
-    async def open(self) -> None:
-        if self.interval > 0:
-            await super().open()
 
     async def step(self) -> bool:
         await self.sweep()
