@@ -6,11 +6,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from api import errors, mcp, openapi, pages
+from api import tracing as api_tracing
 from api.bootstrap import (
     add_graph_agents,
     bootstrap_admin,
@@ -56,11 +57,14 @@ from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import custom, patches
+from graphs import custom, patches, tracing
 from graphs.runtime import open_runtime
 from storage.db import EmbeddedPostgres, open_pool
 from tools import mcp as mcp_tools
 from tools import plugins
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("switchboard")
 
@@ -111,9 +115,16 @@ async def _open(
     return state
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. Nothing is opened until the lifespan starts."""
+def create_app(
+    settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
+) -> FastAPI:
+    """Build the app. Nothing is opened until the lifespan starts.
+
+    Tracing is configured here, for the process (``graphs.tracing``): from the OTEL_*
+    variables, or to ``span_exporter`` when one is given (tests).
+    """
     settings = settings or load_settings()
+    tracing.configure(trace_content=settings.trace_content, exporter=span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settle_heap()
                 yield
         finally:
+            # The spans still in the exporter's batch (atexit, where it would, is skipped too).
+            tracing.flush()
             # Explicitly: uvicorn's SIGTERM handling skips atexit, where pgserver would stop it.
             if embedded is not None:
                 embedded.stop()
@@ -149,6 +162,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by api/pages.py from local assets instead of a CDN.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own request spans (0.165+, on whenever a tracer provider is set) record
+        # the path and the query, where a share link's or a stream's token is: the request
+        # spans are api/tracing.py's, and FastAPI adds no exporter of its own.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     errors.install(app)
     openapi.install(app, webhooks=settings.webhook_secret is not None)
@@ -190,6 +207,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     mcp.install(app)
     pages.install(app)
+    # Outermost: a request's span covers what every other middleware answers.
+    api_tracing.install(app)
     return app
 
 

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     # process starts none.
     cron_poll_seconds: float = Field(default=5, ge=0)
 
+    # Tracing (graphs/tracing.py) is on when OTEL_EXPORTER_OTLP_ENDPOINT (or its _TRACES_
+    # form) is set; spans carry message content (the user's message, the answer, tool
+    # arguments and results, each cut to 1,000 characters) only with this on.
+    trace_content: bool = False
+
     # Browsers allowed to call the API with credentials; never a wildcard.
     cors_origins: list[str] = []
 

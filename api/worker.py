@@ -20,7 +20,7 @@ from api.services.webhook_delivery import WebhookDeliverer
 from api.settings import Settings
 from api.state import AppState
 from api.wire import writer_for
-from graphs import custom, patches
+from graphs import custom, patches, tracing
 from graphs.runtime import open_runtime
 from storage.db import open_pool
 from tools import mcp as mcp_tools
@@ -33,6 +33,7 @@ async def run_worker(settings: Settings) -> None:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("a worker needs DATABASE_URL and REDIS_URL (shared with the API)")
     patches.install()
+    tracing.configure(trace_content=settings.trace_content)
     plugins.load(settings)
     mcp_tools.configure(settings)
     custom.load(settings.graphs_config)
@@ -80,3 +81,4 @@ async def run_worker(settings: Settings) -> None:
             raise failure
     finally:
         await pool.close()
+        tracing.flush()

@@ -29,7 +29,7 @@ from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
-from graphs import approval, custom
+from graphs import approval, custom, tracing
 from graphs.models import estimate_usage, make_model
 from graphs.personalization import system_prompt
 from graphs.spec import AgentContext, AgentSpec
@@ -104,8 +104,11 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         handler: Callable[[ModelRequest[AgentContext]], ModelResponse[Any]],
     ) -> Any:
         started, prepared = time.perf_counter(), self._prepare(request)
-        # The prepared request: its system prompt counts toward an estimated usage.
-        return self._stamp(handler(prepared), started, prepared)
+        with tracing.model_call(self.spec.model_name) as call:
+            # The prepared request: its system prompt counts toward an estimated usage.
+            response = self._stamp(handler(prepared), started, prepared)
+            call.model_answered(response)
+        return response
 
     async def awrap_model_call(
         self,
@@ -113,7 +116,10 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         handler: Callable[[ModelRequest[AgentContext]], Awaitable[ModelResponse[Any]]],
     ) -> Any:
         started, prepared = time.perf_counter(), self._prepare(request)
-        return self._stamp(await handler(prepared), started, prepared)
+        with tracing.model_call(self.spec.model_name) as call:
+            response = self._stamp(await handler(prepared), started, prepared)
+            call.model_answered(response)
+        return response
 
     @staticmethod
     def _tool_error(request: ToolCallRequest, exc: Exception) -> ToolMessage:
@@ -146,24 +152,35 @@ class SwitchboardMiddleware(AgentMiddleware[Any, AgentContext, Any]):
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
     ) -> ToolMessage | Command[Any]:
-        try:
-            return self._stamp_tool(handler(request))
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:
-            return self._tool_error(request, exc)
+        with _tool_span(request) as call:
+            try:
+                result = self._stamp_tool(handler(request))
+            except GraphBubbleUp:
+                raise
+            except Exception as exc:
+                result = self._tool_error(request, exc)
+            call.tool_answered(result)
+            return result
 
     async def awrap_tool_call(
         self,
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
-        try:
-            return self._stamp_tool(await handler(request))
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:
-            return self._tool_error(request, exc)
+        with _tool_span(request) as call:
+            try:
+                result = self._stamp_tool(await handler(request))
+            except GraphBubbleUp:
+                raise
+            except Exception as exc:
+                result = self._tool_error(request, exc)
+            call.tool_answered(result)
+            return result
+
+
+def _tool_span(request: ToolCallRequest) -> Any:
+    call = request.tool_call
+    return tracing.tool_call(call["name"], call.get("id"), call.get("args"))
 
 
 def _add_message_batches(messages: list[AnyMessage], batches: Sequence[Any]) -> list[AnyMessage]:
