@@ -242,15 +242,35 @@ class _Call:
             span.set_attribute("gen_ai.tool.call.result", _cut(_text(result.content)))
 
 
-_OFF = _Call(None)
+class _Off(contextlib.AbstractContextManager[_Call]):
+    """What a model or tool call gets with tracing off: one shared object, nothing to make."""
+
+    call = _Call(None)
+
+    def __enter__(self) -> _Call:
+        return self.call
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_OFF = _Off()
+
+
+def model_call(model_name: str) -> contextlib.AbstractContextManager[_Call]:
+    """A model call's span (``chat <model>``), current while the call runs."""
+    return _OFF if tracer is None else _model_span(tracer, model_name)
+
+
+def tool_call(
+    name: str, call_id: str | None, args: Any
+) -> contextlib.AbstractContextManager[_Call]:
+    """A tool call's span (``execute_tool <name>``), current while the tool runs."""
+    return _OFF if tracer is None else _tool_span(tracer, name, call_id, args)
 
 
 @contextlib.contextmanager
-def model_call(model_name: str) -> Iterator[_Call]:
-    """A model call's span (``chat <model>``), current while the call runs."""
-    if tracer is None:
-        yield _OFF
-        return
+def _model_span(tracer: Tracer, model_name: str) -> Iterator[_Call]:
     from opentelemetry.trace import SpanKind
 
     provider, _, model = model_name.partition(":")
@@ -269,11 +289,7 @@ def model_call(model_name: str) -> Iterator[_Call]:
 
 
 @contextlib.contextmanager
-def tool_call(name: str, call_id: str | None, args: Any) -> Iterator[_Call]:
-    """A tool call's span (``execute_tool <name>``), current while the tool runs."""
-    if tracer is None:
-        yield _OFF
-        return
+def _tool_span(tracer: Tracer, name: str, call_id: str | None, args: Any) -> Iterator[_Call]:
     from opentelemetry.trace import SpanKind
 
     attributes: dict[str, Any] = {
