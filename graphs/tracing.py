@@ -8,10 +8,11 @@ as it is, a model or tool call gets a shared no-op context manager.
 Spans and their parents:
 
 - ``run``: one per run, around its whole task (queued wait included), ended with its final
-  status. The task is created in the request that starts the run and copies that request's
-  context, so the run span is a **child of the request's span** (it may outlive it: a JSON
-  answer returns before the run ends). A run a ``switchboard worker`` claims has no request in
-  its process: its span is a root (no context is stored with the run).
+  status. It is a **child of the request's span** that made the run, in any process: the run's
+  input stores that span's W3C ``traceparent`` (``graphs/runtime/inputs.py``), so a
+  ``switchboard worker`` claiming the run continues the request's trace. (It may outlive the
+  request's span: an answer that did not wait for the run.) A cron's runs, which no request
+  makes, are roots.
 - ``chat <model>``: one per model call, a child of the run span (the graph's tasks copy the
   run task's context); ``execute_tool <name>``: one per tool call, a child of the run span too.
 
@@ -120,6 +121,17 @@ def flush() -> None:
         _provider.force_flush()
 
 
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span (a request's), or ``None`` (off, no span)."""
+    if tracer is None:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= CONTENT_LIMIT else text[:CONTENT_LIMIT] + "…"
 
@@ -171,9 +183,16 @@ async def _run(tracer: Tracer, ctx: RunContext, work: Coroutine[Any, Any, None])
             else streams.first_text(run_input.input)
         )
         attributes["switchboard.input"] = _cut(said)
+    # The request that made the run: stored with its input, so a worker finds it too (in the
+    # process of the request, it is also the context the run's task was created in).
+    parent = None
+    if run_input.trace_parent:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        parent = TraceContextTextMapPropagator().extract({"traceparent": run_input.trace_parent})
     # The outcome is the run's status, set below: a stopped run's CancelledError is no error.
     with tracer.start_as_current_span(
-        "run", kind=SpanKind.INTERNAL, attributes=attributes,
+        "run", context=parent, kind=SpanKind.INTERNAL, attributes=attributes,
         record_exception=False, set_status_on_exception=False,
     ) as span:  # fmt: skip
         token = _run_span.set(span)

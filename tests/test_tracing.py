@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import shutil
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,15 @@ from api.app import create_app
 from api.services.auth import ensure_admin
 from api.tracing import RequestSpans
 from graphs import tracing
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, make_settings, running
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    JWT_SECRET,
+    PASSWORD,
+    make_settings,
+    running,
+)
+from tests.servers import ADMIN, Server, Worker, clean_env, redis_server
 
 # What the user says and what the calculator answers: neither may be in a span by default.
 EXPRESSION = "987654 * 3"
@@ -288,6 +299,28 @@ def test_tracing_is_off_without_an_endpoint(database_url: str) -> None:
     assert tracing.configure(env={**endpoint, "OTEL_TRACES_EXPORTER": "none"}) is False
 
 
+async def test_a_run_input_carries_its_request_trace_only_when_there_is_one(
+    database_url: str,
+) -> None:
+    from graphs.runtime.inputs import NativeInput, parse_input
+
+    # Off: stored exactly as before the field existed (an older worker reads it).
+    assert "trace_parent" not in NativeInput(content="hi").model_dump(mode="json")
+    async with traced_app(database_url) as _:
+        assert tracing.tracer is not None
+        assert NativeInput(content="hi").trace_parent is None  # no span: nothing to carry
+        with tracing.tracer.start_as_current_span("request") as span:
+            made = NativeInput(content="hi")
+            context = span.get_span_context()
+            ids = f"{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+            assert made.trace_parent == f"00-{ids}"
+            stored = made.model_dump(mode="json")
+            assert stored["trace_parent"] == made.trace_parent
+            assert parse_input(stored).trace_parent == made.trace_parent
+            # A row stored without one is not given the span of what reads it.
+            assert parse_input({"content": "hi"}).trace_parent is None
+
+
 @contextlib.contextmanager
 def otlp_receiver() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     """An HTTP server on a free loopback port that keeps what is POSTed to it."""
@@ -346,3 +379,77 @@ async def test_the_standard_variables_export_over_otlp(
                 names += [span.name for span in scope_spans.spans]
     assert names == ["GET /healthz"]
     assert services == {"switchboard-under-test"}
+
+
+def _exported_spans(received: list[tuple[str, bytes]]) -> dict[str, list[tuple[str, Any]]]:
+    """Every span the receiver got, by service name: (span name, span)."""
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for _, body in received:
+        export = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in export.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope_spans in resource_spans.scope_spans:
+                found.setdefault(service, []).extend((s.name, s) for s in scope_spans.spans)
+    return found
+
+
+def test_a_run_a_worker_executes_is_the_child_of_the_request_that_queued_it(
+    database_url: str,
+) -> None:
+    """The API process only queues the run; the worker's run span finds its parent through
+    the trace context stored with the run's input."""
+    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-tracing-", dir="/tmp"))
+    with contextlib.ExitStack() as stack, otlp_receiver() as (url, received):
+        stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        env = clean_env(
+            DATABASE_URL=database_url,
+            REDIS_URL=stack.enter_context(redis_server(data_dir)),
+            SWITCHBOARD_JWT_SECRET=JWT_SECRET,
+            SWITCHBOARD_ADMIN_EMAIL=ADMIN["email"],
+            SWITCHBOARD_ADMIN_PASSWORD=ADMIN["password"],
+            SWITCHBOARD_EXECUTE_RUNS="false",
+            OTEL_EXPORTER_OTLP_ENDPOINT=url,
+        )
+        api = Server(data_dir, {**env, "OTEL_SERVICE_NAME": "switchboard-api"})
+        stack.callback(api.signal, 15)
+        worker = Worker(data_dir, {**env, "OTEL_SERVICE_NAME": "switchboard-worker"})
+        stack.callback(worker.stop)
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            admin = http.post("/auth/login", json=ADMIN).json()
+            agent = http.post(
+                "/agents/",
+                json={"name": "T", "model_name": "fake:tools", "tools_enabled": ["calculator"]},
+                headers={"Authorization": f"Bearer {admin['access_token']}"},
+            ).json()
+            tokens = http.post(
+                "/auth/register",
+                json={"name": "U", "email": "u@example.org", "password": PASSWORD},
+            ).json()
+            headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+            chat = http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers).json()
+            answer = http.post(
+                f"/chats/{chat['id']}/messages", json={"content": EXPRESSION}, headers=headers
+            )
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["messages"][-1]["content"] == ANSWER
+        # Stopped (the worker first), each process sends what its batch still holds.
+        stack.close()
+    spans = _exported_spans(received)
+    sent = "POST /chats/{chat_id}/messages"
+    [request] = [span for name, span in spans["switchboard-api"] if name == sent]
+    assert sorted(name for name, _ in spans["switchboard-worker"]) == [
+        "chat tools", "chat tools", "execute_tool calculator", "run",
+    ]  # fmt: skip
+    [run] = [span for name, span in spans["switchboard-worker"] if name == "run"]
+    assert run.trace_id == request.trace_id
+    assert run.parent_span_id == request.span_id
+    run_attributes = {a.key: a.value for a in run.attributes}
+    assert run_attributes["switchboard.run.id"].string_value == answer.json()["run_id"]
+    assert run_attributes["switchboard.run.status"].string_value == "success"
+    for name, span in spans["switchboard-worker"]:
+        if name != "run":
+            assert span.parent_span_id == run.span_id, name

@@ -12,7 +12,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages.utils import convert_to_messages
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+
+from graphs import tracing
 
 
 class _Input(BaseModel):
@@ -20,6 +31,18 @@ class _Input(BaseModel):
 
     # The user's onboarding profile at send time, for the personalized prompt.
     profile: dict[str, Any] | None = None
+    # With tracing on, the W3C ``traceparent`` of the request span the input was made in: the
+    # run's span is that request's child in whichever process claims the run.
+    trace_parent: str | None = Field(default_factory=tracing.current_traceparent)
+
+    @model_serializer(mode="wrap")
+    def _stored(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Without a trace, the row is what it was before the field existed, so a process of
+        # an older version claims it as before.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("trace_parent") is None:
+            data.pop("trace_parent", None)
+        return data
 
 
 class NativeInput(_Input):
@@ -85,11 +108,15 @@ class InvalidRunInput(ValueError):
 def parse_input(raw: Any) -> RunInput:
     """The stored input as its type; ``InvalidRunInput`` names the first problem."""
     try:
-        return _adapter.validate_python({"value": raw}).value
+        value = _adapter.validate_python({"value": raw}).value
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"][1:]) or "input"
         raise InvalidRunInput(f"{where}: {first['msg']}") from None
+    if not (isinstance(raw, dict) and "trace_parent" in raw):
+        # Stored without one: not the span of whatever claims it now (another run's, maybe).
+        value.trace_parent = None
+    return value
 
 
 def stamp_messages(value: Any) -> Any:
