@@ -34,7 +34,7 @@ from tests.conftest import (
     make_settings,
     running,
 )
-from tests.servers import ADMIN, Server, Worker, clean_env, redis_server
+from tests.servers import ADMIN, Server, Worker, beside_the_tests, clean_env, redis_server
 
 # What the user says and what the calculator answers: neither may be in a span by default.
 EXPRESSION = "987654 * 3"
@@ -335,6 +335,15 @@ def otlp_receiver() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        def do_GET(self) -> None:
+            # LangSmith's client asks for its server's /info first.
+            received.append((self.path, b""))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -453,3 +462,48 @@ def test_a_run_a_worker_executes_is_the_child_of_the_request_that_queued_it(
     for name, span in spans["switchboard-worker"]:
         if name != "run":
             assert span.parent_span_id == run.span_id, name
+
+
+def test_langsmith_keeps_tracing_beside_opentelemetry(database_url: str) -> None:
+    """A server with LangSmith's variables and OTLP's sends runs to both (one local receiver
+    plays both services)."""
+    with otlp_receiver() as (url, received):
+        langsmith = {
+            "LANGSMITH_TRACING": "true",
+            "LANGSMITH_ENDPOINT": url,
+            "LANGSMITH_API_KEY": "lsv2_pt_test",
+            "LANGSMITH_PROJECT": "switchboard-tests",
+        }
+        with beside_the_tests(
+            database_url, JWT_SECRET, OTEL_EXPORTER_OTLP_ENDPOINT=url,
+            SWITCHBOARD_ADMIN_EMAIL=ADMIN["email"], SWITCHBOARD_ADMIN_PASSWORD=ADMIN["password"],
+            **langsmith,
+        ) as server, httpx.Client(base_url=server.url, timeout=30) as http:  # fmt: skip
+            admin = http.post("/auth/login", json=ADMIN).json()
+            agent = http.post(
+                "/agents/",
+                json={"name": "T", "model_name": "fake:tools", "tools_enabled": ["calculator"]},
+                headers={"Authorization": f"Bearer {admin['access_token']}"},
+            ).json()
+            tokens = http.post(
+                "/auth/register",
+                json={"name": "U", "email": "u@example.org", "password": PASSWORD},
+            ).json()
+            headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+            chat = http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers).json()
+            answer = http.post(
+                f"/chats/{chat['id']}/messages", json={"content": EXPRESSION}, headers=headers
+            )
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["messages"][-1]["content"] == ANSWER
+        # The server has stopped: both have sent what they held.
+    to_langsmith = [(path, body) for path, body in received if path.startswith("/runs")]
+    assert to_langsmith, sorted({path for path, _ in received})
+    # LangSmith got the run: its graph's name and the calculator's call are in what was sent.
+    sent = b"".join(body for _, body in to_langsmith)
+    assert b"calculator" in sent
+    names = sorted(name for name, _ in _exported_spans(
+        [(p, b) for p, b in received if p == "/v1/traces"]
+    )["switchboard"])  # fmt: skip
+    assert names.count("run") == 1
+    assert names.count("execute_tool calculator") == 1
