@@ -66,7 +66,8 @@ def configure(
     ``exporter`` replaces the OTLP exporter (an in-memory one in tests) and turns tracing on
     whatever ``env`` says. Called again, it replaces the previous configuration (whose spans
     are flushed first). The first provider made is also installed as OpenTelemetry's global
-    one, so other instrumentation in the process (an HTTP client's) joins the same traces.
+    one, so other instrumentation in the process joins the same traces: the MCP SDK's spans of
+    calls to and from MCP servers (method and tool names, no arguments).
     """
     global tracer, content, _provider
     env = os.environ if env is None else env
@@ -95,8 +96,9 @@ def configure(
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        # The exporter reads its endpoint, headers, timeout and compression from the standard
-        # variables itself; spans leave in batches, off the event loop.
+        # The endpoint from ``env`` (tests pass theirs); headers, timeout and compression the
+        # exporter reads from the standard variables itself. Spans leave in batches, from the
+        # processor's thread, off the event loop.
         endpoint = env.get(ENDPOINT_VARIABLES[0], "").strip() or None
         if endpoint is None:
             endpoint = env[ENDPOINT_VARIABLES[1]].strip().rstrip("/") + "/v1/traces"
