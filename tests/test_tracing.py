@@ -1,6 +1,8 @@
 """OpenTelemetry tracing: the spans of a request, its run, the run's model and tool calls, with
-their parents and attributes; no message content unless asked; the OTLP exporter the standard
-variables configure; nothing at all when they are unset."""
+their parents and attributes (through the SDK's in-memory exporter, installed by the function the
+app uses); no message content unless asked; the OTLP exporter the standard variables configure;
+a worker's run span under the request that queued it; LangSmith beside it; nothing at all when
+the variables are unset."""
 
 from __future__ import annotations
 
@@ -44,12 +46,12 @@ ANSWER = "2962962"
 @contextlib.asynccontextmanager
 async def traced_app(
     database_url: str, **settings: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, InMemorySpanExporter]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, InMemorySpanExporter, FastAPI]]:
     exporter = InMemorySpanExporter()
     app = create_app(make_settings(database_url, **settings), span_exporter=exporter)
     try:
         async with running(app) as http:
-            yield http, exporter
+            yield http, exporter, app
     finally:
         # Off again for every other test of the session.
         tracing.shutdown()
@@ -80,7 +82,7 @@ async def _user_and_agent(http: httpx.AsyncClient, app_pool: Any) -> tuple[dict,
 
 async def _finished(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
     """The span ``name`` once it has ended: a run's span ends just after its answer is sent."""
-    for _ in range(500):
+    for _ in range(1000):
         found = [s for s in exporter.get_finished_spans() if s.name == name]
         if found:
             assert len(found) == 1, found
@@ -107,8 +109,7 @@ async def _one_turn(
 ) -> tuple[list[ReadableSpan], dict[str, Any], dict[str, Any]]:
     """A message to a fake:tools agent with the calculator (one tool call, two model calls):
     the spans of its request, the run and the chat, once the run's span has ended."""
-    async with traced_app(database_url, **settings) as (http, exporter):
-        app: FastAPI = http._transport.app  # type: ignore[attr-defined]
+    async with traced_app(database_url, **settings) as (http, exporter, app):
         headers, agent = await _user_and_agent(http, app.state.switchboard.pool)
         chat = (await http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers)).json()
         exporter.clear()
@@ -223,8 +224,7 @@ async def test_content_is_traced_when_asked_and_cut_to_its_limit(database_url: s
 
 
 async def test_a_protocol_run_is_traced_under_its_request(database_url: str) -> None:
-    async with traced_app(database_url) as (http, exporter):
-        app: FastAPI = http._transport.app  # type: ignore[attr-defined]
+    async with traced_app(database_url) as (http, exporter, app):
         headers, agent = await _user_and_agent(http, app.state.switchboard.pool)
         thread = (await http.post("/threads", json={}, headers=headers)).json()
         exporter.clear()
@@ -253,7 +253,7 @@ async def test_a_request_continues_the_callers_trace_and_unmatched_paths_are_nam
     database_url: str,
 ) -> None:
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    async with traced_app(database_url) as (http, exporter):
+    async with traced_app(database_url) as (http, exporter, _):
         health = await http.get(
             "/healthz", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"}
         )
