@@ -158,7 +158,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         routes={
             ("POST", exports.IMPORT_PATH): settings.import_max_bytes,
-            ("POST", messages.SEND_PATH): messages.send_limit(settings),
+            **dict.fromkeys(
+                [("POST", messages.SEND_PATH), ("POST", messages.FORK_PATH)]
+                + [("POST", path) for path in protocol_runs.RUN_PATHS],
+                messages.send_limit(settings),
+            ),
             ("POST", knowledge.AGENT_UPLOAD_PATH): settings.knowledge_max_bytes,
             ("POST", knowledge.CHAT_UPLOAD_PATH): settings.knowledge_max_bytes,
         },
