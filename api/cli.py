@@ -191,8 +191,9 @@ def _python_objects_in_malloc(argv: list[str] | None) -> None:
     CPython's own allocator keeps a 1 MiB arena while one object in it lives, and neither
     ``gc`` nor ``malloc_trim`` reaches inside: after a load, the server stayed ~1.5x its
     pre-load RSS. With Python's objects in malloc's heap, the trim the server does once a load
-    has ended gives the pages back (bench/BENCHMARKS.md, "Soak"). It must be set before the
-    interpreter starts, hence the exec; ``PYTHONMALLOC=pymalloc`` keeps CPython's default.
+    has ended gives the pages back (bench/BENCHMARKS.md, "Memory after a load"). It must be set
+    before the interpreter starts, hence the exec; ``PYTHONMALLOC=pymalloc`` keeps CPython's
+    default.
     """
     if "PYTHONMALLOC" in os.environ or not sys.platform.startswith("linux"):
         return
