@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -202,6 +203,10 @@ async def soak(args: argparse.Namespace, deployment: Deployment) -> dict[str, An
     agent_id = agents["soak"]["id"]
     tally = Tally()
     samples: list[dict[str, float]] = []
+    load_before = os.getloadavg()[0]
+    server = deployment.server_processes()[0]
+    server_cpu = sum(server.cpu_times()[:2])
+    bench_cpu = time.process_time()
     started = time.monotonic()
     deadline = started + args.minutes * 60
 
@@ -240,6 +245,10 @@ async def soak(args: argparse.Namespace, deployment: Deployment) -> dict[str, An
         for http in https:
             await http.aclose()
     elapsed = time.monotonic() - started
+    # Of the two cores, what the server and this bench's clients each used (the rest: Postgres,
+    # and whatever else the machine ran).
+    server_cpu = sum(server.cpu_times()[:2]) - server_cpu
+    bench_cpu = time.process_time() - bench_cpu
     after_warmup = [(s["t_s"], s["rss_mib"]) for s in samples if s["t_s"] >= args.warmup_seconds]
     return {
         "workload": "soak",
@@ -263,6 +272,10 @@ async def soak(args: argparse.Namespace, deployment: Deployment) -> dict[str, An
         "rss_slope_mib_per_min": slope(after_warmup),
         "pg_connections_max": max((s["pg_connections"] for s in samples), default=None),
         "pool_max_size": args.pool_max_size,
+        # The machine's 1-minute load average as the soak started and ended (others' work too).
+        "server_cpu_percent": round(server_cpu / elapsed * 100, 1),
+        "bench_cpu_percent": round(bench_cpu / elapsed * 100, 1),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "samples": samples,
     }
 
@@ -290,6 +303,9 @@ def report(result: dict[str, Any]) -> str:
         [f"RSS slope after {result['warmup_s']} s, MiB/min", result["rss_slope_mib_per_min"]],
         ["Postgres client connections, max (pool max)",
          f"{result['pg_connections_max']} ({result['pool_max_size']})"],
+        ["CPU: server, bench clients (% of one core)",
+         f"{result['server_cpu_percent']}, {result['bench_cpu_percent']}"],
+        ["load average at start, end (2 cores)", result["load_average"]],
     ]  # fmt: skip
     return table(
         f"soak: {result['clients']} clients x {result['minutes']} min, {result['model']}, "
