@@ -46,6 +46,7 @@ from api.routes import (
 )
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION
+from api.services.chat_retention import RetentionSweeper
 from api.services.cron_scheduler import CronScheduler
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
@@ -107,6 +108,13 @@ async def _open(
     state.reindexer = await start(MemoryReindexer(state))
     state.sweeper = await start(StoreSweeper(state, interval=settings.store_sweep_seconds))
     state.thread_sweeper = await start(ThreadSweeper(state, interval=settings.thread_sweep_seconds))
+    state.retention = await start(
+        RetentionSweeper(
+            state,
+            days=settings.chat_retention_days,
+            interval=settings.chat_retention_sweep_seconds,
+        )
+    )
     state.crons = await start(CronScheduler(state, poll_seconds=settings.cron_poll_seconds))
     return state
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # Server-side prepared statements; off for PgBouncer in transaction mode before 1.21.
     prepared_statements: bool = True
     run_migrations: bool = True
+    # Set in the container image: without DATABASE_URL the server refuses to start instead of
+    # running the embedded Postgres inside a container, where its data would die with it.
+    require_database_url: bool = False
 
     # Auth.
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
@@ -138,6 +141,11 @@ class Settings(BaseSettings):
     )
     thread_ttl_strategy: Literal["delete", "keep_latest"] = "delete"
     thread_sweep_seconds: float = Field(default=300, ge=0)
+    # Chats idle (no run ended, no rename) for longer than this many days are deleted with
+    # their runs and checkpoints, whatever their own ttl; unset: kept forever. One process at
+    # a time sweeps them this often (api/services/chat_retention.py); 0: this process never.
+    chat_retention_days: float | None = Field(default=None, gt=0, le=36_500, allow_inf_nan=False)
+    chat_retention_sweep_seconds: float = Field(default=300, ge=0)
     # Every process (API and worker) starts the runs of due crons on time; it looks this often
     # for crons other processes made or changed (api/services/cron_scheduler.py); 0: this
     # process starts none.
@@ -192,6 +200,11 @@ class Settings(BaseSettings):
             raise ValueError("SWITCHBOARD_JWT_SECRET must be at least 32 characters in production")
         if "*" in self.cors_origins:
             raise ValueError("SWITCHBOARD_CORS_ORIGINS cannot be '*': list the origins")
+        if self.require_database_url and not self.database_url:
+            raise ValueError(
+                "DATABASE_URL must be set: SWITCHBOARD_REQUIRE_DATABASE_URL is true (the"
+                " container image never runs the embedded Postgres)"
+            )
         if not self.execute_runs and not self.redis_url:
             raise ValueError(
                 "SWITCHBOARD_EXECUTE_RUNS=false needs REDIS_URL: workers get runs through it"

@@ -13,6 +13,7 @@ from storage.store import Store
 
 if TYPE_CHECKING:
     from api.mcp import McpServer
+    from api.services.chat_retention import RetentionSweeper
     from api.services.cron_scheduler import CronScheduler
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
@@ -35,6 +36,7 @@ class AppState:
     reindexer: MemoryReindexer = field(init=False)
     sweeper: StoreSweeper = field(init=False)
     thread_sweeper: ThreadSweeper = field(init=False)
+    retention: RetentionSweeper = field(init=False)
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
     mcp: McpServer = field(init=False)

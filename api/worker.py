@@ -14,6 +14,7 @@ import logging
 import signal
 
 from api.bootstrap import settle_heap
+from api.services.chat_retention import RetentionSweeper
 from api.services.cron_scheduler import CronScheduler
 from api.services.thread_sweeper import ThreadSweeper
 from api.services.webhook_delivery import WebhookDeliverer
@@ -61,6 +62,12 @@ async def run_worker(settings: Settings) -> None:
             state, interval=settings.thread_sweep_seconds
         )
         await thread_sweeper.open()
+        retention = state.retention = RetentionSweeper(
+            state,
+            days=settings.chat_retention_days,
+            interval=settings.chat_retention_sweep_seconds,
+        )
+        await retention.open()
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
@@ -71,6 +78,7 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker %s stopping", runs.worker_id)
         await scheduler.aclose()
         await thread_sweeper.aclose()
+        await retention.aclose()
         await runs.aclose()
         await deliverer.aclose()
         work.cancel()
