@@ -190,4 +190,4 @@ def test_the_license_is_apache_2() -> None:
     assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
     assert "END OF TERMS AND CONDITIONS" in text
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'license = { text = "Apache-2.0" }' in pyproject
+    assert 'license = "Apache-2.0"' in pyproject
