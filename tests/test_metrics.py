@@ -4,11 +4,18 @@ counts; route templates, never raw paths; administrators only; the exposition pa
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,8 +23,26 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from api.services.auth import ensure_admin
 from api.settings import Settings
+from storage.db import EmbeddedPostgres
 from tests import sse
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, User, assert_error, running
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    JWT_SECRET,
+    User,
+    assert_error,
+    running,
+)
+from tests.servers import (
+    ADMIN,
+    Server,
+    Worker,
+    clean_env,
+    free_port,
+    redis_server,
+    stop_postgres,
+    user_with_agent,
+)
 
 # Each family the documentation lists (docs/metrics.md), by its name in the exposition.
 FAMILIES = {
@@ -277,3 +302,83 @@ async def test_metrics_are_for_administrators_only(
     assert allowed.status_code == 200
     names = {family.name for family in text_string_to_metric_families(allowed.text)}
     assert set(FAMILIES) <= names
+
+
+def test_the_dashboard_and_the_documentation_name_exactly_the_metrics() -> None:
+    root = Path(__file__).resolve().parent.parent
+    dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        re.sub(r"_(bucket|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:switchboard|process)_[a-z_]+", target["expr"])
+    }
+    assert queried == set(FAMILIES) | {"process_resident_memory_bytes"}
+    documented = set(
+        re.findall(r"^\| `(switchboard_[a-z_]+)`", (root / "docs" / "metrics.md").read_text(), re.M)
+    )
+    exposed = {name + "_total" if kind == "counter" else name for name, kind in FAMILIES.items()}
+    assert documented == exposed
+
+
+def test_a_worker_serves_its_own_metrics_on_its_port(embedded_pg: EmbeddedPostgres) -> None:
+    """An API process that only queues and a worker that claims: each counts what it did."""
+    name = f"switchboard_metrics_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(embedded_pg.uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    data_dir = Path(tempfile.mkdtemp(prefix="switchboard-metrics-", dir="/tmp"))
+    try:
+        with ExitStack() as stack:
+            env = clean_env(
+                DATABASE_URL=embedded_pg.uri(name),
+                REDIS_URL=stack.enter_context(redis_server(data_dir)),
+                SWITCHBOARD_JWT_SECRET=JWT_SECRET,
+                SWITCHBOARD_ADMIN_EMAIL=ADMIN["email"],
+                SWITCHBOARD_ADMIN_PASSWORD=ADMIN["password"],
+                SWITCHBOARD_SHUTDOWN_GRACE_SECONDS="1",
+            )
+            api = Server(data_dir, {**env, "SWITCHBOARD_EXECUTE_RUNS": "false"})
+            stack.callback(api.signal, 15)
+            port = free_port()
+            worker = Worker(data_dir, {**env, "SWITCHBOARD_WORKER_METRICS_PORT": str(port)})
+            stack.callback(worker.stop)
+            http = stack.enter_context(httpx.Client(base_url=api.url, timeout=30))
+            user, agent = user_with_agent(http, "fake:echo")
+            admin = http.post("/auth/login", json=ADMIN).json()
+            chat = http.post("/chats/", json={"agent_id": agent["id"]}, headers=user).json()
+            answer = http.post(
+                f"/chats/{chat['id']}/messages", json={"content": "hi"}, headers=user
+            )
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["status"] == "success"
+
+            scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert scraped.status_code == 200
+            at_worker = Scrape(scraped.text)
+            labels = {"agent": agent["slug"], "model": "fake:echo"}
+            assert at_worker.value("switchboard_worker_claims_total") == 1
+            assert at_worker.value("switchboard_runs_started_total", **labels) == 1
+            assert at_worker.value("switchboard_runs_ended_total", **labels, status="success") == 1
+            # A worker does not read the queue from its exporter's thread.
+            assert "switchboard_runs_queued" not in at_worker.families
+
+            at_api = Scrape(
+                http.get(
+                    "/metrics", headers={"Authorization": f"Bearer {admin['access_token']}"}
+                ).text
+            )
+            assert at_api.value("switchboard_worker_claims_total") == 0
+            assert at_api.value("switchboard_runs_started_total", **labels) == 0
+            assert at_api.value("switchboard_runs_queued") == 0
+            route = "/chats/{chat_id}/messages"
+            assert (
+                at_api.value(
+                    "switchboard_http_requests_total", method="POST", route=route, status="201"
+                )
+                == 1
+            )
+    finally:
+        stop_postgres(data_dir / "pgdata")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        with psycopg.connect(embedded_pg.uri(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
