@@ -56,6 +56,11 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # The route label of a request no route matched (a 404 for an unknown path): one value for
 # all of them, never the raw path.
 UNMATCHED = "unmatched"
+# The most (agent, model) pairs a process labels its runs with; runs of any further pair count as
+# ("other", "other"). A user picks a run's model in some requests (a replay's ``model_name``):
+# made-up names must not create series without bound.
+MAX_RUN_LABELS = 500
+OTHER_RUN = ("other", "other")
 # Runs take from milliseconds (a fake model) to minutes (tools, long answers).
 RUN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -156,20 +161,33 @@ class RunMetrics(RunObserver):
         # were attached (a cron's, as the server starts) is not counted as ending either.
         self.active: set[UUID] = set()
         metrics.runs_active.set_function(lambda: len(self.active))
+        # Each (agent, model) pair seen, up to MAX_RUN_LABELS.
+
+        self._labels: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def labels(self, ctx: RunContext) -> tuple[str, str]:
+        """The run's ``agent`` and ``model`` labels (``OTHER_RUN`` past ``MAX_RUN_LABELS``)."""
+        key = (ctx.spec.slug, ctx.spec.model_name)
+        labels = self._labels.get(key)
+        if labels is None:
+            if len(self._labels) >= MAX_RUN_LABELS:
+                return OTHER_RUN
+            labels = self._labels[key] = key
+        return labels
 
     def started(self, ctx: RunContext) -> None:
         super().started(ctx)
         self.active.add(ctx.run_id)
-        self.m.runs_started.labels(ctx.spec.slug, ctx.spec.model_name).inc()
+        self.m.runs_started.labels(*self.labels(ctx)).inc()
 
     def first_token(self, ctx: RunContext) -> None:
         super().first_token(ctx)
         if ctx.started_at is not None and ctx.first_token_at is not None:
             seconds = ctx.first_token_at - ctx.started_at
-            self.m.first_token.labels(ctx.spec.slug, ctx.spec.model_name).observe(seconds)
+            self.m.first_token.labels(*self.labels(ctx)).observe(seconds)
 
     def ended(self, ctx: RunContext) -> None:
-        agent, model = ctx.spec.slug, ctx.spec.model_name
+        agent, model = self.labels(ctx)
         self.m.runs_ended.labels(agent, model, ctx.status).inc()
         # A run stopped while it waited in the queue never started: it was never active.
         if ctx.started_at is not None and ctx.run_id in self.active:

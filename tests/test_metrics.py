@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -20,7 +21,9 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from api import metrics as metrics_module
 from api.app import create_app
+from api.metrics import Metrics
 from api.services.auth import ensure_admin
 from api.settings import Settings
 from storage.db import EmbeddedPostgres
@@ -382,3 +385,29 @@ def test_a_worker_serves_its_own_metrics_on_its_port(embedded_pg: EmbeddedPostgr
         shutil.rmtree(data_dir, ignore_errors=True)
         with psycopg.connect(embedded_pg.uri(), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_made_up_models_share_one_series_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "MAX_RUN_LABELS", 2)
+    metrics = Metrics()
+    for model in ("openai:a", "openai:b", "openai:c", "openai:d", "openai:a"):
+        ctx = SimpleNamespace(
+            run={"id": uuid.uuid4()},
+            spec=SimpleNamespace(slug="agent", model_name=model),
+            started_at=None,
+            first_token_at=None,
+            status="error",
+            usage={},
+            log=[],
+        )
+        ctx.run_id = ctx.run["id"]
+        metrics.runs.started(ctx)  # type: ignore[arg-type]
+        metrics.runs.ended(ctx)  # type: ignore[arg-type]
+    scrape = Scrape(metrics.exposition().decode())
+    started = {
+        dict(labels)["model"]: value
+        for (name, labels), value in scrape.samples.items()
+        if name == "switchboard_runs_started_total"
+    }
+    assert started == {"openai:a": 2, "openai:b": 1, "other": 2}
+    assert scrape.value("switchboard_runs_active") == 0
