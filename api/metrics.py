@@ -162,7 +162,6 @@ class RunMetrics(RunObserver):
         self.active: set[UUID] = set()
         metrics.runs_active.set_function(lambda: len(self.active))
         # Each (agent, model) pair seen, up to MAX_RUN_LABELS.
-
         self._labels: dict[tuple[str, str], tuple[str, str]] = {}
 
     def labels(self, ctx: RunContext) -> tuple[str, str]:
@@ -187,6 +186,14 @@ class RunMetrics(RunObserver):
             self.m.first_token.labels(*self.labels(ctx)).observe(seconds)
 
     def ended(self, ctx: RunContext) -> None:
+        # Called where the runtime records a run's end and frees its chat: a failure to count
+        # must not get in the way of either.
+        try:
+            self._count_end(ctx)
+        except Exception:
+            log.exception("could not count the end of run %s", ctx.run_id)
+
+    def _count_end(self, ctx: RunContext) -> None:
         agent, model = self.labels(ctx)
         self.m.runs_ended.labels(agent, model, ctx.status).inc()
         # A run stopped while it waited in the queue never started: it was never active.
