@@ -69,8 +69,9 @@ FAMILIES = {
     "switchboard_event_log_events": "gauge",
     "switchboard_event_log_bytes": "gauge",
 }
-# 20 tokens, 50 ms before each: a run that stays running for a second, to be seen mid-way.
-SLOW_MODEL = "fake:tokens-20@50"
+# 60 tokens, 50 ms before each: a run that stays running for 3 s, to be seen mid-way (it is
+# cancelled then; the run queued behind it takes the 3 s).
+SLOW_MODEL = "fake:tokens-60@50"
 
 
 class Scrape:
@@ -144,11 +145,12 @@ async def _wait_runs(
     client: httpx.AsyncClient, user: dict[str, str], chat_id: str, count: int
 ) -> list[dict[str, Any]]:
     """The chat's runs, once there are ``count`` of them (the first already running)."""
-    while True:
+    for _ in range(1000):
         runs = (await client.get(f"/chats/{chat_id}/runs", headers=user)).json()["items"]
         if len(runs) == count and any(run["status"] != "pending" for run in runs):
             return runs
         await asyncio.sleep(0.02)
+    raise AssertionError(f"the chat has not {count} runs: {runs}")
 
 
 async def test_every_family_after_runs_through_the_api(
@@ -189,10 +191,14 @@ async def test_every_family_after_runs_through_the_api(
     )
     runs = await _wait_runs(client, user, slow_chat, 2)
     queued_run_id = next(run["id"] for run in runs if run["id"] != slow_run_id)
-    # Both responses' headers may still be on their way: until they are, a stream is not open.
+    # Both responses' headers, and the slow run's first token, may still be on their way.
+    first_tokens = "switchboard_time_to_first_token_seconds_count"
     for _ in range(500):
         mid = await _scrape(client, admin)
-        if mid.value("switchboard_open_streams", kind="sse") == 2:
+        if (
+            mid.value("switchboard_open_streams", kind="sse") == 2
+            and mid.value(first_tokens, agent=slow["slug"], model=SLOW_MODEL) == 1
+        ):
             break
         await asyncio.sleep(0.02)
     assert mid.value("switchboard_open_streams", kind="sse") == 2
@@ -247,9 +253,9 @@ async def test_every_family_after_runs_through_the_api(
         == usage["input_tokens"]
     )
     queued_run = (await client.get(f"/runs/{queued_run_id}", headers=user)).json()
-    assert queued_run["usage"]["output_tokens"] == 20
+    assert queued_run["usage"]["output_tokens"] == 60
     # The cancelled run never got its last chunk, which carries the usage: only the queued one's.
-    assert end.value("switchboard_tokens_total", model=SLOW_MODEL, direction="out") == 20
+    assert end.value("switchboard_tokens_total", model=SLOW_MODEL, direction="out") == 60
 
     # Event logs: every event of the three runs, still held in memory, closed.
     events = sum(
