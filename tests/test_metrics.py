@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
 
 from api import metrics as metrics_module
 from api.app import create_app
@@ -331,7 +333,8 @@ def test_the_dashboard_and_the_documentation_name_exactly_the_metrics() -> None:
 
 
 def test_a_worker_serves_its_own_metrics_on_its_port(embedded_pg: EmbeddedPostgres) -> None:
-    """An API process that only queues and a worker that claims: each counts what it did."""
+    """An API process that only queues and a worker that claims: each counts what it did; the
+    API counts a WebSocket while it is open."""
     name = f"switchboard_metrics_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(embedded_pg.uri(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
@@ -386,6 +389,23 @@ def test_a_worker_serves_its_own_metrics_on_its_port(embedded_pg: EmbeddedPostgr
                 )
                 == 1
             )
+
+            # A WebSocket (a thread's v2 event stream) counts while it is open.
+            def websockets_open() -> float:
+                scraped = http.get(
+                    "/metrics", headers={"Authorization": f"Bearer {admin['access_token']}"}
+                )
+                return Scrape(scraped.text).value("switchboard_open_streams", kind="websocket")
+
+            ws_url = api.url.replace("http://", "ws://") + f"/threads/{chat['id']}/stream/events"
+            with connect(ws_url, additional_headers=user):
+                assert websockets_open() == 1
+            # The server sees the close a moment later.
+            for _ in range(500):
+                if websockets_open() == 0:
+                    break
+                time.sleep(0.02)
+            assert websockets_open() == 0
     finally:
         stop_postgres(data_dir / "pgdata")
         shutil.rmtree(data_dir, ignore_errors=True)
