@@ -19,6 +19,7 @@ from api.bootstrap import (
     upgrade_database,
 )
 from api.limits import BodyLimit
+from api.metrics import HttpMetrics, Metrics
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
     a2a,
@@ -35,6 +36,7 @@ from api.routes import (
     memories,
     messages,
     meta,
+    metrics,
     protocol_runs,
     replays,
     runs,
@@ -122,6 +124,7 @@ async def _open(
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing is opened until the lifespan starts."""
     settings = settings or load_settings()
+    process_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Everything opened below closes in the reverse order, whatever fails on the way.
             async with contextlib.AsyncExitStack() as opened:
                 app.state.switchboard = await _open(settings, conninfo, embedded, opened)
+                process_metrics.attach(app.state.switchboard)
                 _log_startup(settings)
                 settle_heap()
                 yield
@@ -190,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Content-Location", "Location", "X-Pagination-Total", "X-Pagination-Next"
             ],
         )  # fmt: skip
+    # Outermost: every answer counts, ours and the other middleware's (a 413, a CORS refusal).
+    app.add_middleware(HttpMetrics, metrics=process_metrics)
     # FastAPI tries routes in the order they were included, so the routes of every chat turn
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
@@ -197,7 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
         v2_events,
-        mcp_servers,
+        mcp_servers, metrics,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     )
     execute_runs: bool = True
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    # A worker serves no HTTP API: with a port set, it serves its Prometheus metrics there, to
+    # anyone who reaches it (no token), so the host defaults to loopback. API processes serve
+    # theirs at GET /metrics to admin tokens instead (docs/metrics.md says why).
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     # Knowledge search and long-term memory (graphs/embeddings.py): the model every vector is
     # made with; changing it re-indexes documents and memories in the background.

@@ -13,6 +13,7 @@ from storage.store import Store
 
 if TYPE_CHECKING:
     from api.mcp import McpServer
+    from api.metrics import Metrics
     from api.services.chat_retention import RetentionSweeper
     from api.services.cron_scheduler import CronScheduler
     from api.services.knowledge_indexer import KnowledgeIndexer
@@ -40,6 +41,8 @@ class AppState:
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
     mcp: McpServer = field(init=False)
+    # This process's Prometheus metrics (api/metrics.py), set by ``Metrics.attach``.
+    metrics: Metrics = field(init=False)
 
     @classmethod
     def open(

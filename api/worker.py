@@ -14,6 +14,7 @@ import logging
 import signal
 
 from api.bootstrap import settle_heap
+from api.metrics import Metrics, serve_metrics
 from api.services.chat_retention import RetentionSweeper
 from api.services.cron_scheduler import CronScheduler
 from api.services.thread_sweeper import ThreadSweeper
@@ -56,6 +57,9 @@ async def run_worker(settings: Settings) -> None:
         # What the services a cron's tick goes through share (no HTTP: the tokens go unused).
         state = AppState.open(settings, pool, runs)
         state.webhooks = deliverer
+        metrics = Metrics(queue=False)
+        metrics.attach(state)
+        exporter = serve_metrics(metrics, settings)
         scheduler = state.crons = CronScheduler(state, poll_seconds=settings.cron_poll_seconds)
         await scheduler.open()
         thread_sweeper = state.thread_sweeper = ThreadSweeper(
@@ -81,6 +85,9 @@ async def run_worker(settings: Settings) -> None:
         await retention.aclose()
         await runs.aclose()
         await deliverer.aclose()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
         work.cancel()
         stop.cancel()
         failure, _ = await asyncio.gather(work, stop, return_exceptions=True)

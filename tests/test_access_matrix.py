@@ -153,6 +153,8 @@ ADMIN_ROUTES = [
     ("DELETE", "/mcp-servers/{mcp_server}", None),
     ("POST", "/assistants/{agent}/versions", {}),
     ("POST", "/assistants/{agent}/latest", {"version": 1}),
+    # Every user's activity, in figures (Prometheus scrapes it with an admin's token).
+    ("GET", "/metrics", None),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -404,7 +406,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 123
+    assert len(routes) == 124
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -559,7 +561,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 123
+    assert len(routes) == 124
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(

@@ -26,7 +26,7 @@ from graphs.events import EventLogs, RunLog
 from graphs.runtime import streams
 from graphs.runtime.inputs import NativeInput, ProtocolInput, RunInput, stamp_messages
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import RunContext, WriterFactory
+from graphs.runtime.types import RunContext, RunObserver, WriterFactory
 from graphs.spec import AgentContext, AgentSpec
 from storage import chats as chats_store
 from storage import runs as runs_store
@@ -40,7 +40,7 @@ class Executor:
     """Runs in this process: their tasks, and how each one is driven to its end.
 
     ``wait_turn`` blocks a queued run until it may start; ``on_ended`` is told the chat of every
-    run that ends (both set by the scheduler).
+    run that ends (both set by the scheduler). ``observer`` is told of each run's steps.
     """
 
     def __init__(
@@ -64,6 +64,7 @@ class Executor:
         self.ended: list[Callable[[RunRow], None]] = []
         # Handed to every run's context, for the knowledge_search tool (set by the runtime).
         self.knowledge: Any = None
+        self.observer = RunObserver()
 
     def context(
         self,
@@ -102,6 +103,7 @@ class Executor:
         try:
             if ctx.run["status"] == "pending" and self.wait_turn is not None:
                 await self.wait_turn(ctx.run_id, ctx.chat_id)
+            self.observer.started(ctx)
             async with asyncio.timeout(self.run_timeout_seconds or None):
                 await self._stream(ctx)
         except TimeoutError:
@@ -138,6 +140,8 @@ class Executor:
                     ctx.tally.added += 1
                     if isinstance(message, AIMessage):
                         streams.add_usage(ctx.usage, message)
+            if mode == "messages" and ctx.first_token_at is None:
+                self.observer.first_token(ctx)
             if mode in writer.modes:
                 writer.part(tuple(namespace), mode, data)
 
@@ -219,11 +223,7 @@ class Executor:
 
     async def _finish(self, ctx: RunContext) -> None:
         try:
-            run_input = ctx.input
-            if isinstance(run_input, NativeInput):
-                content = run_input.content
-            else:
-                content = streams.first_text(run_input.input)
+            content = streams.input_text(ctx.input)
             # Counted as they streamed on the common path; read back from the thread otherwise.
             counted = ctx.status == "success" and ctx.tally.exact
             paused, count = ctx.tally.paused, None
@@ -247,6 +247,7 @@ class Executor:
             ctx.log.append("end", {"status": ctx.status, "usage": ctx.usage})
             ctx.log.close()
             self.tell_ended(ctx.run)
+            self.observer.ended(ctx)
             if self.on_ended is not None:
                 await self.on_ended(ctx.chat_id)
 
