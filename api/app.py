@@ -23,6 +23,7 @@ from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
     a2a,
     agents,
+    api_keys,
     assistants,
     auth,
     catalog,
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
         v2_events,
         mcp_servers,
+        api_keys,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)
