@@ -5,6 +5,7 @@ and as `x-api-key` on both APIs and by the official SDK's `api_key`, in the user
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import PASSWORD, RegisterFn, User, assert_error, sql
 from tests.protocol import Live, hi, http, live
@@ -448,3 +451,71 @@ async def test_the_openapi_document_names_both_ways_to_send_a_key(app: FastAPI) 
     }  # fmt: skip
     created = document["paths"]["/users/me/api-keys"]["post"]["responses"]
     assert {"201", "401", "403", "409", "422"} <= set(created)
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+def _rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id_, "method": method, "params": params}
+
+
+async def test_a_key_is_what_an_mcp_host_is_configured_with(
+    client: httpx.AsyncClient, user: User
+) -> None:
+    """`/mcp` takes a key in either header: a host set up once keeps working past the 15
+    minutes of an access token."""
+    made = await _make(client, user, name="mcp host")
+    initialize = _rpc(1, "initialize", {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "keys", "version": "0"},
+    })  # fmt: skip
+    for headers in (_bearer(made["key"]), _header(made["key"])):
+        started = await client.post("/mcp", json=initialize, headers={**MCP_HEADERS, **headers})
+        assert started.status_code == 200, started.text
+        assert started.json()["result"]["serverInfo"]["name"] == "switchboard"
+        listed = await client.post(
+            "/mcp", json=_rpc(2, "tools/list", {}), headers={**MCP_HEADERS, **headers}
+        )
+        assert listed.status_code == 200, listed.text
+        assert "assistant" in [tool["name"] for tool in listed.json()["result"]["tools"]]
+    await client.delete(f"/users/me/api-keys/{made['id']}", headers=user.headers)
+    for headers in (_bearer(made["key"]), _header(made["key"])):
+        refused = await client.post("/mcp", json=initialize, headers={**MCP_HEADERS, **headers})
+        assert_error(refused, 401, "api_key_revoked")
+
+
+async def test_a_key_opens_the_v2_event_websocket(live: Live, http: httpx.AsyncClient) -> None:
+    headers = live.user()
+    made = (await http.post("/users/me/api-keys", json={"name": "ws"}, headers=headers)).json()
+    key = made["key"]
+    thread = live.thread(headers, "t5")
+    waited = await http.post(
+        f"/threads/{thread}/runs/wait",
+        json={"assistant_id": "t5", "input": hi()},
+        headers=_header(key),
+    )
+    assert waited.status_code == 200, waited.text
+    url = live.url.replace("http://", "ws://") + f"/threads/{thread}/stream/events"
+    subscribe = {"id": 1, "method": "subscription.subscribe",
+                 "params": {"channels": ["lifecycle"]}}  # fmt: skip
+    for sent in (_bearer(key), _header(key)):
+        async with connect(url, additional_headers=sent) as socket:
+            await socket.send(json.dumps(subscribe))
+            # The events the socket read already come before the answer, the others after it.
+            answers, events = [], []
+            while not answers or events[-1:] != ["completed"]:
+                message = json.loads(await socket.recv())
+                if message["type"] in ("success", "error"):
+                    answers.append(message)
+                else:
+                    events.append(message["params"]["data"]["event"])
+        assert [a["type"] for a in answers] == ["success"], answers
+        assert events == ["running", "completed"]
+    await http.delete(f"/users/me/api-keys/{made['id']}", headers=headers)
+    for sent in (_bearer(key), _header(key)):
+        async with connect(url, additional_headers=sent) as socket:
+            with pytest.raises(ConnectionClosed) as closed:
+                await socket.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "Not authenticated")
