@@ -24,6 +24,7 @@ from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.routes import (
     a2a,
     agents,
+    api_keys,
     assistants,
     auth,
     catalog,
@@ -202,8 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
-        v2_events,
-        mcp_servers, metrics,
+        v2_events, mcp_servers, metrics, api_keys,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)

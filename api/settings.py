@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # Shares one user may ask for per minute (POST /chats/{id}/shares): each tells whether an
     # email has an account, so this bounds how fast a signed-in user can learn that.
     shares_per_minute: int = Field(default=30, ge=1)
+    # API keys one user may have working at once (neither revoked nor expired): 409 past it.
+    api_keys_per_user: int = Field(default=20, ge=1, le=10_000)
 
     # Bootstrap admin, created (or promoted) at start when both are set.
     admin_email: str | None = None
