@@ -36,6 +36,7 @@ from api.routes import (
     messages,
     meta,
     protocol_runs,
+    quotas,
     replays,
     runs,
     sharing,
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
         v2_events,
         mcp_servers,
+        quotas,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)
