@@ -540,3 +540,78 @@ async def test_stats_count_users_chats_and_runs_by_status_and_day(
     ).json()
     assert (only_today["runs"], only_today["runs_by_status"]) == (2, {"success": 2})
     assert isinstance(date.fromisoformat(only_today["from"]), date)
+
+
+# Every other way a run starts.
+
+
+async def test_replays_crons_a2a_mcp_and_v2_commands_are_held_to_the_quota(
+    app: Any, database_url: str, client: httpx.AsyncClient, admin: User, user: User
+) -> None:
+    """A user with ``runs_per_minute: 0`` of their own (on the session app, which has no role
+    defaults): each way a run starts is refused in its own protocol's words, and no run is
+    made."""
+    from tests.test_mcp_endpoint import mcp_session
+
+    chat_id = await _chat(client, user)
+    await _answered(client, user, chat_id)
+    cron = await client.post(
+        f"/threads/{chat_id}/runs/crons",
+        json={"assistant_id": "assistant", "schedule": "0 0 1 1 *", "input": {"messages": []}},
+        headers=user.headers,
+    )
+    assert cron.status_code == 200, cron.text
+    agent_id = (await client.get(f"/chats/{chat_id}", headers=user.headers)).json()["agent_id"]
+    put = await client.put(
+        f"/admin/users/{user.id}/quotas", json={"runs_per_minute": 0}, headers=admin.headers
+    )
+    assert put.status_code == 200, put.text
+    detail = "Quota exceeded: at most 0 runs started per minute; retry in 60 s"
+    _refused(await _send(client, user, chat_id), "quota_runs_per_minute", 60)
+
+    replay = await client.post(
+        f"/chats/{chat_id}/replays", json={"model_name": "fake:echo"}, headers=user.headers
+    )
+    assert replay.status_code == 202, replay.text
+    state = replay.json()
+    while state["status"] in ("pending", "running"):
+        await asyncio.sleep(0.02)
+        state = (await client.get(f"/replays/{replay.json()['id']}", headers=user.headers)).json()
+    assert (state["status"], state["error"]) == ("failed", detail)
+
+    await sql(
+        database_url,
+        "UPDATE crons SET next_run_date = now() - interval '1 second' WHERE id = %s",
+        cron.json()["cron_id"],
+    )
+    await app.state.switchboard.crons.step()
+
+    message = {"role": "user", "parts": [{"kind": "text", "text": "hi"}], "messageId": "m1"}
+    rpc = {"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {"message": message}}
+    a2a = await client.post(f"/a2a/{agent_id}", json=rpc, headers=user.headers)
+    assert a2a.json() == {"jsonrpc": "2.0", "id": 7, "error": {"code": -32004, "message": detail}}
+
+    async with mcp_session(app, user.headers) as session:
+        called = await session.call_tool("assistant", {"message": "hi"})
+    assert called.is_error is True
+    assert [block.text for block in called.content] == [detail]  # type: ignore[union-attr]
+
+    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "assistant"}}
+    start["params"]["input"] = {"messages": [{"role": "user", "content": "hi"}]}
+    command = await client.post(f"/threads/{chat_id}/commands", json=start, headers=user.headers)
+    _refused(command, "quota_runs_per_minute", 60)
+
+    assert await _runs_of(database_url, user) == 1
+    # The chat, and the replay's own (its copy, where its turns would have gone): no other.
+    chats = await sql(database_url, "SELECT id FROM chats WHERE user_id = %s", user.id)
+    assert sorted(str(row["id"]) for row in chats) == sorted([chat_id, state["target_chat_id"]])
+
+
+async def test_a_user_cannot_set_their_own_quotas(
+    database_url: str, client: httpx.AsyncClient, user: User
+) -> None:
+    mine = await client.put(
+        f"/admin/users/{user.id}/quotas", json={"runs_per_minute": 1000}, headers=user.headers
+    )
+    assert_error(mine, 403, "forbidden")
+    assert await sql(database_url, "SELECT * FROM user_quotas") == []

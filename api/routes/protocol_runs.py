@@ -81,7 +81,7 @@ def _stream(
     )
 
 
-@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(409))
+@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(409, 429))
 async def create_run(
     thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> JSONResponse:
@@ -94,7 +94,7 @@ async def create_run(
     "/threads/{thread_id}/runs/stream",
     response_class=EventSourceResponse,
     openapi_extra=_SSE,
-    responses=errors(409),
+    responses=errors(409, 429),
 )
 async def stream_run(
     thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
@@ -104,7 +104,9 @@ async def stream_run(
     return _stream(state, run, events, body, stateless=False)
 
 
-@router.post("/threads/{thread_id}/runs/wait", response_model=dict[str, Any], responses=errors(409))
+@router.post(
+    "/threads/{thread_id}/runs/wait", response_model=dict[str, Any], responses=errors(409, 429)
+)
 async def wait_run(
     thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> JSONResponse:
@@ -118,7 +120,7 @@ async def wait_run(
     "/runs/stream",
     response_class=EventSourceResponse,
     openapi_extra=_SSE,
-    responses=errors(404, 409),
+    responses=errors(404, 409, 429),
 )
 async def stream_stateless(
     body: RunCreate, user_id: TokenUserId, state: State
@@ -129,7 +131,7 @@ async def stream_stateless(
     return _stream(state, run, events, body, stateless=True)
 
 
-@router.post("/runs", response_model=Run, responses=errors(404, 409))
+@router.post("/runs", response_model=Run, responses=errors(404, 409, 429))
 async def create_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A run on a new thread, in the background; the thread is deleted once it ends unless
     `on_completion` is `keep`."""
@@ -141,7 +143,7 @@ async def create_stateless(body: RunCreate, user_id: TokenUserId, state: State) 
     "/runs/batch",
     response_model=list[Run],
     response_description="The runs, in the order of the request",
-    responses=errors(404, 409),
+    responses=errors(404, 409, 429),
 )
 async def create_batch(
     body: Annotated[list[RunCreate], Body(min_length=1, max_length=MAX_BATCH_RUNS)],
@@ -179,7 +181,7 @@ async def cancel_many(
     return Response(status_code=204)
 
 
-@router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409))
+@router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409, 429))
 async def wait_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
     run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)

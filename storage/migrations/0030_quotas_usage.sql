@@ -99,7 +99,8 @@ BEGIN
         ORDER BY started_at DESC OFFSET greatest(v_rpm - 1, 0) LIMIT 1;
         IF v_rpm = 0 OR v_oldest IS NOT NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'SBQ01', MESSAGE = 'quota_runs_per_minute',
-                DETAIL = CASE WHEN v_oldest IS NULL THEN 60
+                -- 0 allows none: a minute is as good an answer as any.
+                DETAIL = CASE WHEN v_rpm = 0 THEN 60
                     ELSE greatest(1, ceil(extract(epoch FROM v_oldest + interval '1 minute' - v_now)))::bigint END,
                 HINT = v_rpm;
         END IF;
