@@ -286,6 +286,8 @@ async def test_quota_updates_are_validated_and_name_a_user(
         {"tokens_per_day": 10**15 + 1},
         {"active_runs": "many"},
         {"runs_per_minute": 1.5},
+        {"runs_per_minute": True},
+        {"active_runs": "5"},
     ):
         response = await client.put(
             f"/admin/users/{user.id}/quotas", json=body, headers=admin.headers

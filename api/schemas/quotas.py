@@ -8,12 +8,15 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from api.schemas.common import JsonInteger
+
 # The largest limits a setting or an admin may give (a bigint column holds them all).
 MAX_RUNS = 1_000_000
 MAX_TOKENS = 10**15
 
-RunsLimit = Annotated[int | None, Field(ge=0, le=MAX_RUNS)]
-TokensLimit = Annotated[int | None, Field(ge=0, le=MAX_TOKENS)]
+# As JSON means integers: 5.0 is one, true and "5" are not (api/schemas/common.py).
+RunsLimit = Annotated[int, Field(ge=0, le=MAX_RUNS), JsonInteger] | None
+TokensLimit = Annotated[int, Field(ge=0, le=MAX_TOKENS), JsonInteger] | None
 
 
 class Quotas(BaseModel):
