@@ -193,6 +193,16 @@ class Settings(BaseSettings):
         # SWITCHBOARD_GRAPHS_CONFIG= (empty) turns the graphs of langgraph.json off.
         return None if value == "" else value
 
+    @field_validator(
+        "quota_runs_per_minute", "quota_tokens_per_day", "quota_active_runs",
+        "quota_admin_runs_per_minute", "quota_admin_tokens_per_day", "quota_admin_active_runs",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _unlimited_when_empty(cls, value: object) -> object:
+        # SWITCHBOARD_QUOTA_…= (empty) is unset: unlimited.
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
         if self.env == "production" and self.jwt_secret.get_secret_value() == DEFAULT_JWT_SECRET:

@@ -617,3 +617,23 @@ async def test_a_user_cannot_set_their_own_quotas(
     )
     assert_error(mine, 403, "forbidden")
     assert await sql(database_url, "SELECT * FROM user_quotas") == []
+
+
+def test_quota_settings_are_unlimited_when_empty_and_named_when_wrong(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from api.settings import ConfigurationError, load_settings
+
+    monkeypatch.setenv("SWITCHBOARD_QUOTA_RUNS_PER_MINUTE", "")
+    monkeypatch.setenv("SWITCHBOARD_QUOTA_ADMIN_TOKENS_PER_DAY", "5000")
+    defaults = load_settings().quota_defaults
+    assert defaults == {
+        "user": {"runs_per_minute": None, "tokens_per_day": None, "active_runs": None},
+        "admin": {"runs_per_minute": None, "tokens_per_day": 5000, "active_runs": None},
+    }
+    monkeypatch.setenv("SWITCHBOARD_QUOTA_ACTIVE_RUNS", "-1")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings()
+    assert str(refused.value) == (
+        "SWITCHBOARD_QUOTA_ACTIVE_RUNS: Input should be greater than or equal to 0"
+    )
