@@ -217,6 +217,26 @@ async def test_active_runs_refuses_a_run_while_as_many_are_going(
         await _answered(limited, user, other)
 
 
+async def test_an_interrupting_run_takes_the_place_of_the_one_it_stops(
+    database_url: str, client: httpx.AsyncClient, admin: User, register: RegisterFn
+) -> None:
+    user = await register()
+    slow = await _agent(client, admin, SLOW)
+    async with quota_app(database_url, quota_active_runs=1) as limited:
+        chat_id = await _chat(limited, user, slow)
+        first = await _running(limited, user, chat_id)
+        second = await limited.post(
+            f"/chats/{chat_id}/messages",
+            json={"content": "instead", "multitask_strategy": "interrupt"},
+            headers={**user.headers, "Accept": "text/event-stream"},
+        )
+        assert second.status_code == 200, second.text
+        assert (await limited.get(f"/runs/{first}", headers=user.headers)).json()[
+            "status"
+        ] == "interrupted"
+        assert await _runs_of(database_url, user) == 2
+
+
 # Overrides and roles.
 
 
