@@ -49,6 +49,8 @@ _STREAM_DOC = {
 
 
 SEND_PATH: Final = "/chats/{chat_id}/messages"
+# A fork's edit is a message too, with the same room for images.
+FORK_PATH: Final = "/chats/{chat_id}/fork"
 
 
 def send_limit(settings: Settings) -> int:
@@ -102,7 +104,7 @@ async def chat_state(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
-    responses=errors(409),
+    responses=errors(409, 429),
 )
 async def send_message(
     chat_id: UUID,
@@ -135,7 +137,7 @@ async def send_message(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
-    responses=errors(409, 422),
+    responses=errors(409, 422, 429),
 )
 async def decide_on_tool_calls(
     chat_id: UUID,
@@ -200,7 +202,7 @@ async def _respond(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
-    responses=errors(409, 422),
+    responses=errors(409, 422, 429),
 )
 async def regenerate(
     chat_id: UUID,
@@ -231,7 +233,7 @@ async def regenerate(
             }
         }
     },
-    responses=errors(404, 409, 422),
+    responses=errors(404, 409, 422, 429),
 )
 async def fork_chat(
     chat_id: UUID,
@@ -242,7 +244,7 @@ async def fork_chat(
 ) -> Response:
     """A new chat (yours, with the same agent) whose history is this one's up to
     `checkpoint_id` (the latest without it); the original is not changed. With `edit`, the
-    history stops just before that user message and the new chat answers its new text at
+    history stops just before that user message and the new chat answers its new content at
     once, as `POST /chats/{id}/messages` would (`run` in the body, or SSE)."""
     edit = (body.edit.message_id, body.edit.content) if body.edit is not None else None
     chat, run = await forks_service.fork(
