@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import errors, mcp, openapi, pages
+from api import errors, logs, mcp, openapi, pages
 from api.bootstrap import (
     add_graph_agents,
     bootstrap_admin,
@@ -20,6 +20,8 @@ from api.bootstrap import (
 )
 from api.limits import BodyLimit
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
+from api.request_ids import HEADER as REQUEST_ID
+from api.request_ids import RequestIds
 from api.routes import (
     a2a,
     agents,
@@ -175,7 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # What a browser's script may read: where a run's stream and record are, and the
             # pages of a search (the JS client reads them).
             expose_headers=[
-                "Content-Location", "Location", "X-Pagination-Total", "X-Pagination-Next"
+                "Content-Location", "Location", "X-Pagination-Total", "X-Pagination-Next",
+                REQUEST_ID,
             ],
         )  # fmt: skip
     # FastAPI tries routes in the order they were included, so the routes of every chat turn
@@ -190,6 +193,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     mcp.install(app)
     pages.install(app)
+    # Outside every middleware, Starlette's error one included (which answers a 500 itself):
+    # every response, that one too, carries its request's id.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: RequestIds(build_stack())  # type: ignore[method-assign]
     return app
 
 
@@ -197,7 +204,8 @@ def _log_startup(settings: Settings) -> None:
     log.info(
         "switchboard %s ready: database=%s, default model=%s, event logs=%s, runs %s",
         server_version(),
-        settings.database_kind,
+        # Which database, for an operator; its password is never written (api/logs.py).
+        f"external ({logs.masked(settings.database_url)})" if settings.database_url else "embedded",
         settings.effective_default_model,
         "redis" if settings.redis_url else "memory",
         "executed here" if settings.execute_runs else "left to workers",

@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from api.errors import INVALID_TOKEN, Forbidden, Unauthorized
 from api.settings import Settings
 from api.state import AppState
+from graphs import log_context
 from storage import users as users_store
 from storage.db import PoolType
 from storage.rows import UserRow
@@ -57,6 +58,8 @@ async def get_token_user_id(state: State, token: Annotated[str | None, Depends(_
     user_id = state.tokens.subject(token)
     if user_id is None:
         raise Unauthorized(INVALID_TOKEN)
+    # The request's log lines (and its runs') name their user from here on.
+    log_context.user_id.set(str(user_id))
     return user_id
 
 

@@ -25,6 +25,7 @@ from langgraph.types import Command
 from graphs.events import EventLogs, RunLog
 from graphs.runtime import streams
 from graphs.runtime.inputs import NativeInput, ProtocolInput, RunInput, stamp_messages
+from graphs.runtime.logged import logged_run
 from graphs.runtime.threads import Threads
 from graphs.runtime.types import RunContext, WriterFactory
 from graphs.spec import AgentContext, AgentSpec
@@ -83,7 +84,7 @@ class Executor:
     def launch(self, ctx: RunContext) -> RunLog:
         """Start the run's task; its log (already holding the first event) is returned."""
         ctx.writer.opened()
-        task = asyncio.create_task(self._execute(ctx), name=f"run-{ctx.run_id}")
+        task = asyncio.create_task(logged_run(ctx, self._execute(ctx)), name=f"run-{ctx.run_id}")
         self.tasks[ctx.run_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(ctx.run_id, None))
         return ctx.log
