@@ -38,7 +38,7 @@ class RequestIds:
         encoded = request_id.encode()
 
         async def with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.accept"):
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _HEADER]
                 message["headers"] = [*headers, (_HEADER, encoded)]
             await send(message)

@@ -187,6 +187,13 @@ class Settings(BaseSettings):
         # SWITCHBOARD_GRAPHS_CONFIG= (empty) turns the graphs of langgraph.json off.
         return None if value == "" else value
 
+    @field_validator("log_level")
+    @classmethod
+    def _a_log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
     @field_validator("database_url")
     @classmethod
     def _a_postgres_url(cls, value: str | None) -> str | None:

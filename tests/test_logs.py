@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from websockets.sync.client import connect
 
 from api import logs
 from api.request_ids import HEADER
@@ -178,12 +179,21 @@ async def test_an_unexpected_error_is_logged_with_its_request_id(
     assert "pg-pass-logs-66" not in json_lines.getvalue()
 
 
-def test_cors_exposes_the_request_id(database_url: str) -> None:
+async def test_cors_exposes_the_request_id(database_url: str) -> None:
     from api.app import create_app
 
     app = create_app(make_settings(database_url, cors_origins=["https://app.example"]))
-    cors = next(m for m in app.user_middleware if m.cls.__name__ == "JsonCORSMiddleware")
-    assert HEADER in cors.kwargs["expose_headers"]
+    # No lifespan: a route that does not exist needs nothing opened.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://switchboard") as client:
+        response = await client.get(
+            "/no-such-route", headers={"Origin": "https://app.example", HEADER: "cors-1"}
+        )
+    assert response.status_code == 404
+    assert response.headers[HEADER] == "cors-1"
+    assert response.headers["access-control-expose-headers"] == (
+        "Content-Location, Location, X-Pagination-Total, X-Pagination-Next, X-Request-ID"
+    )
 
 
 def test_secrets_are_masked_in_every_line() -> None:
@@ -244,6 +254,11 @@ def test_a_started_server_writes_only_json_lines_and_no_secret(database_url: str
         assert answer.status_code == 201, answer.text
         run_id = answer.json()["run_id"]
         http.close()
+        # A WebSocket's handshake answer carries the id too.
+        ws_url = server.url.replace("http://", "ws://") + f"/threads/{chat['id']}/stream/events"
+        with connect(ws_url, additional_headers={**headers, HEADER: "ws-1"}) as socket:
+            assert socket.response is not None
+            assert socket.response.headers[HEADER] == "ws-1"
         # Stopped here, so its shutdown lines are in the log too (read before it is removed).
         server.stop_gracefully(signal.SIGTERM)
         text = server.log.read_text()
@@ -299,6 +314,10 @@ def test_a_started_server_writes_only_json_lines_and_no_secret(database_url: str
         (
             {"REDIS_URL": "http://:redis-pass-logs-77@cache"},
             "REDIS_URL: must be a Redis URL, e.g. redis://:password@host:6379/0",
+        ),
+        (
+            {"SWITCHBOARD_LOG_LEVEL": "loud"},
+            "SWITCHBOARD_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         ),
         (
             {"SWITCHBOARD_LOG_FORMAT": "xml"},
