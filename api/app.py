@@ -19,12 +19,14 @@ from api.bootstrap import (
     upgrade_database,
 )
 from api.limits import BodyLimit
+from api.metrics import HttpMetrics, Metrics
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
 from api.request_ids import HEADER as REQUEST_ID
 from api.request_ids import RequestIds
 from api.routes import (
     a2a,
     agents,
+    api_keys,
     assistants,
     auth,
     catalog,
@@ -37,6 +39,7 @@ from api.routes import (
     memories,
     messages,
     meta,
+    metrics,
     protocol_runs,
     replays,
     runs,
@@ -48,6 +51,7 @@ from api.routes import (
 )
 from api.routes.meta import server_version
 from api.security import ACCESS_LOG_REDACTION
+from api.services.chat_retention import RetentionSweeper
 from api.services.cron_scheduler import CronScheduler
 from api.services.knowledge_indexer import KnowledgeIndexer
 from api.services.replay_driver import ReplayDriver
@@ -109,6 +113,13 @@ async def _open(
     state.reindexer = await start(MemoryReindexer(state))
     state.sweeper = await start(StoreSweeper(state, interval=settings.store_sweep_seconds))
     state.thread_sweeper = await start(ThreadSweeper(state, interval=settings.thread_sweep_seconds))
+    state.retention = await start(
+        RetentionSweeper(
+            state,
+            days=settings.chat_retention_days,
+            interval=settings.chat_retention_sweep_seconds,
+        )
+    )
     state.crons = await start(CronScheduler(state, poll_seconds=settings.cron_poll_seconds))
     return state
 
@@ -116,6 +127,7 @@ async def _open(
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Nothing is opened until the lifespan starts."""
     settings = settings or load_settings()
+    process_metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Everything opened below closes in the reverse order, whatever fails on the way.
             async with contextlib.AsyncExitStack() as opened:
                 app.state.switchboard = await _open(settings, conninfo, embedded, opened)
+                process_metrics.attach(app.state.switchboard)
                 _log_startup(settings)
                 settle_heap()
                 yield
@@ -160,7 +173,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         routes={
             ("POST", exports.IMPORT_PATH): settings.import_max_bytes,
-            ("POST", messages.SEND_PATH): messages.send_limit(settings),
+            **dict.fromkeys(
+                [("POST", messages.SEND_PATH), ("POST", messages.FORK_PATH)]
+                + [("POST", path) for path in protocol_runs.RUN_PATHS],
+                messages.send_limit(settings),
+            ),
             ("POST", knowledge.AGENT_UPLOAD_PATH): settings.knowledge_max_bytes,
             ("POST", knowledge.CHAT_UPLOAD_PATH): settings.knowledge_max_bytes,
         },
@@ -181,14 +198,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 REQUEST_ID,
             ],
         )  # fmt: skip
+    # Outermost: every answer counts, ours and the other middleware's (a 413, a CORS refusal).
+    app.add_middleware(HttpMetrics, metrics=process_metrics)
     # FastAPI tries routes in the order they were included, so the routes of every chat turn
     # (send a message, open a chat or thread, start a run) come first: matching costs a
     # regular expression and some bookkeeping per route tried.
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
-        v2_events,
-        mcp_servers,
+        v2_events, mcp_servers, metrics, api_keys,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)

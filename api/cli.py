@@ -1,5 +1,6 @@
-"""The ``switchboard`` command: serve, worker, db upgrade, users create-admin; and, as a client
-of a running server, chat (api/chat_client.py), history, export and replay (api/terminal.py)."""
+"""The ``switchboard`` command: serve, worker, db upgrade and vacuum-orphans, users create-admin;
+and, as a client of a running server, chat (api/chat_client.py), history, export and replay
+(api/terminal.py)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,25 @@ def _build_pgvector(args: argparse.Namespace, _: Settings) -> int:
     return 0
 
 
+def _vacuum_orphans(args: argparse.Namespace, settings: Settings) -> int:
+    from api.services.chat_retention import vacuum_orphans
+    from storage.db import open_pool
+
+    async def vacuum(conninfo: str) -> None:
+        pool = await open_pool(conninfo, min_size=1, max_size=2)
+        try:
+            found = await vacuum_orphans(pool, dry_run=args.dry_run)
+        finally:
+            await pool.close()
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"orphaned threads: {found.threads}")
+        for table, n in found.rows.items():
+            print(f"{table}: {verb} {n} rows")
+
+    asyncio.run(_with_database(settings, vacuum))
+    return 0
+
+
 def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
     from api.services.auth import ensure_admin
     from storage.db import open_pool
@@ -137,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.set_defaults(handler=_build_pgvector)
 
+    vacuum = db_commands.add_parser(
+        "vacuum-orphans",
+        help="delete checkpoint rows whose thread no longer exists as a chat, with the count "
+        "per table",
+    )
+    vacuum.add_argument("--dry-run", action="store_true", help="count them, delete nothing")
+    vacuum.set_defaults(handler=_vacuum_orphans)
+
     users = commands.add_parser("users", help="user administration")
     users_commands = users.add_subparsers(dest="users_command", required=True)
     admin = users_commands.add_parser("create-admin", help="create an admin, or promote a user")
@@ -160,8 +188,9 @@ def _python_objects_in_malloc(argv: list[str] | None) -> None:
     CPython's own allocator keeps a 1 MiB arena while one object in it lives, and neither
     ``gc`` nor ``malloc_trim`` reaches inside: after a load, the server stayed ~1.5x its
     pre-load RSS. With Python's objects in malloc's heap, the trim the server does once a load
-    has ended gives the pages back (bench/BENCHMARKS.md, "Soak"). It must be set before the
-    interpreter starts, hence the exec; ``PYTHONMALLOC=pymalloc`` keeps CPython's default.
+    has ended gives the pages back (bench/BENCHMARKS.md, "Memory after a load"). It must be set
+    before the interpreter starts, hence the exec; ``PYTHONMALLOC=pymalloc`` keeps CPython's
+    default.
     """
     if "PYTHONMALLOC" in os.environ or not sys.platform.startswith("linux"):
         return

@@ -58,8 +58,8 @@ class Unauthorized(AppError):
     code = "unauthorized"
     detail = "Not authenticated"
 
-    def __init__(self, detail: str | None = None):
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+    def __init__(self, detail: str | None = None, *, code: str | None = None):
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, code=code)
 
 
 class Forbidden(AppError):

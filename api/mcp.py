@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.errors import INVALID_TOKEN, Unauthorized, Unavailable
 from api.routes.meta import server_version
+from api.services import api_keys
 from api.services import mcp as service
 from api.state import AppState
 from storage import users as users_store
@@ -185,11 +186,17 @@ def _offset(cursor: str | None) -> int:
 
 
 async def _authenticate(state: AppState, headers: Headers) -> UUID:
-    """The user of the request's bearer token, as ``CurrentUser`` finds it: 401 for a missing
-    or invalid token and for a deleted account's."""
+    """The user of the request's bearer token or API key (``Authorization: Bearer`` or
+    ``x-api-key``, as ``CurrentUser`` takes them): 401 for a missing or invalid credential,
+    for a revoked or expired key, and for a deleted account's."""
     scheme, token = get_authorization_scheme_param(headers.get("authorization"))
     if scheme.lower() != "bearer" or not token:
+        token = headers.get("x-api-key", "")
+    if not token:
         raise Unauthorized()
+    if api_keys.is_api_key(token):
+        # A host configured once with a fixed header: the use a key is for.
+        return (await api_keys.authenticate(state.pool, token))["id"]
     user_id = state.tokens.subject(token)
     if user_id is None:
         raise Unauthorized(INVALID_TOKEN)

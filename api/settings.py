@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Server-side prepared statements; off for PgBouncer in transaction mode before 1.21.
     prepared_statements: bool = True
     run_migrations: bool = True
+    # Set in the container image: without DATABASE_URL the server refuses to start instead of
+    # running the embedded Postgres inside a container, where its data would die with it.
+    require_database_url: bool = False
 
     # Auth.
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
@@ -86,6 +89,8 @@ class Settings(BaseSettings):
     # Shares one user may ask for per minute (POST /chats/{id}/shares): each tells whether an
     # email has an account, so this bounds how fast a signed-in user can learn that.
     shares_per_minute: int = Field(default=30, ge=1)
+    # API keys one user may have working at once (neither revoked nor expired): 409 past it.
+    api_keys_per_user: int = Field(default=20, ge=1, le=10_000)
 
     # Bootstrap admin, created (or promoted) at start when both are set.
     admin_email: str | None = None
@@ -127,6 +132,11 @@ class Settings(BaseSettings):
     )
     execute_runs: bool = True
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    # A worker serves no HTTP API: with a port set, it serves its Prometheus metrics there, to
+    # anyone who reaches it (no token), so the host defaults to loopback. API processes serve
+    # theirs at GET /metrics to admin tokens instead (docs/metrics.md says why).
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     # Knowledge search and long-term memory (graphs/embeddings.py): the model every vector is
     # made with; changing it re-indexes documents and memories in the background.
@@ -143,6 +153,11 @@ class Settings(BaseSettings):
     )
     thread_ttl_strategy: Literal["delete", "keep_latest"] = "delete"
     thread_sweep_seconds: float = Field(default=300, ge=0)
+    # Chats idle (no run ended, no rename) for longer than this many days are deleted with
+    # their runs and checkpoints, whatever their own ttl; unset: kept forever. One process at
+    # a time sweeps them this often (api/services/chat_retention.py); 0: this process never.
+    chat_retention_days: float | None = Field(default=None, gt=0, le=36_500, allow_inf_nan=False)
+    chat_retention_sweep_seconds: float = Field(default=300, ge=0)
     # Every process (API and worker) starts the runs of due crons on time; it looks this often
     # for crons other processes made or changed (api/services/cron_scheduler.py); 0: this
     # process starts none.
@@ -221,6 +236,11 @@ class Settings(BaseSettings):
             raise ValueError("SWITCHBOARD_JWT_SECRET must be at least 32 characters in production")
         if "*" in self.cors_origins:
             raise ValueError("SWITCHBOARD_CORS_ORIGINS cannot be '*': list the origins")
+        if self.require_database_url and not self.database_url:
+            raise ValueError(
+                "DATABASE_URL must be set: SWITCHBOARD_REQUIRE_DATABASE_URL is true (the"
+                " container image never runs the embedded Postgres)"
+            )
         if not self.execute_runs and not self.redis_url:
             raise ValueError(
                 "SWITCHBOARD_EXECUTE_RUNS=false needs REDIS_URL: workers get runs through it"

@@ -13,6 +13,8 @@ from storage.store import Store
 
 if TYPE_CHECKING:
     from api.mcp import McpServer
+    from api.metrics import Metrics
+    from api.services.chat_retention import RetentionSweeper
     from api.services.cron_scheduler import CronScheduler
     from api.services.knowledge_indexer import KnowledgeIndexer
     from api.services.replay_driver import ReplayDriver
@@ -35,9 +37,12 @@ class AppState:
     reindexer: MemoryReindexer = field(init=False)
     sweeper: StoreSweeper = field(init=False)
     thread_sweeper: ThreadSweeper = field(init=False)
+    retention: RetentionSweeper = field(init=False)
     webhooks: WebhookDeliverer = field(init=False)
     crons: CronScheduler = field(init=False)
     mcp: McpServer = field(init=False)
+    # This process's Prometheus metrics (api/metrics.py), set by ``Metrics.attach``.
+    metrics: Metrics = field(init=False)
 
     @classmethod
     def open(

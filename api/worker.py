@@ -14,6 +14,8 @@ import logging
 import signal
 
 from api.bootstrap import settle_heap
+from api.metrics import Metrics, serve_metrics
+from api.services.chat_retention import RetentionSweeper
 from api.services.cron_scheduler import CronScheduler
 from api.services.thread_sweeper import ThreadSweeper
 from api.services.webhook_delivery import WebhookDeliverer
@@ -55,12 +57,21 @@ async def run_worker(settings: Settings) -> None:
         # What the services a cron's tick goes through share (no HTTP: the tokens go unused).
         state = AppState.open(settings, pool, runs)
         state.webhooks = deliverer
+        metrics = Metrics(queue=False)
+        metrics.attach(state)
+        exporter = serve_metrics(metrics, settings)
         scheduler = state.crons = CronScheduler(state, poll_seconds=settings.cron_poll_seconds)
         await scheduler.open()
         thread_sweeper = state.thread_sweeper = ThreadSweeper(
             state, interval=settings.thread_sweep_seconds
         )
         await thread_sweeper.open()
+        retention = state.retention = RetentionSweeper(
+            state,
+            days=settings.chat_retention_days,
+            interval=settings.chat_retention_sweep_seconds,
+        )
+        await retention.open()
         log.info(
             "worker %s ready: up to %d runs at once", runs.worker_id, settings.worker_concurrency
         )
@@ -71,8 +82,12 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker %s stopping", runs.worker_id)
         await scheduler.aclose()
         await thread_sweeper.aclose()
+        await retention.aclose()
         await runs.aclose()
         await deliverer.aclose()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
         work.cancel()
         stop.cancel()
         failure, _ = await asyncio.gather(work, stop, return_exceptions=True)

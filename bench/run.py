@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import compare, growth, latency, overhead, scale, soak, streams, throughput
+from bench import compare, growth, latency, overhead, recovery, scale, streams, throughput
 from bench.harness import machine, save
 
 
@@ -34,11 +34,11 @@ def main() -> None:
         ],
         ("growth", lambda: growth.run((10, 50) if quick else (10, 100, 250, 500)), growth.report),
         ("streams", lambda: streams.run((100,) if quick else (100, 1000)), streams.report),
-        ("soak",
-         lambda: soak.run(soak.arguments(
+        ("recovery",
+         lambda: recovery.run(recovery.arguments(
              ["--clients", "10", "--duration", "5", "--burst", "20", "--idle", "10,30,55"]
              if quick else [])),
-         soak.report),
+         recovery.report),
         ("scale",
          lambda: scale.run(runs, duration, *((10_000, 100_000) if quick else (100_000, 1_000_000)),
                            restarted=not quick),

@@ -1,224 +1,333 @@
-"""Soak: does the server's memory come back after a load? Its RSS before the load, at the end of
-``--clients`` clients streaming 50-token turns for ``--duration`` seconds and of a burst of
-``--burst`` live runs at once (``--burst-model``, a ``fake:tokens-N@MS`` that streams for
-seconds), then after each ``--idle`` interval of doing nothing.
+"""Soak: ``--clients`` clients (50) for ``--minutes`` minutes (10) against a started server.
 
-The retention of finished runs' logs is ``--retention`` seconds (60, not the default 600, so the
-whole soak takes minutes; the caches forget idle threads after half of it, as by default); idle
-points past it are marked. Variants, each on a fresh server: ``before`` (no periodic sweep,
-nothing given back, caches that never forget, CPython's pymalloc: the server of 2026-12-02),
-``after`` (the defaults: the sweep expires logs and forgets idle cache entries, then
-gc.collect + malloc_trim once the process is quiet; Python's objects in malloc's heap), and
-``after`` with one thing changed: ``+pymalloc``, ``+keep-caches``, ``+arenas2``
-(``MALLOC_ARENA_MAX=2``), ``+jemalloc``.
+Each client opens a chat, has ``--turns`` turns on it (each answer streamed over SSE from a
+``--model`` that streams like a provider: 200 tokens, 10 ms apart by default), reads the chat's
+messages after each turn, then opens the next chat. One turn in ten is cancelled mid-stream
+(``POST /runs/{id}/cancel`` after ``--cut-after`` tokens, then read to its ``end``), and one in
+ten drops its connection there and resumes with ``Last-Event-ID`` on ``GET /runs/{id}/stream``.
 
-    python -m bench.soak [--variants before,after] [--clients 30] [--duration 30]
-                         [--burst 200] [--burst-model fake:tokens-60@250] [--idle 10,30,55,75]
+What counts as an error (there must be none): a refused request or a network error, a stream
+without its ``end``, an ``end`` with another status than the turn expects, a resumed stream
+that repeats or loses an event (event ids strictly increasing across the cut, exactly N tokens
+in all), messages that do not end with the whole answer.
+
+Every ``--sample-seconds`` (10): the server's RSS, and the database's client connections
+(``pg_stat_activity``, this bench's own excluded), which the server's pool bounds
+(``SWITCHBOARD_POOL_MAX_SIZE``, 20 by default). The RSS slope after ``--warmup-seconds`` is a
+least-squares fit, in MiB per minute.
+
+    python -m bench.soak [--clients 50] [--minutes 10] [--model fake:tokens-200@10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
 
-from bench.harness import Deployment, clients, finish, native_turn, rss_mib, table
+from bench.harness import Deployment, finish, machine, rss_mib, table
 
-AFTER = {"SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "5", "SWITCHBOARD_RELEASE_MEMORY": "true"}
-JEMALLOC = {
-    "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-    "MALLOC_CONF": "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:5000",
-}
-# CPython's own allocator instead of the malloc that ``switchboard serve`` sets.
-PYMALLOC = {"PYTHONMALLOC": "pymalloc"}
-# Caches that never forget an idle thread (the day before they did).
-KEEP_CACHES = {"SWITCHBOARD_CACHE_IDLE_SECONDS": "1000000"}
-VARIANTS = {
-    # Logs expire only when a run starts or a log is read, nothing is given back, pymalloc.
-    "before": {
-        "SWITCHBOARD_RUN_LOG_SWEEP_SECONDS": "0", "SWITCHBOARD_RELEASE_MEMORY": "false",
-        **PYMALLOC, **KEEP_CACHES,
-    },
-    # The defaults.
-    "after": AFTER,
-    "after+pymalloc": {**AFTER, **PYMALLOC},
-    "after+keep-caches": {**AFTER, **KEEP_CACHES},
-    "after+pymalloc+keep-caches": {**AFTER, **PYMALLOC, **KEEP_CACHES},
-    # The allocator, set where the process starts (it cannot be changed from inside).
-    "after+arenas2": {**AFTER, "MALLOC_ARENA_MAX": "2"},
-    "after+jemalloc": {**AFTER, **JEMALLOC},
-}  # fmt: skip
+SSE = {"Accept": "text/event-stream"}
+CONNECTIONS = """
+SELECT count(*) AS n FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
 
 
-async def load(url: str, headers: dict, agent_id: str, n: int, duration: float) -> dict:
-    """``n`` clients, one turn after another each, for ``duration`` seconds."""
-    done = errors = 0
-    deadline = time.perf_counter() + duration
+@dataclass
+class Tally:
+    turns: Counter[str] = field(default_factory=Counter)
+    chats: int = 0
+    history_reads: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    # A few examples of each error, for whoever has to find out why.
+    examples: dict[str, list[str]] = field(default_factory=dict)
 
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal done, errors
-        while time.perf_counter() < deadline:
+    def error(self, kind: str, detail: str) -> None:
+        self.errors[kind] += 1
+        self.examples.setdefault(kind, [])
+        if len(self.examples[kind]) < 3:
+            self.examples[kind].append(detail[:300])
+
+
+class TurnError(Exception):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+async def _events(response: httpx.Response) -> Any:
+    """(id, event, data) of each complete event of an SSE response."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if "event" in fields:
+                yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+
+
+class Client:
+    def __init__(
+        self, http: httpx.AsyncClient, headers: dict[str, str], agent_id: str, args: Any, seed: int
+    ) -> None:
+        self.http = http
+        self.headers = headers
+        self.agent_id = agent_id
+        self.args = args
+        self.random = random.Random(seed)
+
+    async def run(self, deadline: float, tally: Tally) -> None:
+        while time.monotonic() < deadline:
             try:
-                await native_turn(http, headers, agent_id)
-                done += 1
-            except Exception:
-                errors += 1
+                chat = await self.http.post(
+                    "/chats/", json={"agent_id": self.agent_id}, headers=self.headers
+                )
+                if chat.status_code != 201:
+                    raise TurnError("create_chat", f"HTTP {chat.status_code}: {chat.text}")
+                tally.chats += 1
+                chat_id = chat.json()["id"]
+                for _ in range(self.args.turns):
+                    if time.monotonic() >= deadline:
+                        break
+                    roll = self.random.random()
+                    kind = "cancel" if roll < 0.1 else "resume" if roll < 0.2 else "full"
+                    await self.turn(chat_id, kind)
+                    tally.turns[kind] += 1
+                    await self.history(chat_id, kind)
+                    tally.history_reads += 1
+            except TurnError as exc:
+                tally.error(exc.kind, exc.detail)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                tally.error(type(exc).__name__, repr(exc))
 
-    with clients([url], n) as https:
-        await asyncio.gather(*(client(http) for http in https))
+    async def turn(self, chat_id: str, kind: str) -> None:
+        """One message streamed to its end: read whole, cancelled, or cut and resumed."""
+        ids: list[int] = []
+        tokens = 0
+        run_id = None
+        status = None
+        async with self.http.stream(
+            "POST", f"/chats/{chat_id}/messages", json={"content": "soak"},
+            headers=self.headers | SSE,
+        ) as response:  # fmt: skip
+            if response.status_code != 200:
+                await response.aread()
+                raise TurnError("send", f"HTTP {response.status_code}: {response.text}")
+            async for event_id, event, data in _events(response):
+                ids.append(event_id)
+                if event == "run":
+                    run_id = data["run_id"]
+                elif event == "token":
+                    tokens += 1
+                    if tokens == self.args.cut_after and kind == "cancel":
+                        cancel = await self.http.post(
+                            f"/runs/{run_id}/cancel", headers=self.headers
+                        )
+                        if cancel.status_code != 200:
+                            raise TurnError("cancel", f"HTTP {cancel.status_code}")
+                    if tokens == self.args.cut_after and kind == "resume":
+                        break  # the connection drops; the run goes on
+                elif event == "end":
+                    status = data["status"]
+                elif event == "error":
+                    raise TurnError("error_event", json.dumps(data))
+        if kind == "resume":
+            async with self.http.stream(
+                "GET", f"/runs/{run_id}/stream",
+                headers=self.headers | SSE | {"Last-Event-ID": str(ids[-1])},
+            ) as response:  # fmt: skip
+                if response.status_code != 200:
+                    await response.aread()
+                    raise TurnError("resume", f"HTTP {response.status_code}: {response.text}")
+                async for event_id, event, data in _events(response):
+                    ids.append(event_id)
+                    if event == "token":
+                        tokens += 1
+                    elif event == "end":
+                        status = data["status"]
+        if any(b <= a for a, b in itertools.pairwise(ids)):
+            raise TurnError("event_ids", f"{kind}: ids not strictly increasing")
+        expected = "cancelled" if kind == "cancel" else "success"
+        if status != expected:
+            raise TurnError("end_status", f"{kind}: end {status}, expected {expected}")
+        if kind != "cancel" and tokens != self.args.tokens:
+            raise TurnError("tokens", f"{kind}: {tokens} tokens, expected {self.args.tokens}")
+
+    async def history(self, chat_id: str, kind: str) -> None:
+        page = await self.http.get(
+            f"/chats/{chat_id}/messages", params={"limit": 500}, headers=self.headers
+        )
+        if page.status_code != 200:
+            raise TurnError("history", f"HTTP {page.status_code}: {page.text}")
+        items = page.json()["items"]
+        if kind == "cancel":
+            return  # what a cancelled answer keeps is the runtime's choice
+        last = items[-1] if items else {}
+        if (
+            last.get("sender") != "agent"
+            or len(str(last.get("content")).split()) != self.args.tokens
+        ):
+            raise TurnError("history_answer", f"last message {str(last)[:200]}")
+
+
+def slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MiB), in MiB per minute."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_m = sum(m for _, m in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    cov = sum((t - mean_t) * (m - mean_m) for t, m in points)
+    return round(cov / var * 60, 3) if var else None
+
+
+async def soak(args: argparse.Namespace, deployment: Deployment) -> dict[str, Any]:
+    headers, agents = deployment.setup({"soak": args.model})
+    url = deployment.urls[0]
+    agent_id = agents["soak"]["id"]
+    tally = Tally()
+    samples: list[dict[str, float]] = []
+    load_before = os.getloadavg()[0]
+    server = deployment.server_processes()[0]
+    server_cpu = sum(server.cpu_times()[:2])
+    bench_cpu = time.process_time()
+    started = time.monotonic()
+    deadline = started + args.minutes * 60
+
+    def connections() -> int:
+        with psycopg.connect(deployment.pg.uri(), autocommit=True) as conn:
+            row = conn.execute(CONNECTIONS).fetchone()
+            return int(row[0]) if row else 0
+
+    async def sample() -> None:
+        while True:
+            samples.append(
+                {
+                    "t_s": round(time.monotonic() - started, 1),
+                    "rss_mib": rss_mib(deployment.server_processes()),
+                    "pg_connections": await asyncio.to_thread(connections),
+                }
+            )
+            await asyncio.sleep(args.sample_seconds)
+
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+    https = [
+        httpx.AsyncClient(base_url=url, timeout=120, limits=limits) for _ in range(args.clients)
+    ]
+    sampler = asyncio.create_task(sample())
+    try:
+        await asyncio.gather(
+            *(
+                Client(http, headers, agent_id, args, seed=args.seed + i).run(deadline, tally)
+                for i, http in enumerate(https)
+            )
+        )
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
         for http in https:
             await http.aclose()
-    return {"runs": done, "errors": errors}
-
-
-async def burst(url: str, headers: dict, agent_id: str, n: int, server_rss: Any) -> dict:
-    """``n`` runs live at once, each streamed to its end; RSS once all of them stream."""
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    streaming, done, errors = 0, 0, 0
-    all_live = asyncio.Event()
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-        chats = []
-        for _ in range(n):
-            chat = await http.post("/chats/", json={"agent_id": agent_id}, headers=headers)
-            chats.append(chat.json()["id"])
-
-        async def one(chat_id: str) -> None:
-            nonlocal streaming, done, errors
-            seen = False
-            try:
-                async with http.stream(
-                    "POST", f"/chats/{chat_id}/messages", json={"content": "soak"},
-                    headers={**headers, "Accept": "text/event-stream"},
-                ) as response:  # fmt: skip
-                    async for chunk in response.aiter_bytes():
-                        if not seen and b"event: token" in chunk:
-                            seen = True
-                            streaming += 1
-                            if streaming == n:
-                                all_live.set()
-                done += 1
-            except Exception:
-                errors += 1
-                all_live.set()
-
-        tasks = [asyncio.create_task(one(chat_id)) for chat_id in chats]
-        peak = None
-        waiting = asyncio.create_task(all_live.wait())
-        await asyncio.wait({waiting, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-        if all_live.is_set():
-            peak = server_rss()
-        await asyncio.gather(*tasks)
-        waiting.cancel()
-    return {"runs": done, "errors": errors, "rss_all_live_mib": peak}
-
-
-def soak(variant: str, args: argparse.Namespace) -> dict[str, Any]:
-    extra = {
-        "SWITCHBOARD_RUN_LOG_RETENTION_SECONDS": str(args.retention),
-        "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1",
-        "SWITCHBOARD_LOG_LEVEL": args.log_level,
-        **VARIANTS[variant],
-    }
-    with Deployment(extra_env=extra) as deployment:
-        headers, agents = deployment.setup({"turns": "fake:tokens-50", "long": args.burst_model})
-        url = deployment.urls[0]
-
-        def server_rss() -> float:
-            return rss_mib(deployment.server_processes())
-
-        # Warm up (first imports, prepared statements, pools), then the level to come back to.
-        asyncio.run(load(url, headers, agents["turns"]["id"], 2, 3))
-        time.sleep(args.settle)
-        before = server_rss()
-        turns = asyncio.run(load(url, headers, agents["turns"]["id"], args.clients, args.duration))
-        after_turns = server_rss()
-        live = asyncio.run(burst(url, headers, agents["long"]["id"], args.burst, server_rss))
-        ended = time.monotonic()
-        at_end = server_rss()
-        idle = []
-        for seconds in args.idle:
-            time.sleep(max(0.0, ended + seconds - time.monotonic()))
-            rss = server_rss()
-            idle.append({"idle_s": seconds, "rss_mib": rss, "vs_before": round(rss / before, 3)})
-        # With --log-level INFO, what each release of memory found (graphs/runtime/liveness.py).
-        server_log = (deployment.dir / "api-0.log").read_text(errors="replace").splitlines()
-        releases = [
-            line.partition("released memory ")[2]
-            for line in server_log
-            if "released memory" in line
-        ]
+    elapsed = time.monotonic() - started
+    # Of the two cores, what the server and this bench's clients each used (the rest: Postgres,
+    # and whatever else the machine ran).
+    server_cpu = sum(server.cpu_times()[:2]) - server_cpu
+    bench_cpu = time.process_time() - bench_cpu
+    after_warmup = [(s["t_s"], s["rss_mib"]) for s in samples if s["t_s"] >= args.warmup_seconds]
     return {
-        "variant": variant,
-        "env": VARIANTS[variant],
-        "rss_before_mib": before,
-        "turns": turns,
-        "rss_after_turns_mib": after_turns,
-        "burst": live,
-        "rss_at_end_mib": at_end,
-        "idle": idle,
-        "releases": releases,
+        "workload": "soak",
+        "machine": machine(),
+        "clients": args.clients,
+        "minutes": args.minutes,
+        "model": args.model,
+        "turns_per_chat": args.turns,
+        "elapsed_s": round(elapsed, 1),
+        "chats": tally.chats,
+        "turns": dict(tally.turns),
+        "turns_per_s": round(sum(tally.turns.values()) / elapsed, 2),
+        "history_reads": tally.history_reads,
+        "errors": sum(tally.errors.values()),
+        "errors_by_kind": dict(tally.errors),
+        "error_examples": tally.examples,
+        "warmup_s": args.warmup_seconds,
+        "rss_first_after_warmup_mib": after_warmup[0][1] if after_warmup else None,
+        "rss_last_mib": samples[-1]["rss_mib"] if samples else None,
+        "rss_max_mib": max((s["rss_mib"] for s in samples), default=None),
+        "rss_slope_mib_per_min": slope(after_warmup),
+        "pg_connections_max": max((s["pg_connections"] for s in samples), default=None),
+        "pool_max_size": args.pool_max_size,
+        # The machine's 1-minute load average as the soak started and ended (others' work too).
+        "server_cpu_percent": round(server_cpu / elapsed * 100, 1),
+        "bench_cpu_percent": round(bench_cpu / elapsed * 100, 1),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "samples": samples,
     }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "workload": "soak",
-        "clients": args.clients,
-        "duration_s": args.duration,
-        "burst": args.burst,
-        "burst_model": args.burst_model,
-        "retention_s": args.retention,
-        "variants": [soak(variant, args) for variant in args.variants],
+    extra = {
+        "SWITCHBOARD_POOL_MAX_SIZE": str(args.pool_max_size),
+        "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1",
     }
+    with Deployment(extra_env=extra) as deployment:
+        return asyncio.run(soak(args, deployment))
 
 
 def report(result: dict[str, Any]) -> str:
-    retention = result["retention_s"]
-    idle_points = [p["idle_s"] for p in result["variants"][0]["idle"]] if result["variants"] else []
-    header = ["variant", "before", "after turns", "all live", "at end"] + [
-        f"idle {s}s{'*' if s > retention else ''}" for s in idle_points
-    ]
-    rows = []
-    for v in result["variants"]:
-        rows.append(
-            [v["variant"], v["rss_before_mib"], v["rss_after_turns_mib"],
-             v["burst"]["rss_all_live_mib"], v["rss_at_end_mib"]]
-            + [f"{p['rss_mib']} ({p['vs_before']:.2f}x)" for p in v["idle"]]
-        )  # fmt: skip
-    runs = ", ".join(
-        f"{v['variant']}: {v['turns']['runs']} turns + {v['burst']['runs']} live runs "
-        f"({v['turns']['errors'] + v['burst']['errors']} errors)"
-        for v in result["variants"]
-    )
+    turns = result["turns"]
+    rows = [
+        ["turns (full / cancelled / resumed)",
+         f"{turns.get('full', 0)} / {turns.get('cancel', 0)} / {turns.get('resume', 0)}"],
+        ["turns/s", result["turns_per_s"]],
+        ["chats, history reads", f"{result['chats']}, {result['history_reads']}"],
+        ["errors", f"{result['errors']} {result['errors_by_kind'] or ''}".strip()],
+        ["RSS after warm-up -> last (max), MiB",
+         f"{result['rss_first_after_warmup_mib']} -> {result['rss_last_mib']} "
+         f"({result['rss_max_mib']})"],
+        [f"RSS slope after {result['warmup_s']} s, MiB/min", result["rss_slope_mib_per_min"]],
+        ["Postgres client connections, max (pool max)",
+         f"{result['pg_connections_max']} ({result['pool_max_size']})"],
+        ["CPU: server, bench clients (% of one core)",
+         f"{result['server_cpu_percent']}, {result['bench_cpu_percent']}"],
+        ["load average at start, end (2 cores)", result["load_average"]],
+    ]  # fmt: skip
     return table(
-        f"soak: server RSS MiB, {result['clients']} clients x {result['duration_s']} s, then "
-        f"{result['burst']} live {result['burst_model']} runs; retention {retention} s "
-        f"(* past it)\n{runs}",
-        header,
+        f"soak: {result['clients']} clients x {result['minutes']} min, {result['model']}, "
+        f"{result['turns_per_chat']} turns per chat",
+        ["", "value"],
         rows,
     )
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="before,after")
-    parser.add_argument("--clients", type=int, default=30)
-    parser.add_argument("--duration", type=float, default=30)
-    parser.add_argument("--burst", type=int, default=200)
-    parser.add_argument("--burst-model", default="fake:tokens-60@250")
-    parser.add_argument("--retention", type=int, default=60)
-    parser.add_argument("--idle", default="10,30,55,75")
-    parser.add_argument("--settle", type=float, default=8)
-    parser.add_argument("--log-level", default="WARNING", help="INFO: keep the releases' log")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--model", default="fake:tokens-200@10")
+    parser.add_argument("--turns", type=int, default=3, help="turns per chat")
+    parser.add_argument("--cut-after", type=int, default=20, help="tokens before a cancel or cut")
+    parser.add_argument("--sample-seconds", type=float, default=10)
+    parser.add_argument("--warmup-seconds", type=float, default=60)
+    parser.add_argument("--pool-max-size", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args(argv)
-    args.variants = [v for v in args.variants.split(",") if v]
-    args.idle = [int(x) for x in args.idle.split(",") if x]
-    unknown = set(args.variants) - set(VARIANTS)
-    if unknown:
-        parser.error(f"unknown variants: {sorted(unknown)}")
+    args.tokens = int(args.model.split("-")[1].split("@")[0])
     return args
 
 

@@ -227,17 +227,18 @@ def build_graph(
     long-term store its tools reach (``ToolRuntime.store``); ``mcp_tools`` the agent's MCP
     tools (``mcp:<server>/<tool>`` -> tool) as their servers last listed them."""
     extra = mcp_tools or {}
+    tools = {
+        name: TOOLS[name] if name in TOOLS else extra[name]
+        for name in spec.tools
+        if name in TOOLS or name in extra
+    }
+    # The middleware knows a tool by the name the model calls it: an MCP tool's is not the
+    # `mcp:<server>/<tool>` the agent names it by.
+    gated = (tools[name].name for name in spec.approval if name in tools)
     return create_agent(
         make_model(spec.model_name),
-        tools=[
-            TOOLS[name] if name in TOOLS else extra[name]
-            for name in spec.tools
-            if name in TOOLS or name in extra
-        ],
-        middleware=[
-            SwitchboardMiddleware(spec),
-            *filter(None, [approval.middleware(t for t in spec.approval if t in spec.tools)]),
-        ],
+        tools=list(tools.values()),
+        middleware=[SwitchboardMiddleware(spec), *filter(None, [approval.middleware(gated)])],
         state_schema=ThreadState,
         context_schema=AgentContext,
         checkpointer=checkpointer,

@@ -89,6 +89,13 @@ class RunLog:
     def events(self) -> list[Event]:
         return self.since(0)
 
+    @property
+    def size(self) -> int:
+        """Bytes its events take: the compressed frames once packed, their JSON until then."""
+        if self._packed is not None:
+            return len(self._packed)
+        return sum(len(event.json) for event in self._events)
+
     def since(self, position: int) -> list[Event]:
         """The events after the first ``position`` ones."""
         if self._packed is None:
@@ -204,6 +211,15 @@ class Swept(NamedTuple):
     dropped: int
 
 
+class LogSizes(NamedTuple):
+    """What the event logs of a process hold (``EventLogs.sizes``)."""
+
+    live: int
+    closed: int
+    events: int
+    size: int
+
+
 class EventLogs:
     """All run logs of this process, dropped ``retention_seconds`` after their run ends."""
 
@@ -248,6 +264,18 @@ class EventLogs:
 
     async def aclose(self) -> None:
         """Flush and release what the backend holds."""
+
+    def sizes(self) -> LogSizes:
+        """Logs of running runs and of finished ones kept, their events and bytes: one pass
+        over them all, for a metrics scrape (at most ``max_closed`` finished ones)."""
+        logs = list(self._logs.values())
+        closed = sum(1 for log in logs if log.closed)
+        return LogSizes(
+            live=len(logs) - closed,
+            closed=closed,
+            events=sum(len(log) for log in logs),
+            size=sum(log.size for log in logs),
+        )
 
     def sweep(self) -> Swept:
         """Pack and drop the closed logs that are due, now.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,10 +90,32 @@ def decode(text: str) -> bytes | None:
         return None
 
 
+def is_image(block: Any) -> bool:
+    """Whether a content block is an image, in LangChain's shape or OpenAI's."""
+    return isinstance(block, dict) and block.get("type") in ("image", "image_url")
+
+
 def has_images(content: Any) -> bool:
-    return isinstance(content, list) and any(
-        isinstance(block, dict) and block.get("type") == "image" for block in content
-    )
+    return isinstance(content, list) and any(is_image(block) for block in content)
+
+
+def inline(block: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """An image block's base64 data and the type it declares, when the image is in the block:
+    LangChain's ``{type: image, base64, mime_type}`` (or its older ``source_type: base64``,
+    ``data``), a base64 data URL in ``url``, or OpenAI's ``{type: image_url, image_url}``.
+    None for an image elsewhere (a web URL, a provider's file id)."""
+    if isinstance(block.get("base64"), str):
+        return block["base64"], block.get("mime_type")
+    if block.get("source_type") == "base64" and isinstance(block.get("data"), str):
+        return block["data"], block.get("mime_type")
+    url = block.get("image_url") if block.get("type") == "image_url" else block.get("url")
+    if isinstance(url, Mapping):
+        url = url.get("url")
+    if isinstance(url, str) and url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        if header.endswith(";base64"):
+            return payload, header.removeprefix("data:").removesuffix(";base64")
+    return None
 
 
 def describe(blocks: Sequence[Any]) -> str:
@@ -105,8 +127,9 @@ def describe(blocks: Sequence[Any]) -> str:
             said.append(f'text "{block}"')
         elif isinstance(block, dict) and block.get("type") == "text":
             said.append(f'text "{block.get("text", "")}"')
-        elif isinstance(block, dict) and block.get("type") == "image":
-            data = decode(str(block.get("base64") or ""))
+        elif is_image(block):
+            source = inline(block)
+            data = decode(source[0]) if source is not None else None
             info = sniff(data) if data is not None else None
             said.append(f"{info.mime_type} {info.width}x{info.height}" if info else "an image")
     return ", ".join(said)

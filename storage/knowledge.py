@@ -33,9 +33,10 @@ DOCUMENT_COLUMNS = """
 # Any unique index: the same content in the same agent or chat. The existing one is read then.
 INSERT = f"""
 INSERT INTO knowledge_documents (agent_id, chat_id, user_id, title, filename, media_type, bytes,
-                                 content_hash, text)
+                                 content_hash, text, image, status, indexed_at)
 VALUES (%(agent_id)s, %(chat_id)s, %(user_id)s, %(title)s, %(filename)s, %(media_type)s,
-        %(bytes)s, %(content_hash)s, %(text)s)
+        %(bytes)s, %(content_hash)s, %(text)s, %(image)s, %(status)s,
+        CASE WHEN %(status)s = 'indexed' THEN now() END)
 ON CONFLICT DO NOTHING
 RETURNING {DOCUMENT_COLUMNS}
 """
@@ -54,22 +55,27 @@ ORDER BY created_at, id
 LIST_FOR_CHAT = f"""
 SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents WHERE chat_id = %s ORDER BY created_at, id
 """
+SELECT_CHAT_IMAGE = """
+SELECT media_type, image FROM knowledge_documents WHERE id = %s AND chat_id = %s
+"""
 DELETE_OF_AGENT = "DELETE FROM knowledge_documents WHERE id = %s AND agent_id = %s"
 DELETE_OF_CHAT = "DELETE FROM knowledge_documents WHERE id = %s AND chat_id = %s"
 DELETE_ALL_OF_AGENT = "DELETE FROM knowledge_documents WHERE agent_id = %s"
 
 # The next document to index: one waiting, one whose indexer went silent, or one indexed with
 # another model than the one in use (indexed again; its old chunks stay until the new ones
-# replace them). Oldest first; a row another indexer holds is skipped, not waited for.
+# replace them); never an image, which has no text. Oldest first; a row another indexer holds
+# is skipped, not waited for.
 CLAIM = """
 UPDATE knowledge_documents SET status = 'indexing', worker_id = %(worker_id)s,
                                heartbeat_at = now(), error = NULL
 WHERE id = (
     SELECT id FROM knowledge_documents
-    WHERE status = 'pending'
-       OR (status = 'indexing'
-           AND (worker_id IS NULL OR heartbeat_at < now() - make_interval(secs => %(stale)s)))
-       OR (status = 'indexed' AND embedding_model IS DISTINCT FROM %(model)s)
+    WHERE image IS NULL
+      AND (status = 'pending'
+           OR (status = 'indexing'
+               AND (worker_id IS NULL OR heartbeat_at < now() - make_interval(secs => %(stale)s)))
+           OR (status = 'indexed' AND embedding_model IS DISTINCT FROM %(model)s))
     ORDER BY created_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -197,9 +203,22 @@ ORDER BY h.rank DESC, h.id
 
 
 async def insert(conn: Conn, fields: dict[str, object]) -> KnowledgeDocumentRow | None:
-    """A new document (``pending``); ``None`` when its agent or chat holds the same content."""
-    cur = await conn.execute(INSERT, fields)
+    """A new document (``pending``), or a chat's image (``image``: its bytes; ``indexed`` at
+    once, having nothing to index); ``None`` when its agent or chat holds the same content."""
+    image = fields.get("image")
+    params = {**fields, "image": image, "status": "pending" if image is None else "indexed"}
+    cur = await conn.execute(INSERT, params)
     return cast(KnowledgeDocumentRow | None, await cur.fetchone())
+
+
+async def image_of_chat(conn: Conn, document_id: UUID, chat_id: UUID) -> tuple[str, bytes] | None:
+    """The media type and bytes of the chat's file ``document_id`` when it is an image;
+    ``None`` when the chat has no such file. A document (no image) is ``(media_type, b"")``."""
+    cur = await conn.execute(SELECT_CHAT_IMAGE, (document_id, chat_id))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return row["media_type"], bytes(row["image"] or b"")
 
 
 async def duplicate(

@@ -21,8 +21,8 @@ REPLAY_COLUMNS = """
     error, worker_id, heartbeat_at, resumes, created_at, started_at, ended_at
 """
 TURN_COLUMNS = """
-    replay_id, position, message_id, content, original, status, run_id, answer, similarity,
-    started_at, ended_at
+    replay_id, position, message_id, content, parts, original, status, run_id, answer,
+    similarity, started_at, ended_at
 """
 _ACTIVE = "status IN ('pending', 'running')"
 
@@ -34,8 +34,8 @@ VALUES (%(user_id)s, %(source_chat_id)s, %(target_chat_id)s, %(agent_id)s, %(mod
 RETURNING {REPLAY_COLUMNS}
 """
 INSERT_TURN = """
-INSERT INTO replay_turns (replay_id, position, message_id, content, original)
-VALUES (%(replay_id)s, %(position)s, %(message_id)s, %(content)s, %(original)s)
+INSERT INTO replay_turns (replay_id, position, message_id, content, parts, original)
+VALUES (%(replay_id)s, %(position)s, %(message_id)s, %(content)s, %(parts)s, %(original)s)
 """
 SELECT_ONE = f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = %s"
 SELECT_OWNED = f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = %s AND user_id = %s"
@@ -48,7 +48,7 @@ SELECT count(*) AS n FROM replays WHERE source_chat_id = %(chat_id)s AND user_id
 """
 # With the agent version each turn's run recorded (the definition it ran on).
 SELECT_TURNS = """
-SELECT t.replay_id, t.position, t.message_id, t.content, t.original, t.status, t.run_id,
+SELECT t.replay_id, t.position, t.message_id, t.content, t.parts, t.original, t.status, t.run_id,
        t.answer, t.similarity, t.started_at, t.ended_at, r.agent_version
 FROM replay_turns t LEFT JOIN runs r ON r.id = t.run_id
 WHERE t.replay_id = %s ORDER BY t.position
@@ -144,10 +144,11 @@ async def insert(
     agent_id: UUID,
     model_name: str | None,
     worker_id: str,
-    turns: Sequence[tuple[str, str, dict[str, Any]]],
+    turns: Sequence[tuple[str, str, list[dict[str, Any]] | None, dict[str, Any]]],
 ) -> ReplayRow:
-    """A new replay owned by ``worker_id`` with its turns ((message id, content, original) in
-    order); call inside the transaction that creates its chat."""
+    """A new replay owned by ``worker_id`` with its turns ((message id, text, content blocks
+    when it has images, original) in order); call inside the transaction that creates its
+    chat."""
     params = {
         "user_id": user_id, "source_chat_id": source_chat_id, "target_chat_id": target_chat_id,
         "agent_id": agent_id, "model_name": model_name, "total": len(turns),
@@ -162,9 +163,10 @@ async def insert(
             "position": position,
             "message_id": message_id,
             "content": content,
+            "parts": Jsonb(parts) if parts is not None else None,
             "original": Jsonb(original),
         }
-        for position, (message_id, content, original) in enumerate(turns)
+        for position, (message_id, content, parts, original) in enumerate(turns)
     ]
     async with conn.cursor() as turns_cur:
         await turns_cur.executemany(INSERT_TURN, rows)

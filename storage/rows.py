@@ -284,6 +284,8 @@ class ReplayTurnRow(TypedDict):
     position: int
     message_id: str
     content: str
+    # Its content blocks when the message has images (sent again as they were).
+    parts: list[dict[str, Any]] | None
     original: dict[str, Any]
     # The status of the turn's run (``pending`` until one is started).
     status: RunStatus

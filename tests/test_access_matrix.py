@@ -100,6 +100,8 @@ OWNED_ROUTES = [
     ("GET", "/runs/crons/{cron}", None),
     ("PATCH", "/runs/crons/{cron}", {"enabled": False}),
     ("DELETE", "/runs/crons/{cron}", None),
+    # An API key is revoked by its owner alone.
+    ("DELETE", "/users/me/api-keys/{api_key}", None),
 ]
 # A2A calls to ``POST /a2a/{agent}`` naming the owner's thread and run (JSON-RPC refuses in the
 # body, HTTP 200): each is "task not found" for anyone else, as for ids that do not exist.
@@ -153,6 +155,8 @@ ADMIN_ROUTES = [
     ("DELETE", "/mcp-servers/{mcp_server}", None),
     ("POST", "/assistants/{agent}/versions", {}),
     ("POST", "/assistants/{agent}/latest", {"version": 1}),
+    # Every user's activity, in figures (Prometheus scrapes it with an admin's token).
+    ("GET", "/metrics", None),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -235,6 +239,9 @@ async def _owned_objects(
     cron = await client.post(f"/threads/{chat['id']}/runs/crons", json=CRON, headers=owner.headers)
     assert cron.status_code == 200, cron.text
     ids["cron"] = cron.json()["cron_id"]
+    key = await client.post("/users/me/api-keys", json={"name": "matrix"}, headers=owner.headers)
+    assert key.status_code == 201, key.text
+    ids["api_key"] = key.json()["id"]
     if viewer is not None:
         shared = await client.post(
             f"/chats/{chat['id']}/shares", json={"email": viewer.email}, headers=owner.headers
@@ -256,10 +263,11 @@ async def _snapshot(client: httpx.AsyncClient, owner: User, ids: dict[str, str])
     link = (await client.get(f"/chats/{ids['chat']}/share-link", headers=owner.headers)).json()
     files = (await client.get(f"/chats/{ids['chat']}/files", headers=owner.headers)).json()
     crons = (await client.post("/runs/crons/search", json={}, headers=owner.headers)).json()
+    keys = (await client.get("/users/me/api-keys", headers=owner.headers)).json()
     # The indexer may be working on the file: its status is not the stranger's doing.
     files = [{k: v for k, v in f.items() if k not in ("status", "chunk_count", "embedding_model",
               "indexed_at", "error")} for f in files["items"]]  # fmt: skip
-    return chat, messages, runs, replays, replay, shares, link, files, crons
+    return chat, messages, runs, replays, replay, shares, link, files, crons, keys
 
 
 async def _assert_like_a_stranger(
@@ -293,6 +301,34 @@ async def test_another_users_objects_are_404_and_untouched(
         "/chats/", params={"agent_id": ids["agent"]}, headers=other_user.headers
     )
     assert filtered.json()["total"] == 0
+
+
+class _KeyHolder:
+    """A caller that authenticates with one of its user's API keys instead of a login."""
+
+    def __init__(self, headers: dict[str, str]):
+        self.headers = headers
+
+
+async def _api_key(client: httpx.AsyncClient, owner: User, **fields: Any) -> str:
+    made = await client.post(
+        "/users/me/api-keys", json={"name": "matrix", **fields}, headers=owner.headers
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["key"])
+
+
+async def test_another_users_api_key_is_a_stranger_too(
+    client: httpx.AsyncClient, user: User, other_user: User, register: RegisterFn
+) -> None:
+    """The ownership checks hold for a key exactly as for a login's token, whichever header
+    carries it."""
+    ids = await _owned_objects(client, user, viewer=await register(name="Carol"))
+    before = await _snapshot(client, user, ids)
+    key = await _api_key(client, other_user)
+    for headers in ({"Authorization": f"Bearer {key}"}, {"x-api-key": key}):
+        await _assert_like_a_stranger(client, _KeyHolder(headers), ids, OWNED_ROUTES)  # type: ignore[arg-type]
+    assert await _snapshot(client, user, ids) == before
 
 
 async def _a2a(
@@ -394,6 +430,30 @@ async def test_admin_routes_are_403_for_users_and_change_nothing(
     assert (await client.get("/agents/", headers=user.headers)).json() == agents_before
 
 
+async def test_admin_routes_are_403_for_an_admins_key_made_without_admin(
+    client: httpx.AsyncClient, admin: User
+) -> None:
+    """An administrator's key acts as a user unless the key was made with ``admin``."""
+    agents_before = (await client.get("/agents/", headers=admin.headers)).json()
+    ids = {
+        "agent": agents_before["items"][0]["id"],
+        "document": str(uuid.uuid4()),
+        "mcp_server": str(uuid.uuid4()),
+    }
+    key = await _api_key(client, admin)
+    for headers in ({"Authorization": f"Bearer {key}"}, {"x-api-key": key}):
+        for method, template, body in ADMIN_ROUTES:
+            response = await client.request(
+                method, template.format(**ids), json=body, headers=headers
+            )
+            assert_error(response, 403, "forbidden")
+    assert (await client.get("/agents/", headers=admin.headers)).json() == agents_before
+    # The same route with a key made with ``admin``: served.
+    admin_key = await _api_key(client, admin, admin=True)
+    served = await client.get("/mcp-servers", headers={"x-api-key": admin_key})
+    assert served.status_code == 200, served.text
+
+
 async def test_every_protected_route_needs_a_valid_token(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
@@ -404,7 +464,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 123
+    assert len(routes) == 127
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -413,6 +473,7 @@ async def test_every_protected_route_needs_a_valid_token(
         url = url.replace("{message_id}", fake_id).replace("{replay_id}", fake_id)
         url = url.replace("{user_id}", fake_id).replace("{document_id}", fake_id)
         url = url.replace("{file_id}", fake_id).replace("{cron_id}", fake_id)
+        url = url.replace("{key_id}", fake_id)
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             response = await client.request(method, url, headers=headers)
             assert_error(response, 401, "unauthorized")
@@ -526,6 +587,7 @@ DELETED_ACCOUNT_BODIES = {
     ("POST", "/assistants/{assistant_id}/versions"): {},
     ("POST", "/assistants/{assistant_id}/latest"): {"version": 1},
     ("DELETE", "/users/me"): {"password": PASSWORD},
+    ("POST", "/users/me/api-keys"): {"name": "after deletion"},
     ("POST", "/threads/{thread_id}/stream/events"): {"channels": ["values"]},
     ("POST", "/threads/{thread_id}/commands"): {
         "id": 1,
@@ -552,6 +614,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         "agent_id": ids["agent"], "assistant_id": ids["agent"], "user_id": user.id,
         "document_id": str(uuid.uuid4()), "checkpoint_id": str(uuid.uuid4()), "key": "k",
         "cron_id": ids["cron"], "server_id": str(uuid.uuid4()), "version": 1,
+        "key_id": ids["api_key"],
     }  # fmt: skip
     routes = [
         (method.upper(), path)
@@ -559,7 +622,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 123
+    assert len(routes) == 127
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(
@@ -572,10 +635,10 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
             await db.execute(
                 "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM chats),"
                 " (SELECT count(*) FROM runs), (SELECT count(*) FROM store),"
-                " (SELECT count(*) FROM crons)"
+                " (SELECT count(*) FROM crons), (SELECT count(*) FROM api_keys)"
             )
         ).fetchone()
-    assert counts == (0, 0, 0, 0, 0)
+    assert counts == (0, 0, 0, 0, 0, 0)
 
 
 async def test_routes_outside_the_openapi_document_need_a_live_accounts_token(

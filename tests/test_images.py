@@ -3,6 +3,7 @@ and each bad image refused with nothing created."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -13,11 +14,14 @@ from typing import Any
 
 import httpx
 import jsonschema_rs
+import psycopg
 import pytest
 
 from api.app import create_app
 from api.schemas.events import MESSAGE
 from graphs.images import ImageInfo, sniff
+from storage import knowledge as knowledge_store
+from storage.db import connection_kwargs
 from tests.conftest import User, assert_error, make_settings, running
 from tests.sse import parse
 
@@ -315,31 +319,107 @@ async def test_a_model_that_cannot_see_images_refuses_them(
     await assert_untouched(client, user, chat_id)
 
 
-async def test_a_chat_file_is_no_image(
+async def upload(
+    client: httpx.AsyncClient, user: User, chat_id: str, name: str, data: bytes
+) -> httpx.Response:
+    return await client.post(
+        f"/chats/{chat_id}/files", files={"file": (name, data)}, headers=user.headers
+    )
+
+
+async def test_an_image_file_of_the_chat_is_shown_by_its_id(
+    client: httpx.AsyncClient, database_url: str, user: User, echo_chat: str
+) -> None:
+    picture = png(2, 2)
+    uploaded = await upload(client, user, echo_chat, "cat.PNG", picture)
+    assert uploaded.status_code == 202, uploaded.text
+    image = uploaded.json()
+    assert (image["title"], image["filename"], image["media_type"], image["bytes"]) == (
+        "cat", "cat.PNG", "image/png", len(picture),
+    )  # fmt: skip
+    # Nothing to index: it is ready at once, with no chunks and no embedding model.
+    assert (image["status"], image["chunk_count"], image["embedding_model"]) == ("indexed", 0, None)
+    sent = await send(
+        client, user, echo_chat,
+        [{"type": "text", "text": "this one"}, {"type": "image", "file_id": image["id"]}],
+    )  # fmt: skip
+    assert sent.status_code == 201, sent.text
+    question, answer = sent.json()["messages"]
+    assert answer["content"] == 'You sent: text "this one", image/png 2x2'
+    assert question["parts"][1] == {
+        "type": "image", "mime_type": "image/png", "url": data_url("image/png", picture),
+    }  # fmt: skip
+    # The same bytes again are the same file; the indexer never takes an image, even when
+    # every document is due to be indexed again with another model.
+    again = await upload(client, user, echo_chat, "again.png", picture)
+    assert assert_error(again, 409, "duplicate_document")["detail"] == (
+        f"The same content is already uploaded here: document {image['id']} ('cat')"
+    )
+    async with await psycopg.AsyncConnection.connect(database_url, **connection_kwargs()) as conn:
+        await conn.execute("DELETE FROM knowledge_documents WHERE id <> %s", (image["id"],))
+        claimed = await knowledge_store.claim(
+            conn, worker_id="test", model="another:model", stale_seconds=0
+        )
+    assert claimed is None
+    listed = (await client.get(f"/chats/{echo_chat}/files", headers=user.headers)).json()
+    assert [(f["id"], f["status"]) for f in listed["items"]] == [(image["id"], "indexed")]
+
+
+BAD_FILES = [
+    ("wrong magic", "a.png", b"hello, I am text", "invalid_image"),
+    ("a JPEG named .png", "a.png", jpeg(2, 2), "invalid_image"),
+    ("a PNG named .gif", "a.gif", png(1, 1), "invalid_image"),
+    ("empty", "a.webp", b"", "invalid_image"),
+    ("over the limit", "a.png", png(1, 1) + b"\x00" * 4096, "image_too_large"),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "data", "code"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
+async def test_a_bad_image_file_is_refused_and_stores_nothing(
+    database_url: str, user: User, echo_chat: str, case: str, name: str, data: bytes, code: str
+) -> None:
+    async with running(create_app(make_settings(database_url, image_max_bytes=4096))) as small:
+        body = assert_error(await upload(small, user, echo_chat, name, data), 422, code)
+        assert body["code"] == code, case
+        listed = (await small.get(f"/chats/{echo_chat}/files", headers=user.headers)).json()
+        assert listed["items"] == []
+
+
+async def test_images_are_chat_files_only_and_documents_are_no_images(
     client: httpx.AsyncClient, user: User, other_user: User, admin: User, echo_chat: str
 ) -> None:
-    upload = await client.post(
+    agent_id = await make_agent(client, admin, "fake:echo")
+    knowledge = await client.post(
+        f"/agents/{agent_id}/knowledge",
+        files={"file": ("cat.png", png(1, 1))},
+        headers=admin.headers,
+    )
+    assert_error(knowledge, 415, "unsupported_media_type")
+    document = await client.post(
         f"/chats/{echo_chat}/files",
         json={"title": "Notes", "text": "Some notes about cats."},
         headers=user.headers,
     )
-    assert upload.status_code == 202, upload.text
-    file_id = upload.json()["id"]
+    assert document.status_code == 202, document.text
+    file_id = document.json()["id"]
     body = assert_error(
         await send(client, user, echo_chat, [{"type": "image", "file_id": file_id}]),
         422,
         "file_not_an_image",
     )
     assert body["detail"] == (
-        "Part 0: this file is a document, not an image; send images as data URLs"
+        "Part 0: this file is a document, not an image; upload the image as a file of the "
+        "chat, or send it as a data URL"
     )
     # A file of another chat (here another user's) is no file of this one.
-    theirs = await open_chat(client, other_user, await make_agent(client, admin, "fake:echo"))
-    assert_error(
-        await send(client, other_user, theirs, [{"type": "image", "file_id": file_id}]),
-        422,
-        "file_not_found",
-    )
+    picture = (await upload(client, user, echo_chat, "cat.gif", GIF)).json()["id"]
+    theirs = await open_chat(client, other_user, agent_id)
+    for name in (file_id, picture):
+        assert_error(
+            await send(client, other_user, theirs, [{"type": "image", "file_id": name}]),
+            422,
+            "file_not_found",
+        )
     assert_error(
         await send(client, user, echo_chat, [{"type": "image", "file_id": str(uuid.uuid4())}]),
         422,
@@ -377,6 +457,75 @@ async def test_regenerate_answers_the_images_again(
     ]
 
 
+async def test_a_fork_edit_keeps_the_images_or_replaces_them_with_parts(
+    client: httpx.AsyncClient, admin: User, user: User, echo_chat: str
+) -> None:
+    image = data_url("image/png", png(5, 7))
+    sent = await send(
+        client, user, echo_chat, [{"type": "text", "text": "old"}, {"type": "image", "url": image}]
+    )
+    question = sent.json()["messages"][0]
+
+    async def fork(content: Any, chat_id: str = echo_chat) -> httpx.Response:
+        body = {"edit": {"message_id": question["id"], "content": content}}
+        return await client.post(f"/chats/{chat_id}/fork", json=body, headers=user.headers)
+
+    kept = await fork("new words")
+    assert kept.status_code == 201, kept.text
+    assert [m["content"] for m in kept.json()["run"]["messages"]] == [
+        "new words", 'You sent: text "new words", image/png 5x7',
+    ]  # fmt: skip
+    assert kept.json()["run"]["messages"][0]["parts"][1]["url"] == image
+    replaced = await fork([{"type": "image", "url": data_url("image/gif", GIF)}])
+    assert replaced.status_code == 201, replaced.text
+    assert replaced.json()["run"]["messages"][1]["content"] == "You sent: image/gif 1x1"
+    # New parts are checked as a message's: a bad one makes no fork.
+    before = (await client.get("/chats/", headers=user.headers)).json()["total"]
+    bad = await fork([{"type": "image", "url": f"data:image/png;base64,{NOT_AN_IMAGE}"}])
+    assert_error(bad, 422, "invalid_image")
+    assert (await client.get("/chats/", headers=user.headers)).json()["total"] == before
+    # The original is as it was.
+    page = (await client.get(f"/chats/{echo_chat}/messages", headers=user.headers)).json()
+    assert [m["content"] for m in page["items"]] == ["old", 'You sent: text "old", image/png 5x7']
+
+
+async def test_a_replay_sends_the_images_again_to_a_model_that_sees_them(
+    client: httpx.AsyncClient, admin: User, user: User, echo_chat: str
+) -> None:
+    image = data_url("image/jpeg", jpeg(8, 6))
+    await send(
+        client, user, echo_chat, [{"type": "text", "text": "see"}, {"type": "image", "url": image}]
+    )
+    blind = await make_agent(client, admin, "local:smollm2")
+    refused = await client.post(
+        f"/chats/{echo_chat}/replays", json={"agent_id": blind}, headers=user.headers
+    )
+    assert_error(refused, 422, "model_cannot_see_images")
+    refused = await client.post(
+        f"/chats/{echo_chat}/replays", json={"model_name": "local:smollm2"}, headers=user.headers
+    )
+    assert_error(refused, 422, "model_cannot_see_images")
+    assert (await client.get(f"/chats/{echo_chat}/replays", headers=user.headers)).json()[
+        "total"
+    ] == 0
+
+    created = await client.post(
+        f"/chats/{echo_chat}/replays", json={"model_name": "fake:echo"}, headers=user.headers
+    )
+    assert created.status_code == 202, created.text
+    [turn] = created.json()["turns"]
+    assert turn["message"]["parts"] == [
+        {"type": "text", "text": "see"}, {"type": "image", "mime_type": "image/jpeg", "url": image},
+    ]  # fmt: skip
+    for _ in range(1200):
+        done = (await client.get(f"/replays/{created.json()['id']}", headers=user.headers)).json()
+        if done["status"] not in ("pending", "running"):
+            break
+        await asyncio.sleep(0.05)
+    assert done["status"] == "done", done
+    assert done["turns"][0]["new"]["content"] == 'You sent: text "see", image/jpeg 8x6'
+
+
 async def test_the_default_model_decides_and_a_graph_of_your_own_is_not_refused(
     database_url: str, client: httpx.AsyncClient, admin: User, user: User
 ) -> None:
@@ -404,3 +553,117 @@ async def test_the_default_model_decides_and_a_graph_of_your_own_is_not_refused(
         answered = await send(served, user, graph_chat, parts)
         assert answered.status_code == 201, answered.text
         assert answered.json()["messages"][-1]["content"] == 'You sent: text "q", image/png 1x1'
+
+
+# The Agent Protocol: images in a run's input messages, in the shapes LangChain and the SDKs'
+# clients send, are checked as the native API checks a message's parts.
+
+
+async def protocol_wait(
+    client: httpx.AsyncClient, user: User, agent_id: str, content: Any, thread_id: str
+) -> httpx.Response:
+    body = {
+        "assistant_id": agent_id,
+        "input": {"messages": [{"role": "user", "content": content}]},
+        "if_not_exists": "create",
+    }
+    return await client.post(f"/threads/{thread_id}/runs/wait", json=body, headers=user.headers)
+
+
+async def test_protocol_inputs_carry_images_in_every_inline_shape(
+    client: httpx.AsyncClient, admin: User, user: User
+) -> None:
+    agent_id = await make_agent(client, admin, "fake:echo")
+    payload = base64.b64encode(png(2, 3)).decode()
+    shapes = [
+        {"type": "image", "base64": payload, "mime_type": "image/png"},
+        {"type": "image", "source_type": "base64", "data": payload, "mime_type": "image/png"},
+        {"type": "image", "url": f"data:image/png;base64,{payload}"},
+        {"type": "image_url", "image_url": {"url": data_url("image/gif", GIF)}},
+    ]
+    thread_id = str(uuid.uuid4())
+    content = [{"type": "text", "text": "look"}, *shapes]
+    answer = await protocol_wait(client, user, agent_id, content, thread_id)
+    assert answer.status_code == 200, answer.text
+    said = answer.json()["messages"][-1]["content"]
+    assert said == 'You sent: text "look", ' + ", ".join(["image/png 2x3"] * 3 + ["image/gif 1x1"])
+    # The native view of the same thread shows each image as a part.
+    page = (await client.get(f"/chats/{thread_id}/messages", headers=user.headers)).json()
+    shown = page["items"][0]["parts"]
+    assert [p.get("url") for p in shown] == [
+        None, *[f"data:image/png;base64,{payload}"] * 3, data_url("image/gif", GIF),
+    ]  # fmt: skip
+
+
+PROTOCOL_BAD = [
+    ("not base64", {"type": "image", "base64": "no*pe", "mime_type": "image/png"},
+     "invalid_base64"),
+    ("wrong magic", {"type": "image", "base64": NOT_AN_IMAGE, "mime_type": "image/png"},
+     "invalid_image"),
+    ("no type", {"type": "image", "base64": base64.b64encode(GIF).decode()}, "invalid_image"),
+    ("a GIF said to be a PNG", {"type": "image_url", "image_url": data_url("image/png", GIF)},
+     "invalid_image"),
+    ("a web URL", {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}},
+     "image_not_inline"),
+    ("a file id", {"type": "image", "file_id": "file-abc"}, "image_not_inline"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "block", "code"), PROTOCOL_BAD, ids=[c[0] for c in PROTOCOL_BAD])
+async def test_a_bad_protocol_image_is_refused_and_creates_no_thread(
+    client: httpx.AsyncClient, admin: User, user: User, case: str, block: dict, code: str
+) -> None:
+    agent_id = await make_agent(client, admin, "fake:echo")
+    thread_id = str(uuid.uuid4())
+    refused = await protocol_wait(client, user, agent_id, [block], thread_id)
+    body = assert_error(refused, 422, code)
+    assert body["detail"].startswith("input.messages[0].content[0]: "), (case, body)
+    assert_error(await client.get(f"/threads/{thread_id}", headers=user.headers), 404)
+
+
+async def test_protocol_image_limits_follow_the_native_ones(
+    database_url: str, client: httpx.AsyncClient, admin: User, user: User
+) -> None:
+    eyes = await make_agent(client, admin, "fake:echo")
+    blind = await make_agent(client, admin, "local:smollm2")
+    image = {"type": "image_url", "image_url": {"url": data_url("image/png", png(1, 1))}}
+    five = assert_error(
+        await protocol_wait(client, user, eyes, [image] * 5, str(uuid.uuid4())),
+        422,
+        "too_many_images",
+    )
+    assert five["detail"] == "input.messages[0]: a message holds at most 4 images, not 5"
+    cannot = await protocol_wait(client, user, blind, [image], str(uuid.uuid4()))
+    assert_error(cannot, 422, "model_cannot_see_images")
+    # Stateless runs and a command's update are checked the same, and a cron's input once.
+    stateless = await client.post(
+        "/runs/wait",
+        json={"assistant_id": blind, "input": {"messages": [{"role": "user", "content": [image]}]}},
+        headers=user.headers,
+    )
+    assert_error(stateless, 422, "model_cannot_see_images")
+    cron = await client.post(
+        "/runs/crons",
+        json={"assistant_id": blind, "schedule": "0 0 * * *",
+              "input": {"messages": [{"role": "user", "content": [image]}]}},
+        headers=user.headers,
+    )  # fmt: skip
+    assert_error(cron, 422, "model_cannot_see_images")
+    assert (await client.post("/runs/crons/count", json={}, headers=user.headers)).json() == 0
+    threads = await client.post("/threads/search", json={}, headers=user.headers)
+    assert threads.json() == []
+    async with running(create_app(make_settings(database_url, image_max_bytes=2048))) as small:
+        big = {"type": "image", "base64": base64.b64encode(png(1, 1) + b"\x00" * 2048).decode(),
+               "mime_type": "image/png"}  # fmt: skip
+        thread_id = str(uuid.uuid4())
+        command = await small.post(
+            f"/threads/{thread_id}/runs/wait",
+            json={"assistant_id": eyes, "if_not_exists": "create",
+                  "command": {"update": {"messages": [{"role": "user", "content": [big]}]}}},
+            headers=user.headers,
+        )  # fmt: skip
+        body = assert_error(command, 422, "image_too_large")
+        assert body["detail"] == (
+            "command.update.messages[0].content[0]: an image may have at most 2048 bytes"
+        )
+        assert_error(await small.get(f"/threads/{thread_id}", headers=user.headers), 404)

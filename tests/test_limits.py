@@ -99,9 +99,8 @@ async def test_a_body_over_the_limit_is_413_on_protocol_and_native_routes(
     assert len(big) == TWO_MB
     for path in (
         "/threads",
-        f"/threads/{thread_id}/runs/wait",
         f"/threads/{thread_id}/state",
-        "/runs/wait",
+        "/runs/batch",
         "/chats/",
         "/auth/register",
     ):
@@ -111,12 +110,22 @@ async def test_a_body_over_the_limit_is_413_on_protocol_and_native_routes(
         assert response.headers["connection"] == "close"
     response = await client.patch(f"/threads/{thread_id}", content=big, headers=_json_headers(user))
     assert_error(response, 413, "payload_too_large")
-    # A message has room for its images as base64 besides: 4 of 5 MiB each.
+    # A message has room for its images as base64 besides: 4 of 5 MiB each. So have a fork's
+    # edit and the Agent Protocol's runs, whose input messages may hold images.
     limit = MESSAGE_LIMIT
-    url = f"/chats/{chat_id}/messages"
-    response = await client.post(url, content=_padded(limit + 1), headers=_json_headers(user))
-    body = assert_error(response, 413, "payload_too_large")
-    assert body["detail"] == f"Request body too large: at most {limit} bytes"
+    for url in (
+        f"/chats/{chat_id}/fork",
+        f"/threads/{thread_id}/runs",
+        f"/threads/{thread_id}/runs/stream",
+        f"/threads/{thread_id}/runs/wait",
+        "/runs",
+        "/runs/stream",
+        "/runs/wait",
+        f"/chats/{chat_id}/messages",
+    ):
+        response = await client.post(url, content=_padded(limit + 1), headers=_json_headers(user))
+        body = assert_error(response, 413, "payload_too_large")
+        assert body["detail"] == f"Request body too large: at most {limit} bytes", url
     # ... and at its limit it is read (and refused for what it holds).
     response = await client.post(url, content=_padded(limit), headers=_json_headers(user))
     assert_error(response, 422, "validation_error")

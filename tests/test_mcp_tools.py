@@ -389,16 +389,13 @@ async def test_agents_name_only_listed_tools_of_registered_servers(
         headers=admin.headers,
     )
     assert_error(assistant, 404, "mcp_tool_not_found")
+    # A gate on an MCP tool names one its server listed, as `tools_enabled` does.
     gated = await http.post(
         "/agents/",
-        json={
-            "name": "Gated",
-            "tools_enabled": ["mcp:local/add"],
-            "tools_requiring_approval": ["mcp:local/add"],
-        },
+        json={"name": "Gated", "tools_requiring_approval": ["mcp:local/divide"]},
         headers=admin.headers,
     )
-    assert_error(gated, 422, "mcp_tool_gated")
+    assert_error(gated, 404, "mcp_tool_not_found")
     both = await agent_with(http, admin, ["calculator", "mcp:local/add", "mcp:local/shout"])
     assert both.status_code == 201, both.text
     assert both.json()["tools_enabled"] == ["calculator", "mcp:local/add", "mcp:local/shout"]
@@ -469,3 +466,58 @@ async def test_a_server_too_slow_answers_a_timeout_the_model_reads(
             )
     finally:
         mcp_tools.configure(settings)
+
+
+async def test_an_mcp_tool_waits_for_approval_then_runs_as_edited(
+    http: httpx.AsyncClient, admin: User, user: User
+) -> None:
+    created = await register(
+        http,
+        admin,
+        {"name": "local", "transport": "stdio", "command": sys.executable,
+         "args": [FIXTURE, "stdio"]},
+    )  # fmt: skip
+    await refresh(http, admin, created["id"])
+    agent = await http.post(
+        "/agents/",
+        json={
+            "name": "Gated MCP",
+            "model_name": "fake:tools",
+            "tools_enabled": ["mcp:local/add"],
+            "tools_requiring_approval": ["mcp:local/add"],
+        },
+        headers=admin.headers,
+    )
+    assert agent.status_code == 201, agent.text
+    assert agent.json()["tools_requiring_approval"] == ["mcp:local/add"]
+    chat_id = await new_chat(http, user, agent.json()["id"])
+
+    paused = await http.post(
+        f"/chats/{chat_id}/messages",
+        json={"content": json.dumps({"a": 2, "b": 40})},
+        headers=user.headers,
+    )
+    assert paused.status_code == 201, paused.text
+    assert paused.json()["status"] == "interrupted"
+    # Not called yet: the thread holds the question and the call, no tool result.
+    page = (await http.get(f"/chats/{chat_id}/messages", headers=user.headers)).json()
+    assert [m["sender"] for m in page["items"]] == ["user", "agent"]
+    [call] = page["items"][1]["metadata"]["tool_calls"]
+    assert (call["name"], call["args"]) == ("mcp_local_add", {"a": 2, "b": 40})
+
+    edited = await http.post(
+        f"/chats/{chat_id}/approvals",
+        json={"decisions": [{"tool_call_id": call["id"], "action": "edit",
+                             "args": {"a": 2, "b": 3}}]},
+        headers=user.headers,
+    )  # fmt: skip
+    assert edited.status_code == 201, edited.text
+    answer = edited.json()
+    assert answer["status"] == "success"
+    [result] = [m for m in answer["messages"] if m["sender"] == "tool"]
+    # The server ran the reviewer's arguments, not the model's.
+    assert result["metadata"]["name"] == "mcp_local_add"
+    assert result["content"].endswith(
+        'Executed instead: mcp_local_add with arguments {"a": 2, "b": 3}.\n\nTool response:\n5'
+    ), result["content"]
+    assert result["metadata"]["tool_call_id"] == call["id"]

@@ -42,14 +42,16 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "src"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     site = root / "site"
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
             "--no-build-isolation", "--target", str(site), str(source),
         ],
-        check=True,
         capture_output=True,
+        text=True,
     )  # fmt: skip
+    # pip's own words, not only its exit status, when the build fails (a build backend too old).
+    assert done.returncode == 0, done.stdout + done.stderr
     return site
 
 

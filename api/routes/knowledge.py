@@ -114,17 +114,41 @@ async def search_agent_knowledge(
     return await knowledge_service.search(state, agent_id, user["id"], body)
 
 
+_CHAT_UPLOAD_BODY = {
+    **_UPLOAD_BODY,
+    "description": "A document (`.txt`, `.md`, `.pdf`, `.docx`, `.html`) or an image (`.png`, "
+    "`.jpg`, `.jpeg`, `.gif`, `.webp`, at most `SWITCHBOARD_IMAGE_MAX_BYTES`) in the multipart "
+    "field `file`, with an optional `title` (else the file's name); or JSON `{title, text}`. At "
+    "most `SWITCHBOARD_KNOWLEDGE_MAX_BYTES` (10 MiB by default)",
+}
+_CHAT_UPLOAD_ERRORS = {
+    **_UPLOAD_ERRORS,
+    **_described(
+        (
+            422,
+            "A file that is not what its extension says or cannot be read "
+            "(`unparseable_document`, for an image `invalid_image`), holds no text "
+            "(`empty_document`), an image over `SWITCHBOARD_IMAGE_MAX_BYTES` "
+            "(`image_too_large`), no `file` field (`missing_file`), a bad `title`, or JSON that "
+            "does not fit (`validation_error`)",
+        )
+    ),
+}
+
+
 @router.post(
     CHAT_UPLOAD_PATH,
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DocumentOut,
-    openapi_extra={"requestBody": _UPLOAD_BODY},
-    responses=_UPLOAD_ERRORS,
+    openapi_extra={"requestBody": _CHAT_UPLOAD_BODY},
+    responses=_CHAT_UPLOAD_ERRORS,
 )
 async def upload_chat_file(
     chat_id: UUID, request: Request, user_id: CurrentUserId, state: State
 ) -> dict[str, Any]:
-    """Attach a file to your chat: its agent's `knowledge_search` finds it in this chat only."""
+    """Attach a file to your chat. A document: its agent's `knowledge_search` finds it in this
+    chat only. An image (stored `indexed` at once, with no chunks): a message shows it to the
+    model by its id, `{type: "image", file_id}`."""
     row = await knowledge_service.upload_to_chat(state, request, chat_id, user_id)
     return document_out(row)
 

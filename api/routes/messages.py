@@ -49,6 +49,8 @@ _STREAM_DOC = {
 
 
 SEND_PATH: Final = "/chats/{chat_id}/messages"
+# A fork's edit is a message too, with the same room for images.
+FORK_PATH: Final = "/chats/{chat_id}/fork"
 
 
 def send_limit(settings: Settings) -> int:
@@ -242,7 +244,7 @@ async def fork_chat(
 ) -> Response:
     """A new chat (yours, with the same agent) whose history is this one's up to
     `checkpoint_id` (the latest without it); the original is not changed. With `edit`, the
-    history stops just before that user message and the new chat answers its new text at
+    history stops just before that user message and the new chat answers its new content at
     once, as `POST /chats/{id}/messages` would (`run` in the body, or SSE)."""
     edit = (body.edit.message_id, body.edit.content) if body.edit is not None else None
     chat, run = await forks_service.fork(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -58,6 +58,13 @@ _THREAD_SSE = {
         }
     }
 }
+# The routes whose body starts a run, with messages that may hold images: the body limit of a
+# native message (``api.routes.messages.send_limit``) is theirs.
+RUN_PATHS: Final = (
+    "/threads/{thread_id}/runs", "/threads/{thread_id}/runs/stream",
+    "/threads/{thread_id}/runs/wait", "/runs", "/runs/stream", "/runs/wait",
+)  # fmt: skip
+
 # What a thread's stream sends: every event of each run, or only their lifecycle.
 ThreadStreamMode = Literal["run_modes", "lifecycle"]
 

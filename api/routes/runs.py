@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentUser, CurrentUserId, State, bearer_token
+from api.deps import CurrentUser, CurrentUserId, State, authenticate, bearer_token
 from api.errors import INVALID_TOKEN, Unauthorized
 from api.openapi import errors
 from api.schemas.common import Page
@@ -45,6 +45,7 @@ async def get_run(run_id: UUID, user: CurrentUser, state: State) -> Mapping[str,
 async def stream_run(
     run_id: UUID,
     state: State,
+    request: Request,
     token: Annotated[str | None, Depends(bearer_token)],
     stream_token: Annotated[
         str | None,
@@ -63,7 +64,7 @@ async def stream_run(
     """The run's events after `Last-Event-ID` (header or query; with both, the later), then
     the live tail."""
     if token:
-        user_id = state.tokens.subject(token)
+        user_id: UUID | None = await authenticate(state, request, token)
     elif stream_token:
         user_id = state.tokens.stream_subject(stream_token, run_id)
     else:

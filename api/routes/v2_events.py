@@ -129,10 +129,12 @@ _BROKEN = 1011
 
 @router.websocket("/threads/{thread_id}/stream/events")
 async def events_socket(websocket: WebSocket, thread_id: UUID) -> None:
-    """Commands and subscriptions on one socket; authenticated with the same bearer token in
-    the handshake's `Authorization` header."""
+    """Commands and subscriptions on one socket; authenticated with the same bearer token (or
+    API key) in the handshake's `Authorization` header, or an API key in its `x-api-key`."""
     state = websocket.app.state.switchboard
-    user_id = await service.socket_user(state, websocket.headers.get("authorization"))
+    user_id = await service.socket_user(
+        state, websocket.headers.get("authorization"), websocket.headers.get("x-api-key")
+    )
     await websocket.accept()
     if user_id is None:
         await websocket.close(code=_UNAUTHORIZED, reason="Not authenticated")

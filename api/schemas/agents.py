@@ -70,13 +70,6 @@ ToolName = Annotated[
     NotBlank,
     SchemaOnly(_tool_name_schema),
 ]
-# Only this server's own tools can wait for approval (an MCP tool is a 422 `mcp_tool_gated`).
-GatedToolName = Annotated[
-    str,
-    text_rules(min_length=1, max_length=TOOL_NAME_MAX),
-    NotBlank,
-    SchemaOnly(lambda schema: schema.update(enum=sorted(TOOLS), maxLength=64)),
-]
 
 
 def _at_most(length: int) -> Callable[[Any], Any]:
@@ -117,7 +110,7 @@ class AgentCreate(RequestModel):
     tools_enabled: Annotated[list[ToolName], UniqueItems] = Field(
         default_factory=list, max_length=50
     )
-    tools_requiring_approval: Annotated[list[GatedToolName], UniqueItems] = Field(
+    tools_requiring_approval: Annotated[list[ToolName], UniqueItems] = Field(
         default_factory=list, max_length=50, description=APPROVAL_DESCRIPTION
     )
     interest_area_ids: Annotated[list[UUID], UniqueItems] = Field(
@@ -146,7 +139,7 @@ class AgentUpdate(RequestModel):
     tools_enabled: Annotated[list[ToolName] | None, NotNull, UniqueItems] = Field(
         None, max_length=50
     )
-    tools_requiring_approval: Annotated[list[GatedToolName] | None, NotNull, UniqueItems] = Field(
+    tools_requiring_approval: Annotated[list[ToolName] | None, NotNull, UniqueItems] = Field(
         None, max_length=50, description=APPROVAL_DESCRIPTION
     )
     interest_area_ids: Annotated[list[UUID] | None, NotNull, UniqueItems] = Field(

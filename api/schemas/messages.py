@@ -109,7 +109,10 @@ CheckpointIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^
 
 class MessageEdit(RequestModel):
     message_id: MessageId = Field(description="A user message of the chat")
-    content: MessageContent = Field(description="Its new text")
+    content: Content = Field(
+        description="Its new content: text (the message's images, if it had any, are kept "
+        "after it) or parts, which replace all of it"
+    )
 
 
 class ForkCreate(RequestModel):

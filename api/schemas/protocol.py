@@ -12,7 +12,6 @@ from api.schemas.agents import (
     AgentName,
     AgentUpdate,
     Description,
-    GatedToolName,
     ModelName,
     SystemPrompt,
     ToolName,
@@ -74,7 +73,7 @@ class AssistantConfigurable(_Body):
     system_prompt: SystemPrompt | None = None
     model_name: ModelName | None = None
     tools_enabled: Annotated[list[ToolName] | None, UniqueItems] = Field(None, max_length=50)
-    tools_requiring_approval: Annotated[list[GatedToolName] | None, UniqueItems] = Field(
+    tools_requiring_approval: Annotated[list[ToolName] | None, UniqueItems] = Field(
         None, max_length=50, description=APPROVAL_DESCRIPTION
     )
 

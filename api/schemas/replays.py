@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas.common import NotNull, RequestModel, SchemaOnly, text_rules
+from api.schemas.messages import ImagePartOut, TextPartOut
 from graphs.models import MODEL_NAME_PATTERN, UnknownModel, parse_model_name
 
 ReplayStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
@@ -110,6 +111,11 @@ class OriginalAnswer(Answer):
 class TurnMessage(BaseModel):
     id: str = Field(description="The original's user message; the replay's chat keeps its id")
     content: str
+    parts: list[TextPartOut | ImagePartOut] | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="Only on a message with images: its parts in order, sent again as they were",
+    )
 
 
 class Turn(BaseModel):

@@ -43,11 +43,6 @@ async def _validate(conn: Conn, fields: dict[str, Any]) -> None:
         parse_model_name(model_name)  # UnknownModel: a 422 (api/errors.py)
     enabled = fields.get("tools_enabled") or []
     gated = fields.get("tools_requiring_approval") or []
-    gated_mcp = [t for t in gated if mcp.split(t) is not None]
-    if gated_mcp:
-        raise InvalidInput(
-            f"MCP tools cannot require approval: {', '.join(gated_mcp)}", code="mcp_tool_gated"
-        )
     named = [*enabled, *gated]
     unknown_tools = list(dict.fromkeys(t for t in named if t not in TOOLS))
     unknown_plain = [t for t in unknown_tools if mcp.split(t) is None]

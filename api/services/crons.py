@@ -30,12 +30,14 @@ from api.errors import AppError, InvalidInput, NotFound
 from api.schemas.common import MAX_METADATA_BYTES, json_size
 from api.schemas.crons import RUN_FIELDS, CronCount, CronFields, CronPatch, CronSearch
 from api.schemas.protocol_runs import RunCreate
+from api.services import images as images_service
 from api.services import protocol_runs
 from api.services.agents import assistant_ref, find_assistant
 from api.state import AppState
 from api.wire.protocol import known_total
 from graphs.models import UnknownModel
 from graphs.runtime import ChatBusy, ShuttingDown
+from storage import agents as agents_store
 from storage import crons as crons_store
 from storage.rows import CronRow, DueCronRow, RunRow
 
@@ -115,6 +117,8 @@ async def create(
     next_run = _checked_next_run(body.schedule, timezone, body.end_time, datetime.now(UTC))
     async with state.pool.connection() as conn:
         agent = await find_assistant(conn, body.assistant_id)
+        # Its runs would each be refused for them: refused now, once.
+        await images_service.check_protocol_images(state, agent, body.input)
         cron = await crons_store.insert(
             conn,
             user_id=user_id,
@@ -172,6 +176,10 @@ async def update(state: AppState, user_id: UUID, cron_id: UUID, body: CronPatch)
                     code="metadata_too_large",
                 )
         changed["payload"] = {**cron["payload"], **body.run_fields()}
+        if body.input is not None:
+            agent = await agents_store.get(conn, cron["agent_id"])
+            if agent is not None:
+                await images_service.check_protocol_images(state, agent, body.input)
         retimed = (
             changed["schedule"] != cron["schedule"]
             or changed["timezone"] != cron["timezone"]

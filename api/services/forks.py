@@ -11,6 +11,7 @@ from uuid import UUID
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from api.errors import InvalidInput, NotFound
+from api.schemas.messages import MessagePart
 from api.services import chats as chats_service
 from api.services import images as images_service
 from api.services.chats import get_owned
@@ -19,7 +20,7 @@ from api.state import AppState
 from graphs import images
 from graphs.events import EventSource
 from graphs.runtime.threads import Threads
-from storage.rows import ChatRow, RunRow
+from storage.rows import AgentRow, ChatRow, RunRow
 
 NOT_A_USER_MESSAGE = "not_a_user_message"
 
@@ -85,14 +86,15 @@ async def fork(
     chat_id: UUID,
     *,
     checkpoint_id: str | None,
-    edit: tuple[str, str] | None,
+    edit: tuple[str, str | list[MessagePart]] | None,
 ) -> tuple[ChatRow, tuple[RunRow, EventSource] | None]:
     """A new chat holding the chat's history up to ``checkpoint_id`` (the latest without it);
-    with ``edit`` (message id, new text), up to just before that user message, which the
-    new chat then answers with the new text (the run is returned). Nothing is created when
-    any of it cannot be done."""
+    with ``edit`` (message id, new content), up to just before that user message, which the
+    new chat then answers with the new content (the run is returned): new text keeps the
+    message's images, new parts replace all of it. Nothing is created when any of it cannot
+    be done."""
     if edit is not None:
-        _, _, agent, personal = await ready(state, user_id, chat_id, archived_ok=True)
+        _, original, agent, personal = await ready(state, user_id, chat_id, archived_ok=True)
     else:
         async with state.pool.connection() as conn:
             await get_owned(conn, chat_id, user_id)
@@ -103,8 +105,9 @@ async def fork(
     upto = tip.config["configurable"]["checkpoint_id"] if tip is not None else None
     forked_from: dict[str, Any] = {"chat_id": str(chat_id), "checkpoint_id": upto}
     if edit is not None:
-        message_id, _ = edit
-        user_message(list(tip.values.get("messages", [])) if tip else [], message_id)
+        message_id, content = edit
+        message = user_message(list(tip.values.get("messages", [])) if tip else [], message_id)
+        text, parts = await _edited(state, original, agent, message, content)
         start = await start_point(threads, chat_id, tip, message_id)
         upto = start.config["configurable"]["checkpoint_id"]
         if start.parent_config is None and (start.metadata or {}).get("source") == "input":
@@ -118,11 +121,33 @@ async def fork(
         return copy, None
     try:
         run = await state.runs.start(
-            chat=copy, agent=agent, user_id=user_id, content=edit[1], profile=personal,
-            checkpoint_id=upto,
+            chat=copy, agent=agent, user_id=user_id, content=text, profile=personal,
+            checkpoint_id=upto, parts=parts,
         )  # fmt: skip
     except BaseException:
         # A fork whose answer cannot start is not made.
         await chats_service.discard(state, user_id, copy["id"])
         raise
     return copy, run
+
+
+async def _edited(
+    state: AppState,
+    chat: ChatRow,
+    agent: AgentRow,
+    message: HumanMessage,
+    content: str | list[MessagePart],
+) -> tuple[str, list[dict[str, Any]] | None]:
+    """An edited message's text and, when it has images, its content blocks: new parts are
+    checked as a new message's (files of the original chat), new text keeps the images the
+    message had, after it."""
+    if not isinstance(content, str):
+        return images_service.text_of(content), await images_service.blocks(
+            state, chat, agent, content
+        )
+    held = message.content if isinstance(message.content, list) else []
+    kept = [block for block in held if isinstance(block, dict) and images.is_image(block)]
+    if not kept:
+        return content, None
+    images_service.check_model(state, agent)
+    return content, [{"type": "text", "text": content}, *kept]

@@ -9,6 +9,7 @@ before anything is stored. The document is then stored ``pending`` and the index
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any, Final
 from uuid import UUID
 
@@ -21,6 +22,7 @@ from api.errors import Conflict, InvalidInput, NotFound, UnsupportedMediaType
 from api.schemas.knowledge import DocumentTextIn, SearchIn
 from api.services import agents as agents_service
 from api.services import chats as chats_service
+from api.services import images as images_service
 from api.services.documents import checked_text, parse
 from api.state import AppState
 from storage import knowledge as knowledge_store
@@ -35,9 +37,10 @@ def document_out(row: KnowledgeDocumentRow) -> dict[str, Any]:
     return dict(row)
 
 
-async def _upload(request: Request) -> dict[str, Any]:
+async def _upload(request: Request, *, image_limit: int | None = None) -> dict[str, Any]:
     """The document a request carries, read and checked: a multipart ``file`` (with an
-    optional ``title``) or JSON ``{title, text}``."""
+    optional ``title``) or JSON ``{title, text}``; with ``image_limit`` (a chat's files), a
+    PNG, JPEG, GIF or WebP image of at most that many bytes too."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == JSON:
         body = await request.body()
@@ -54,6 +57,7 @@ async def _upload(request: Request) -> dict[str, Any]:
         return {
             "title": pasted.title, "filename": None, "media_type": "text/plain",
             "bytes": len(pasted.text.encode()), "text": text,
+            "content_hash": knowledge_store.content_hash(text),
         }  # fmt: skip
     if media_type != MULTIPART:
         raise UnsupportedMediaType(
@@ -76,12 +80,18 @@ async def _upload(request: Request) -> dict[str, Any]:
             )
     if "\x00" in filename or len(filename) > 255:
         raise InvalidInput("The file name is not usable", code="invalid_filename")
-    parsed = await asyncio.to_thread(parse, filename, data)
     stem = filename.rsplit("/", 1)[-1]
+    named = {"title": title or stem.rsplit(".", 1)[0][:200] or "Untitled", "filename": stem}
+    if image_limit is not None and images_service.is_image_name(filename):
+        media_type = images_service.checked_image_file(filename, data, image_limit)
+        return {
+            **named, "media_type": media_type, "bytes": len(data), "text": "", "image": data,
+            "content_hash": hashlib.sha256(data).digest(),
+        }  # fmt: skip
+    parsed = await asyncio.to_thread(parse, filename, data)
     return {
-        "title": title or stem.rsplit(".", 1)[0][:200] or "Untitled",
-        "filename": stem, "media_type": parsed.media_type, "bytes": len(data),
-        "text": parsed.text,
+        **named, "media_type": parsed.media_type, "bytes": len(data), "text": parsed.text,
+        "content_hash": knowledge_store.content_hash(parsed.text),
     }  # fmt: skip
 
 
@@ -89,10 +99,10 @@ async def _store(
     state: AppState, fields: dict[str, Any], *, agent_id: UUID | None, chat_id: UUID | None,
     user_id: UUID,
 ) -> KnowledgeDocumentRow:  # fmt: skip
-    digest = knowledge_store.content_hash(fields["text"])
+    digest = fields["content_hash"]
     values = {**fields, "agent_id": agent_id, "chat_id": chat_id, "user_id": user_id}
     async with state.pool.connection() as conn:
-        row = await knowledge_store.insert(conn, {**values, "content_hash": digest})
+        row = await knowledge_store.insert(conn, values)
         if row is None:
             existing = await knowledge_store.duplicate(
                 conn, agent_id=agent_id, chat_id=chat_id, digest=digest
@@ -151,7 +161,7 @@ async def upload_to_chat(
 ) -> KnowledgeDocumentRow:
     async with state.pool.connection() as conn:
         await chats_service.get_owned(conn, chat_id, user_id)
-    fields = await _upload(request)
+    fields = await _upload(request, image_limit=state.settings.image_max_bytes)
     return await _store(state, fields, agent_id=None, chat_id=chat_id, user_id=user_id)
 
 

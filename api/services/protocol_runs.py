@@ -12,6 +12,7 @@ from uuid import UUID
 from api.errors import INVALID_TOKEN, Conflict, NotFound, Unauthorized
 from api.schemas.protocol_runs import RunCreate
 from api.services import chats as chats_service
+from api.services import images as images_service
 from api.services import webhooks as webhooks_service
 from api.services.agents import assistant_ref, unknown_assistant
 from api.services.messages import profile
@@ -90,6 +91,7 @@ async def start(
             turn = await _turn(conn, user_id, thread_id, body)
         agent = turn.agent
         assert agent is not None
+        await images_service.check_protocol_images(state, agent, body)
         if thread_id is None:
             chat = await chats_store.insert(conn, user_id=user_id, agent_id=agent["id"], title=None)
         else:
@@ -130,6 +132,10 @@ async def start_batch(state: AppState, user_id: UUID, bodies: list[RunCreate]) -
         for body in bodies:
             if body.assistant_id not in turns:
                 turns[body.assistant_id] = await _turn(conn, user_id, None, body)
+    for body in bodies:
+        agent = turns[body.assistant_id].agent
+        assert agent is not None
+        await images_service.check_protocol_images(state, agent, body)
     started: list[RunRow] = []
     try:
         for body in bodies:

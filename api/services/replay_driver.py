@@ -190,7 +190,7 @@ class ReplayDriver:
         run, _ = await self.state.runs.start(
             chat=chat, agent=agent, user_id=user_id, content=turn["content"], profile=profile,
             strategy="enqueue", checkpoint_id=checkpoint_id, message_id=turn["message_id"],
-            model_name=replay["model_name"],
+            model_name=replay["model_name"], parts=turn["parts"],
         )  # fmt: skip
         position = turn["position"]
         async with self.state.pool.connection() as conn:

@@ -16,11 +16,16 @@ import uuid
 from typing import Any
 from uuid import UUID
 
+from langchain_core.messages import BaseMessage
+
 from api.errors import Conflict, NotFound
 from api.services import feedback as feedback_service
+from api.services import images as images_service
 from api.services.chats import get_owned as get_owned_chat
 from api.services.comparison import answer_of, turns_of
 from api.state import AppState
+from api.wire import native
+from graphs import images
 from graphs.runtime import ShuttingDown
 from storage import agents as agents_store
 from storage import chats as chats_store
@@ -58,11 +63,14 @@ async def create(
             raise Conflict("The chat has an active run; replay it once the run has ended")
     messages = await state.runs.threads.messages(chat_id)
     turns = [
-        (message.id or str(uuid.uuid4()), message.text, answer_of(replies))
+        (message.id or str(uuid.uuid4()), message.text, _blocks(message), answer_of(replies))
         for message, replies in turns_of(messages)
     ]
     if not turns:
         raise Conflict("This chat has no user message to replay", code=NOTHING_TO_REPLAY)
+    if any(parts is not None for _, _, parts, _ in turns):
+        # Its images are sent again: to a model that sees them, or not at all.
+        images_service.check_model(state, agent, model_name)
     title = f"Replay of {source['title']}"[:TITLE_CHARS] if source["title"] else None
     async with state.pool.connection() as conn:
         async with conn.transaction():
@@ -148,11 +156,21 @@ async def _out(conn: Conn, replay: ReplayRow, turns: list[ReplayTurnRow]) -> dic
     return {**summary(replay), "turns": [_turn_out(turn, votes) for turn in turns]}
 
 
+def _blocks(message: BaseMessage) -> list[dict[str, Any]] | None:
+    """A user message's content blocks when it has images (``None``: its text is all of it)."""
+    if not isinstance(message.content, list) or not images.has_images(message.content):
+        return None
+    return [b if isinstance(b, dict) else {"type": "text", "text": b} for b in message.content]
+
+
 def _turn_out(turn: ReplayTurnRow, votes: dict[str, Any]) -> dict[str, Any]:
     vote = votes.get(turn["original"]["message_id"] or "")
+    message: dict[str, Any] = {"id": turn["message_id"], "content": turn["content"]}
+    if turn["parts"] is not None:
+        message["parts"] = native.parts(turn["parts"])
     return {
         "position": turn["position"],
-        "message": {"id": turn["message_id"], "content": turn["content"]},
+        "message": message,
         "status": turn["status"],
         "run_id": turn["run_id"],
         "agent_version": turn.get("agent_version"),

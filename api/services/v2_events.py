@@ -23,9 +23,10 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from api.errors import AppError, NotFound
+from api.errors import AppError, NotFound, Unauthorized
 from api.schemas.protocol_runs import RunCreate
 from api.schemas.v2 import Command, EventStreamRequest
+from api.services import api_keys
 from api.services import protocol_runs as runs_service
 from api.state import AppState
 from api.wire.v2 import RUN_STREAM_MODES, Filter, RunTranslator
@@ -206,13 +207,24 @@ async def respond(
     return {}
 
 
-async def socket_user(state: AppState, authorization: str | None) -> UUID | None:
-    """The user a WebSocket's ``Authorization: Bearer`` header names (a valid access token of
-    an account that still exists); ``None`` otherwise."""
+async def socket_user(
+    state: AppState, authorization: str | None, api_key: str | None = None
+) -> UUID | None:
+    """The user a WebSocket's ``Authorization: Bearer`` header names (a valid access token or
+    API key of an account that still exists), else its ``x-api-key`` header; ``None``
+    otherwise."""
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
+        token = api_key or ""
+    token = token.strip()
+    if not token:
         return None
-    user_id = state.tokens.subject(token.strip())
+    if api_keys.is_api_key(token):
+        try:
+            return (await api_keys.authenticate(state.pool, token))["id"]
+        except Unauthorized:
+            return None
+    user_id = state.tokens.subject(token)
     if user_id is None:
         return None
     async with state.pool.connection() as conn:

@@ -79,14 +79,10 @@ def parts(content: list[Any]) -> list[dict[str, Any]]:
             out.append({"type": "text", "text": block})
         elif block.get("type") == "text":
             out.append({"type": "text", "text": block["text"]})
-        elif block.get("type") == "image" and block.get("base64"):
-            mime = block.get("mime_type", "")
-            out.append({"type": "image", "mime_type": mime, "url": image_url(block)})
+        elif images.is_image(block) and (source := images.inline(block)) is not None:
+            data, mime = source[0], source[1] or ""
+            out.append({"type": "image", "mime_type": mime, "url": f"data:{mime};base64,{data}"})
     return out
-
-
-def image_url(block: dict[str, Any]) -> str:
-    return f"data:{block.get('mime_type', '')};base64,{block['base64']}"
 
 
 def is_visible(message: BaseMessage) -> bool:

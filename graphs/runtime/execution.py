@@ -23,11 +23,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.types import Command
 
 from graphs.events import EventLogs, RunLog
-from graphs.runtime import streams
+from graphs.runtime import logged, streams
 from graphs.runtime.inputs import NativeInput, ProtocolInput, RunInput, stamp_messages
-from graphs.runtime.logged import logged_run
 from graphs.runtime.threads import Threads
-from graphs.runtime.types import RunContext, WriterFactory
+from graphs.runtime.types import RunContext, RunObserver, WriterFactory
 from graphs.spec import AgentContext, AgentSpec
 from storage import chats as chats_store
 from storage import runs as runs_store
@@ -41,7 +40,7 @@ class Executor:
     """Runs in this process: their tasks, and how each one is driven to its end.
 
     ``wait_turn`` blocks a queued run until it may start; ``on_ended`` is told the chat of every
-    run that ends (both set by the scheduler).
+    run that ends (both set by the scheduler). ``observer`` is told of each run's steps.
     """
 
     def __init__(
@@ -65,6 +64,7 @@ class Executor:
         self.ended: list[Callable[[RunRow], None]] = []
         # Handed to every run's context, for the knowledge_search tool (set by the runtime).
         self.knowledge: Any = None
+        self.observer = RunObserver()
 
     def context(
         self,
@@ -84,7 +84,7 @@ class Executor:
     def launch(self, ctx: RunContext) -> RunLog:
         """Start the run's task; its log (already holding the first event) is returned."""
         ctx.writer.opened()
-        task = asyncio.create_task(logged_run(ctx, self._execute(ctx)), name=f"run-{ctx.run_id}")
+        task = asyncio.create_task(logged.run(ctx, self._execute(ctx)), name=f"run-{ctx.run_id}")
         self.tasks[ctx.run_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(ctx.run_id, None))
         return ctx.log
@@ -103,6 +103,7 @@ class Executor:
         try:
             if ctx.run["status"] == "pending" and self.wait_turn is not None:
                 await self.wait_turn(ctx.run_id, ctx.chat_id)
+            self.observer.started(ctx)
             async with asyncio.timeout(self.run_timeout_seconds or None):
                 await self._stream(ctx)
         except TimeoutError:
@@ -139,6 +140,8 @@ class Executor:
                     ctx.tally.added += 1
                     if isinstance(message, AIMessage):
                         streams.add_usage(ctx.usage, message)
+            if mode == "messages" and ctx.first_token_at is None:
+                self.observer.first_token(ctx)
             if mode in writer.modes:
                 writer.part(tuple(namespace), mode, data)
 
@@ -220,11 +223,7 @@ class Executor:
 
     async def _finish(self, ctx: RunContext) -> None:
         try:
-            run_input = ctx.input
-            if isinstance(run_input, NativeInput):
-                content = run_input.content
-            else:
-                content = streams.first_text(run_input.input)
+            content = streams.input_text(ctx.input)
             # Counted as they streamed on the common path; read back from the thread otherwise.
             counted = ctx.status == "success" and ctx.tally.exact
             paused, count = ctx.tally.paused, None
@@ -248,6 +247,7 @@ class Executor:
             ctx.log.append("end", {"status": ctx.status, "usage": ctx.usage})
             ctx.log.close()
             self.tell_ended(ctx.run)
+            self.observer.ended(ctx)
             if self.on_ended is not None:
                 await self.on_ended(ctx.chat_id)
 

@@ -12,7 +12,7 @@ from graphs.runtime.types import RunContext
 log = logging.getLogger("graphs.runtime.execution")
 
 
-async def logged_run(ctx: RunContext, work: Coroutine[Any, Any, None]) -> None:
+async def run(ctx: RunContext, work: Coroutine[Any, Any, None]) -> None:
     """Await ``work`` (the run's whole life) with the run's ids in the log context.
 
     The task's context is its own copy, so these values end with it. A worker's run has no

@@ -241,8 +241,7 @@ class Scheduler:
     async def work(self, concurrency: int, poll_seconds: float = 2.0) -> None:
         """Claim queued runs and execute them, up to ``concurrency`` at once (a worker).
 
-        Woken by the control channel when a run is queued or a chat is freed, by our own runs
-        ending, and by a slow poll in case a message was missed.
+        Woken by the control channel (a run queued, a chat freed), our runs ending, a slow poll.
         """
         while self.liveness.accepting:
             self._work_available.clear()
@@ -251,6 +250,7 @@ class Scheduler:
                     run = await runs_store.claim_next(conn, self.liveness.worker_id)
                 if run is None:
                     break
+                self.executor.observer.claimed(run)
                 await self._launch_claimed(run)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll_seconds):  # not wait_for: KnowledgeIndexer._loop

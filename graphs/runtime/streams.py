@@ -8,6 +8,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from graphs import approval
 from graphs.models import USAGE_ESTIMATED
+from graphs.runtime.inputs import NativeInput, RunInput
 
 TITLE_LENGTH = 60
 # The token counts a run and a message report.
@@ -55,6 +56,13 @@ def pauses(update: Any) -> bool:
 def asks_approval(update: Any) -> bool:
     """Whether an ``updates`` stream item pauses for decisions on tool calls (approval)."""
     return pauses(update) and approval.request_in(update["__interrupt__"]) is not None
+
+
+def input_text(run_input: RunInput) -> str:
+    """The text a run's input starts with (a new chat's title is made from it)."""
+    if isinstance(run_input, NativeInput):
+        return run_input.content
+    return first_text(run_input.input)
 
 
 def first_text(value: Any) -> str:

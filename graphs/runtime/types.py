@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -113,6 +114,10 @@ class RunContext:
     tally: Tally = field(default_factory=Tally)
     status: RunStatus = "success"
     error: str | None = None
+    # ``time.monotonic()`` when it began executing (after any queue) and when its first token
+    # streamed; ``None`` until then (stamped by the ``RunObserver``).
+    started_at: float | None = None
+    first_token_at: float | None = None
 
     @property
     def run_id(self) -> UUID:
@@ -125,6 +130,25 @@ class RunContext:
     @property
     def protocol(self) -> bool:
         return isinstance(self.input, ProtocolInput)
+
+
+class RunObserver:
+    """What the runtime tells of its runs as they go (``api/metrics.py`` counts it); this one
+    only stamps the times. Called on the run's task: each call must cost next to nothing."""
+
+    def started(self, ctx: RunContext) -> None:
+        """The run begins executing here (a queued run: once its turn came)."""
+        ctx.started_at = time.monotonic()
+
+    def first_token(self, ctx: RunContext) -> None:
+        """The first ``messages`` part of the run streamed (a model's first token)."""
+        ctx.first_token_at = time.monotonic()
+
+    def ended(self, ctx: RunContext) -> None:
+        """The run ended with ``ctx.status`` (its end recorded, its log closed)."""
+
+    def claimed(self, run: RunRow) -> None:
+        """A worker loop claimed ``run`` from the queue in Postgres."""
 
 
 class Starts:
