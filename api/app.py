@@ -41,6 +41,7 @@ from api.routes import (
     meta,
     metrics,
     protocol_runs,
+    quotas,
     replays,
     runs,
     sharing,
@@ -206,7 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         messages, conversations, exports, sharing, chats, protocol_runs, threads, runs, replays,
         meta, auth, users, memories, catalog, agents, knowledge, assistants, store, crons, a2a,
-        v2_events, mcp_servers, metrics, api_keys,
+        v2_events, mcp_servers, metrics, api_keys, quotas,
     ):  # fmt: skip
         app.include_router(module.router)
     mcp.install(app)

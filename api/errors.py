@@ -23,6 +23,7 @@ from api.security import redact_path
 from graphs.custom import GraphUnavailable
 from graphs.models import ProviderNotInstalled, UnknownModel
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
+from storage.quotas import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,28 @@ async def _runtime_error(_: Request, exc: Exception) -> JSONResponse:
     return _error(422, str(exc), code)
 
 
+# What each quota limits, for a refusal's message.
+_QUOTA_UNITS = {
+    "runs_per_minute": "runs started per minute",
+    "tokens_per_day": "tokens per day (UTC)",
+    "active_runs": "active runs at once",
+}
+
+
+def quota_detail(exc: QuotaExceeded) -> str:
+    """A refusal by quota in words: which limit, and when to retry."""
+    return (
+        f"Quota exceeded: at most {exc.limit} {_QUOTA_UNITS[exc.quota]}; "
+        f"retry in {exc.retry_after} s"
+    )
+
+
+async def _quota_exceeded(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QuotaExceeded)
+    headers = {"Retry-After": str(exc.retry_after)}
+    return _error(429, quota_detail(exc), exc.code, headers)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
     return _error(500, "Internal server error", "internal_error")
@@ -266,6 +289,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.DataError, _data_error)
     for unavailable in DATABASE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_unavailable)
+    app.add_exception_handler(QuotaExceeded, _quota_exceeded)
     for refused in (ChatBusy, ChatGone, ShuttingDown, UnknownModel, GraphUnavailable):
         app.add_exception_handler(refused, _runtime_error)
     app.add_exception_handler(Exception, _unexpected)

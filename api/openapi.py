@@ -60,7 +60,9 @@ _DESCRIPTIONS: dict[int, str] = {
     415: "The body's `Content-Type` is not one the route takes (`unsupported_media_type`)",
     422: "Well-formed but invalid input: `validation_error` lists the problems, "
     "`invalid_input` says what it names that cannot be used",
-    429: "Too many requests from this client (`rate_limited`); retry after `Retry-After`",
+    429: "Too many requests from this client (`rate_limited`), or a run over one of the "
+    "user's quotas (`quota_runs_per_minute`, `quota_tokens_per_day`, `quota_active_runs`); "
+    "retry after `Retry-After`",
     502: "A server this one had to ask did not answer as it should, e.g. an MCP server "
     "(`mcp_server_unavailable`)",
     503: "The database is unreachable (`database_unavailable`) or the server is shutting "

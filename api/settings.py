@@ -196,6 +196,17 @@ class Settings(BaseSettings):
     mcp_stdio_commands: list[str] = []
     mcp_timeout_seconds: float = Field(default=30, gt=0, le=600)
 
+    # Quotas per user (api/services/quotas.py), each role's defaults; unset: unlimited. An
+    # admin sets a user's own (PUT /admin/users/{id}/quotas), which win over these. Runs per
+    # minute: a sliding minute; tokens per day: the UTC day's usage so far (a run over it is
+    # refused only at the next start); active runs: running and queued.
+    quota_runs_per_minute: int | None = Field(default=None, ge=0, le=1_000_000)
+    quota_tokens_per_day: int | None = Field(default=None, ge=0, le=10**15)
+    quota_active_runs: int | None = Field(default=None, ge=0, le=1_000_000)
+    quota_admin_runs_per_minute: int | None = Field(default=None, ge=0, le=1_000_000)
+    quota_admin_tokens_per_day: int | None = Field(default=None, ge=0, le=10**15)
+    quota_admin_active_runs: int | None = Field(default=None, ge=0, le=1_000_000)
+
     @field_validator("graphs_config", mode="before")
     @classmethod
     def _no_graphs_when_empty(cls, value: object) -> object:
@@ -225,6 +236,16 @@ class Settings(BaseSettings):
         if value is not None and not _is_redis_url(value):
             raise ValueError("must be a Redis URL, e.g. redis://:password@host:6379/0")
         return value
+
+    @field_validator(
+        "quota_runs_per_minute", "quota_tokens_per_day", "quota_active_runs",
+        "quota_admin_runs_per_minute", "quota_admin_tokens_per_day", "quota_admin_active_runs",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _unlimited_when_empty(cls, value: object) -> object:
+        # SWITCHBOARD_QUOTA_…= (empty) is unset: unlimited.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
@@ -259,6 +280,22 @@ class Settings(BaseSettings):
         if self.cache_idle_seconds is not None:
             return self.cache_idle_seconds
         return self.run_log_retention_seconds / 2
+
+    @property
+    def quota_defaults(self) -> dict[str, dict[str, int | None]]:
+        """Each role's default quotas, as storage/quotas.py takes them."""
+        return {
+            "user": {
+                "runs_per_minute": self.quota_runs_per_minute,
+                "tokens_per_day": self.quota_tokens_per_day,
+                "active_runs": self.quota_active_runs,
+            },
+            "admin": {
+                "runs_per_minute": self.quota_admin_runs_per_minute,
+                "tokens_per_day": self.quota_admin_tokens_per_day,
+                "active_runs": self.quota_admin_active_runs,
+            },
+        }
 
     @property
     def database_kind(self) -> str:

@@ -58,6 +58,9 @@ class AppState:
             algorithm=settings.jwt_algorithm,
             ttl_seconds=settings.access_token_ttl_seconds,
         )
+        # Every process that starts runs (an API's requests, crons and replays; a worker's
+        # crons) checks its users' quotas with these defaults.
+        runs.scheduler.quotas = settings.quota_defaults
         return cls(settings=settings, pool=pool, tokens=tokens, runs=runs, embedded=embedded)
 
     @property

@@ -9,10 +9,12 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from storage import quotas as quotas_store
 from storage.chats import NEEDS_CLOSING
 from storage.db import Conn
 from storage.rows import ActiveRunRow, InterruptedRunRow, RunRow
 from storage.types import RunStatus
+from storage.usage import USAGE_ADD, usage_params
 
 RUN_COLUMNS = """
     id, chat_id, user_id, agent_id, agent_version, model_name, status, multitask_strategy,
@@ -107,10 +109,14 @@ WHERE id = %(id)s RETURNING {RUN_COLUMNS}
 """
 # A run's end and its chat's summary in one statement (one round trip, one commit). The count
 # is either set (``message_count``, read from the thread) or increased (``added``).
-FINISH_WITH_SUMMARY = """
+# What the run used is added to its user's usage of the day in the same statement (one commit:
+# a run's end is counted once, and never without its usage).
+FINISH_WITH_SUMMARY = f"""
 WITH finished AS (
     UPDATE runs SET status = %(status)s, error = %(error)s, usage = %(usage)s, ended_at = now()
-    WHERE id = %(id)s RETURNING chat_id
+    WHERE id = %(id)s RETURNING chat_id, user_id, agent_id, model_name
+), counted AS (
+    {USAGE_ADD}
 )
 UPDATE chats SET message_count = coalesce(%(message_count)s::int, message_count + %(added)s),
                  last_message_at = now(), updated_at = now(),
@@ -183,14 +189,23 @@ WHERE c.id = %(chat_id)s AND c.user_id = %(user_id)s
 async def insert_starting(conn: Conn, *, queue: bool, **fields: Any) -> RunRow | None:
     """Record a run that starts now when its chat is free; otherwise queue it (``queue``) or
     return ``None``. Its row has ``needs_closing``, true when the thread may hold tool calls a
-    stopped run left unanswered (meaningful for a run that starts now)."""
+    stopped run left unanswered (meaningful for a run that starts now).
+
+    ``fields["quotas"]``: each role's default quotas; a run over its user's raises
+    ``QuotaExceeded`` and nothing is inserted (storage/quotas.py)."""
     params = {"webhook_url": None, **fields, "queue": queue}
+    params["quotas"] = quotas_store.admit_params(fields.get("quotas"))
     try:
         # The lock and the insert are one transaction sent in one round trip (a pipeline);
         # each statement takes a fresh snapshot, so the insert sees what the lock waited for.
-        async with conn.pipeline(), conn.transaction():
-            await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
-            cur = await conn.execute(INSERT_STARTING, params)
+        # The user's quotas are checked in it too: a refusal (``QuotaExceeded``) inserts nothing.
+        async with conn.pipeline():
+            with quotas_store.caught() as refusal:
+                async with conn.transaction():
+                    await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
+                    await conn.execute(quotas_store.ADMIT, params)
+                    cur = await conn.execute(INSERT_STARTING, params)
+        refusal.check()
         return cast(RunRow | None, await cur.fetchone())
     except psycopg.errors.UniqueViolation:
         return None
@@ -200,12 +215,19 @@ async def insert_pending(conn: Conn, *, if_free: bool = False, **fields: Any) ->
     """Queue a run behind the chat's active and queued runs.
 
     With ``if_free``, only when the chat has none (``None`` otherwise). A ``worker_id`` of
-    ``None`` leaves the run to whichever worker claims it first.
+    ``None`` leaves the run to whichever worker claims it first. Quotas as in
+    ``insert_starting``.
     """
     params = {"webhook_url": None, **fields}
-    async with conn.pipeline(), conn.transaction():
-        await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
-        cur = await conn.execute(INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING, params)
+    params["quotas"] = quotas_store.admit_params(fields.get("quotas"))
+    async with conn.pipeline():
+        with quotas_store.caught() as refusal:
+            async with conn.transaction():
+                await conn.execute(LOCK_CHAT, (str(fields["chat_id"]),))
+                await conn.execute(quotas_store.ADMIT, params)
+                statement = INSERT_PENDING_IF_FREE if if_free else INSERT_PENDING
+                cur = await conn.execute(statement, params)
+    refusal.check()
     return cast(RunRow | None, await cur.fetchone())
 
 
@@ -288,7 +310,7 @@ async def finish_with_summary(
         FINISH_WITH_SUMMARY,
         {
             "id": run_id, "status": status, "error": error,
-            "usage": Jsonb(usage) if usage else None,
+            "usage": Jsonb(usage) if usage else None, **usage_params(usage),
             "added": added, "message_count": message_count,
             "title": title, "thread_status": thread_status,
         },

@@ -157,6 +157,12 @@ ADMIN_ROUTES = [
     ("POST", "/assistants/{agent}/latest", {"version": 1}),
     # Every user's activity, in figures (Prometheus scrapes it with an admin's token).
     ("GET", "/metrics", None),
+    # Quotas, usage and statistics (a user's own usage is GET /users/me/usage).
+    ("GET", "/admin/users/{user}/quotas", None),
+    ("PUT", "/admin/users/{user}/quotas", {"runs_per_minute": 0}),
+    ("GET", "/admin/usage", None),
+    ("GET", "/admin/usage?group_by=model", None),
+    ("GET", "/admin/stats", None),
 ]
 PUBLIC_ROUTES = {
     ("POST", "/auth/register"),
@@ -421,6 +427,7 @@ async def test_admin_routes_are_403_for_users_and_change_nothing(
         "agent": agents_before["items"][0]["id"],
         "document": str(uuid.uuid4()),
         "mcp_server": str(uuid.uuid4()),
+        "user": user.id,
     }
     for method, template, body in ADMIN_ROUTES:
         response = await client.request(
@@ -464,7 +471,7 @@ async def test_every_protected_route_needs_a_valid_token(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 127
+    assert len(routes) == 132
     fake_id = str(uuid.uuid4())
     for method, path in routes:
         url = path.replace("{chat_id}", fake_id).replace("{agent_id}", fake_id)
@@ -622,7 +629,7 @@ async def test_a_deleted_accounts_token_is_401_on_every_route(
         for method in operations
         if (method.upper(), path) not in PUBLIC_ROUTES
     ]
-    assert len(routes) == 127
+    assert len(routes) == 132
     for method, path in routes:
         body = fill(DELETED_ACCOUNT_BODIES.get((method, path)), ids)
         response = await client.request(

@@ -19,7 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from storage import chats, crons, runs, shares, store, webhooks
+from storage import chats, crons, runs, shares, store, usage, webhooks
 
 ANY_ID = uuid.uuid4()
 HOST_PATTERN = socket.gethostname() + ":%"
@@ -128,6 +128,17 @@ QUERIES: dict[str, tuple[str, Any]] = {
             "message_count": None,
             "title": None,
             "thread_status": "idle",
+            # Its usage added to the user's day (usage_daily, by its primary key).
+            **usage.usage_params({"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}),
+        },
+    ),
+    # A user's usage report (GET /users/me/usage).
+    "usage_of_a_user": (
+        usage.USER_DAYS,
+        {
+            "user_id": ANY_ID,
+            "from": datetime(2026, 1, 1, tzinfo=UTC).date(),
+            "to": datetime(2026, 1, 30, tzinfo=UTC).date(),
         },
     ),
 }

@@ -104,7 +104,7 @@ async def chat_state(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
-    responses=errors(409),
+    responses=errors(409, 429),
 )
 async def send_message(
     chat_id: UUID,
@@ -137,7 +137,7 @@ async def send_message(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
-    responses=errors(409, 422),
+    responses=errors(409, 422, 429),
 )
 async def decide_on_tool_calls(
     chat_id: UUID,
@@ -202,7 +202,7 @@ async def _respond(
     status_code=status.HTTP_201_CREATED,
     response_model=RunAnswer,
     openapi_extra=_STREAM_DOC,
-    responses=errors(409, 422),
+    responses=errors(409, 422, 429),
 )
 async def regenerate(
     chat_id: UUID,
@@ -233,7 +233,7 @@ async def regenerate(
             }
         }
     },
-    responses=errors(404, 409, 422),
+    responses=errors(404, 409, 422, 429),
 )
 async def fork_chat(
     chat_id: UUID,

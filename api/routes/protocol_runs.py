@@ -88,7 +88,7 @@ def _stream(
     )
 
 
-@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(409))
+@router.post("/threads/{thread_id}/runs", response_model=Run, responses=errors(409, 429))
 async def create_run(
     thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> JSONResponse:
@@ -101,7 +101,7 @@ async def create_run(
     "/threads/{thread_id}/runs/stream",
     response_class=EventSourceResponse,
     openapi_extra=_SSE,
-    responses=errors(409),
+    responses=errors(409, 429),
 )
 async def stream_run(
     thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
@@ -111,7 +111,9 @@ async def stream_run(
     return _stream(state, run, events, body, stateless=False)
 
 
-@router.post("/threads/{thread_id}/runs/wait", response_model=dict[str, Any], responses=errors(409))
+@router.post(
+    "/threads/{thread_id}/runs/wait", response_model=dict[str, Any], responses=errors(409, 429)
+)
 async def wait_run(
     thread_id: UUID, body: RunCreate, user_id: TokenUserId, state: State
 ) -> JSONResponse:
@@ -125,7 +127,7 @@ async def wait_run(
     "/runs/stream",
     response_class=EventSourceResponse,
     openapi_extra=_SSE,
-    responses=errors(404, 409),
+    responses=errors(404, 409, 429),
 )
 async def stream_stateless(
     body: RunCreate, user_id: TokenUserId, state: State
@@ -136,7 +138,7 @@ async def stream_stateless(
     return _stream(state, run, events, body, stateless=True)
 
 
-@router.post("/runs", response_model=Run, responses=errors(404, 409))
+@router.post("/runs", response_model=Run, responses=errors(404, 409, 429))
 async def create_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A run on a new thread, in the background; the thread is deleted once it ends unless
     `on_completion` is `keep`."""
@@ -148,7 +150,7 @@ async def create_stateless(body: RunCreate, user_id: TokenUserId, state: State) 
     "/runs/batch",
     response_model=list[Run],
     response_description="The runs, in the order of the request",
-    responses=errors(404, 409),
+    responses=errors(404, 409, 429),
 )
 async def create_batch(
     body: Annotated[list[RunCreate], Body(min_length=1, max_length=MAX_BATCH_RUNS)],
@@ -186,7 +188,7 @@ async def cancel_many(
     return Response(status_code=204)
 
 
-@router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409))
+@router.post("/runs/wait", response_model=dict[str, Any], responses=errors(404, 409, 429))
 async def wait_stateless(body: RunCreate, user_id: TokenUserId, state: State) -> JSONResponse:
     """A run on a new thread; answers its final values."""
     run, events, _ = await service.start(state, user_id, None, body, delete_when_done=False)

@@ -98,7 +98,7 @@ async def stream_events(
     responses={
         200: {"content": {JSON: {"schema": COMMAND_SUCCESS}}},
         **_COMMAND_ERRORS,
-        **errors(404, 409),
+        **errors(404, 409, 429),
     },
 )
 async def command(

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from api.errors import Conflict, NotFound
+from api.errors import Conflict, NotFound, quota_detail
 from api.schemas.messages import MAX_MESSAGE_CHARS
 from api.schemas.protocol_runs import RunCreate
 from api.services import protocol_runs
@@ -25,6 +25,7 @@ from api.wire.a2a import RpcError
 from api.wire.protocol import FAILED, jsonable
 from graphs.events import Event, EventSource, encode, read_all
 from storage import runs as runs_store
+from storage.quotas import QuotaExceeded
 from storage.rows import AgentRow, RunRow
 from storage.types import ACTIVE
 
@@ -424,6 +425,9 @@ async def start(
         raise RpcError(wire.TASK_NOT_FOUND, "Context not found") from None
     except Conflict as exc:
         raise RpcError(wire.UNSUPPORTED_OPERATION, exc.detail) from None
+    except QuotaExceeded as exc:
+        # JSON-RPC has no "too many requests": the message says which quota, and when.
+        raise RpcError(wire.UNSUPPORTED_OPERATION, quota_detail(exc)) from None
     return run, events
 
 

@@ -39,6 +39,7 @@ from graphs.models import UnknownModel
 from graphs.runtime import ChatBusy, ShuttingDown
 from storage import agents as agents_store
 from storage import crons as crons_store
+from storage.quotas import QuotaExceeded
 from storage.rows import CronRow, DueCronRow, RunRow
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ async def seconds_until_due(state: AppState) -> float | None:
 
 # What a tick that starts no run is logged with: refusals are the cron's business (its thread
 # is archived or busy, its assistant retired), not the server's.
-_REFUSALS = (AppError, ChatBusy, ShuttingDown, UnknownModel, ValidationError)
+_REFUSALS = (AppError, ChatBusy, ShuttingDown, UnknownModel, ValidationError, QuotaExceeded)
 
 
 async def fire(state: AppState, cron: CronRow) -> RunRow | None:

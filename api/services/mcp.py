@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from api.errors import DATABASE_UNAVAILABLE, AppError, NotFound
+from api.errors import DATABASE_UNAVAILABLE, AppError, NotFound, quota_detail
 from api.schemas.common import NOT_BLANK
 from api.schemas.messages import MAX_MESSAGE_CHARS, MessageContent
 from api.schemas.protocol_runs import RunCreate
@@ -25,6 +25,7 @@ from api.state import AppState
 from graphs.models import UnknownModel
 from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 from storage import agents as agents_store
+from storage.quotas import QuotaExceeded
 from storage.rows import AgentRow
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,8 @@ def explain(exc: Exception, unexpected: str = "The agent could not answer. Try a
         return "The server is shutting down; retry in a moment"
     if isinstance(exc, AppError):
         return exc.detail
+    if isinstance(exc, QuotaExceeded):
+        return quota_detail(exc)
     if isinstance(exc, UnknownModel):
         return str(exc)  # our own message, naming the model
     if isinstance(exc, DATABASE_UNAVAILABLE):

@@ -20,7 +20,7 @@ import socket
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from api.errors import AppError, NotFound
+from api.errors import AppError, NotFound, quota_detail
 from api.services.comparison import answer_after, similarity
 from api.services.forks import start_point
 from api.services.messages import ready
@@ -28,6 +28,7 @@ from graphs.runtime import ChatGone, ShuttingDown
 from storage import replays as replays_store
 from storage import runs as runs_store
 from storage.db import pid_alive
+from storage.quotas import QuotaExceeded
 from storage.rows import ReplayRow, ReplayTurnRow, RunRow
 from storage.types import ACTIVE, REPLAY_ACTIVE
 
@@ -126,6 +127,9 @@ class ReplayDriver:
             # The chat cannot take the next message: deleted, archived, its agent retired.
             detail = CHAT_GONE if isinstance(exc, NotFound) else exc.detail
             await self._fail(replay_id, detail)
+        except QuotaExceeded as exc:
+            # The turns so far stay; the replay says which quota stopped it.
+            await self._fail(replay_id, quota_detail(exc))
         except Exception:
             log.exception("replay %s failed", replay_id)
             await self._fail(replay_id, "The replay stopped on an unexpected error")

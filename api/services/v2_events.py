@@ -23,7 +23,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from api.errors import AppError, NotFound, Unauthorized
+from api.errors import AppError, NotFound, Unauthorized, quota_detail
 from api.schemas.protocol_runs import RunCreate
 from api.schemas.v2 import Command, EventStreamRequest
 from api.services import api_keys
@@ -35,6 +35,7 @@ from graphs.runtime.types import ChatBusy, ChatGone, ShuttingDown
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage import users as users_store
+from storage.quotas import QuotaExceeded
 from storage.rows import RunRow
 from storage.types import ACTIVE
 
@@ -355,6 +356,8 @@ class SocketSession:
             return error_envelope(command.id, "conflict", detail)
         except ChatGone:
             return error_envelope(command.id, "not_found", "Chat not found")
+        except QuotaExceeded as exc:
+            return error_envelope(command.id, exc.code, quota_detail(exc))
         except ShuttingDown:
             detail = "The server is shutting down; retry on another instance"
             return error_envelope(command.id, "unavailable", detail)

@@ -1,11 +1,10 @@
 """When runs start: one run at a time per chat, the multitask strategies, the queue, stops.
 
 Postgres decides, not memory: a run is inserted ``running`` only when its chat is free (one
-statement, under the chat's advisory lock, with a unique index on running runs), otherwise
-queued (``pending``) or refused. A queued run waits in the process that queued it, or, with
-workers, in Postgres until a worker claims it. Stopping finds a run wherever it is: a task of
-this process, a queued run nobody claimed (ended here, in Postgres), or a run of another
-process (asked over the control channel).
+statement, under the chat's advisory lock, with a unique index on running runs), otherwise queued
+(``pending``) or refused. A queued run waits in the process that queued it, or, with workers, in
+Postgres until a worker claims it. A stop finds a run wherever it is: a task of this process, a
+queued run nobody claimed (ended here), or another process's run (told over Redis).
 """
 
 from __future__ import annotations
@@ -65,6 +64,7 @@ class Scheduler:
         self.liveness = liveness
         self.bus = bus
         self.execute = execute
+        self.quotas: dict[str, Any] = {}  # each role's, set by the API (storage/quotas.py)
         # Set when a queued run may have become claimable (queued, or a chat or slot freed).
         self._work_available = asyncio.Event()
         self._chat_freed: dict[str, asyncio.Event] = {}
@@ -103,6 +103,7 @@ class Scheduler:
             "input": Jsonb(run_input.model_dump(mode="json")),
             "worker_id": worker_id,
             "webhook_url": webhook_url,
+            "quotas": self.quotas,
         }
         async with self.pool.connection() as conn:
             queue = strategy == "enqueue"
@@ -148,8 +149,7 @@ class Scheduler:
         here, in Postgres. Otherwise the request goes to every process over Redis and the owner
         stops it; its ``end`` event tells the readers (and this wait) when that happened.
         """
-        told = await self._tell_stop(run_id, status)
-        if not told:
+        if not await self._tell_stop(run_id, status):
             # No process could be told: the one running it is gone, so recovery ends it.
             await self.liveness.recover()
             return False
