@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from api import errors, mcp, openapi, pages
+from api import errors, logs, mcp, openapi, pages
 from api import tracing as api_tracing
 from api.bootstrap import (
     add_graph_agents,
@@ -22,6 +22,8 @@ from api.bootstrap import (
 from api.limits import BodyLimit
 from api.metrics import HttpMetrics, Metrics
 from api.middleware import JsonCORSMiddleware, RelativeRedirects
+from api.request_ids import HEADER as REQUEST_ID
+from api.request_ids import RequestIds
 from api.routes import (
     a2a,
     agents,
@@ -210,7 +212,8 @@ def create_app(
             # What a browser's script may read: where a run's stream and record are, and the
             # pages of a search (the JS client reads them).
             expose_headers=[
-                "Content-Location", "Location", "X-Pagination-Total", "X-Pagination-Next"
+                "Content-Location", "Location", "X-Pagination-Total", "X-Pagination-Next",
+                REQUEST_ID,
             ],
         )  # fmt: skip
     # Outermost: every answer counts, ours and the other middleware's (a 413, a CORS refusal).
@@ -226,8 +229,12 @@ def create_app(
         app.include_router(module.router)
     mcp.install(app)
     pages.install(app)
-    # Outermost: a request's span covers what every other middleware answers.
+    # Outermost of the middleware: a request's span covers what every other one answers.
     api_tracing.install(app)
+    # Outside every middleware, Starlette's error one included (which answers a 500 itself):
+    # every response, that one too, carries its request's id.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: RequestIds(build_stack())  # type: ignore[method-assign]
     return app
 
 
@@ -235,7 +242,8 @@ def _log_startup(settings: Settings) -> None:
     log.info(
         "switchboard %s ready: database=%s, default model=%s, event logs=%s, runs %s",
         server_version(),
-        settings.database_kind,
+        # Which database, for an operator; its password is never written (api/logs.py).
+        f"external ({logs.masked(settings.database_url)})" if settings.database_url else "embedded",
         settings.effective_default_model,
         "redis" if settings.redis_url else "memory",
         "executed here" if settings.execute_runs else "left to workers",

@@ -7,24 +7,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from api.settings import ConfigurationError, Settings, load_settings
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # psycopg_pool logs connection details at INFO; pgserver is chatty about its internals.
-    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+def _configure_logging(settings: Settings) -> dict[str, Any]:
+    from api import logs
+
+    return logs.configure(settings)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,6 +32,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         app,
         host=args.host,
         port=args.port,
+        # Ours, not uvicorn's default: its lines in the same format as every other one.
+        log_config=_configure_logging(settings),
         log_level=settings.log_level.lower(),
         # Past the runs' grace period (and the few seconds streams need to send their end),
         # stop waiting for connections.
@@ -222,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"error: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     return args.handler(args, settings)
 
 

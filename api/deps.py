@@ -12,6 +12,7 @@ from api.errors import INVALID_TOKEN, Forbidden, Unauthorized
 from api.services import api_keys
 from api.settings import Settings
 from api.state import AppState
+from graphs import log_context
 from storage import users as users_store
 from storage.db import PoolType
 from storage.rows import UserRow
@@ -71,10 +72,13 @@ async def authenticate(state: AppState, request: Request, credential: str) -> UU
     if api_keys.is_api_key(credential):
         user = await api_keys.authenticate(state.pool, credential)
         request.scope[_KEY_USER] = user
-        return user["id"]
-    user_id = state.tokens.subject(credential)
+        user_id: UUID | None = user["id"]
+    else:
+        user_id = state.tokens.subject(credential)
     if user_id is None:
         raise Unauthorized(INVALID_TOKEN)
+    # The request's log lines (and its runs') name their user from here on.
+    log_context.user_id.set(str(user_id))
     return user_id
 
 

@@ -7,7 +7,10 @@ import typing
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import (
     AliasChoices,
     Field,
@@ -30,6 +33,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     log_level: str = "INFO"
+    # How log lines are written (api/logs.py): ``text``, or ``json``, one object per line.
+    log_format: Literal["text", "json"] = "text"
 
     # Postgres: DATABASE_URL, or the embedded server with its data in data_dir.
     database_url: str | None = Field(
@@ -213,6 +218,30 @@ class Settings(BaseSettings):
         # SWITCHBOARD_GRAPHS_CONFIG= (empty) turns the graphs of langgraph.json off.
         return None if value == "" else value
 
+    @field_validator("log_level")
+    @classmethod
+    def _a_log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_postgres_url(cls, value: str | None) -> str | None:
+        # The reason names the form and never the value, which holds the password.
+        if value is not None and not _is_conninfo(value):
+            raise ValueError(
+                "must be a Postgres connection URL, e.g. postgresql://user:password@host:5432/db"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not _is_redis_url(value):
+            raise ValueError("must be a Redis URL, e.g. redis://:password@host:6379/0")
+        return value
+
     @field_validator(
         "quota_runs_per_minute", "quota_tokens_per_day", "quota_active_runs",
         "quota_admin_runs_per_minute", "quota_admin_tokens_per_day", "quota_admin_active_runs",
@@ -278,6 +307,23 @@ class Settings(BaseSettings):
         return "external" if self.database_url else "embedded"
 
 
+def _is_conninfo(value: str) -> bool:
+    try:
+        port = str(conninfo_to_dict(value).get("port") or "5432")
+    except psycopg.Error:
+        return False
+    return all(part.isdigit() for part in port.split(","))
+
+
+def _is_redis_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("redis", "rediss", "unix")
+
+
 class ConfigurationError(Exception):
     """Settings that cannot be used: each line names a variable and what it must be, and
     nothing else (pydantic's own message repeats every input, secrets included)."""
@@ -308,6 +354,9 @@ def load_settings(**overrides: Any) -> Settings:
 def variable_of(field: str) -> str:
     """The environment variable that sets ``field``."""
     info = Settings.model_fields.get(field)
+    if info is None and field.isupper():
+        # A field set through one of its aliases is reported by that alias (DATABASE_URL).
+        return field
     alias = info.validation_alias if info is not None else None
     if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
         return alias.choices[0]

@@ -446,6 +446,7 @@ async def test_admin_routes_are_403_for_an_admins_key_made_without_admin(
         "agent": agents_before["items"][0]["id"],
         "document": str(uuid.uuid4()),
         "mcp_server": str(uuid.uuid4()),
+        "user": admin.id,
     }
     key = await _api_key(client, admin)
     for headers in ({"Authorization": f"Bearer {key}"}, {"x-api-key": key}):

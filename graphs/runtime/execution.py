@@ -3,8 +3,9 @@
 A run is a background task; the HTTP request that started it only reads its log, so a slow or
 vanished client never slows or stops it. The input decides how the graph is called (a native
 message, or an Agent Protocol request with its command, checkpoint and stream modes); the
-writer the API supplied for it decides which events that makes. Each run counts its usage and
-messages as it streams, and ends one way (``_finish``), shielded: a stopped run records its end.
+writer the API supplied for it decides which events that makes. Every run counts its usage and
+messages as it streams and ends the same way (``_finish``), shielded so a cancelled run still
+records its end.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.types import Command
 
 from graphs.events import EventLogs, RunLog
-from graphs.runtime import streams
+from graphs.runtime import logged, streams
 from graphs.runtime.inputs import NativeInput, ProtocolInput, RunInput, stamp_messages
 from graphs.runtime.threads import Threads
 from graphs.runtime.types import RunContext, RunObserver, WriterFactory
 from graphs.spec import AgentContext, AgentSpec
-from graphs.tracing import traced_run
 from storage import chats as chats_store
 from storage import runs as runs_store
 from storage.db import PoolType
@@ -84,7 +84,7 @@ class Executor:
     def launch(self, ctx: RunContext) -> RunLog:
         """Start the run's task; its log (already holding the first event) is returned."""
         ctx.writer.opened()
-        task = asyncio.create_task(traced_run(ctx, self._execute(ctx)), name=f"run-{ctx.run_id}")
+        task = asyncio.create_task(logged.run(ctx, self._execute(ctx)), name=f"run-{ctx.run_id}")
         self.tasks[ctx.run_id] = task
         task.add_done_callback(lambda _: self.tasks.pop(ctx.run_id, None))
         return ctx.log
