@@ -494,6 +494,10 @@ async def test_date_ranges_are_validated(client: httpx.AsyncClient, admin: User,
         ({"to": "2020-01-01", "from": "2018-06-01"}, "invalid_date_range"),
         ({"from": "yesterday"}, "validation_error"),
         ({"to": "2026-02-30"}, "validation_error"),
+        # A number is no date (pydantic alone would read it as a Unix time).
+        ({"to": "0"}, "validation_error"),
+        ({"from": "1700000000"}, "validation_error"),
+        ({"from": "2026-1-02"}, "validation_error"),
     ]:
         response = await client.get(path, params=params, headers=admin.headers)
         assert_error(response, 422, code)

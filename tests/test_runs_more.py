@@ -492,7 +492,7 @@ async def test_a_browser_client_may_send_its_api_key_and_read_the_headers(
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type, x-api-key",
     }
-    exposed = "Content-Location, Location, X-Pagination-Total, X-Pagination-Next"
+    exposed = "Content-Location, Location, X-Pagination-Total, X-Pagination-Next, X-Request-ID"
     transport = httpx.ASGITransport(app=cors_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         allowed = await http.options("/threads/search", headers=preflight)

@@ -3,11 +3,13 @@ server's statistics."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from api.deps import AdminUser, CurrentUser, State
 from api.openapi import errors
@@ -20,8 +22,20 @@ _RANGE = (
     "UTC days, both included: `to` defaults to today, `from` to 29 days before `to`; "
     "`from` after `to`, or a range of more than 366 days, is a 422 `invalid_date_range`"
 )
-From = Annotated[date | None, Query(alias="from", description=f"The first day ({_RANGE})")]
-To = Annotated[date | None, Query(description="The last day")]
+
+
+def _iso_date(value: Any) -> Any:
+    # Pydantic also reads a number as a Unix time (`to=0` is 1970-01-01): only the form the
+    # schema states (`format: date`) is a date here.
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+Day = Annotated[date, BeforeValidator(_iso_date)]
+From = Annotated[Day | None, Query(alias="from", description=f"The first day ({_RANGE})")]
+To = Annotated[Day | None, Query(description="The last day")]
 _NO_USER = "No such user (`user_not_found`)"
 
 
