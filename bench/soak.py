@@ -284,6 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = {
         "SWITCHBOARD_POOL_MAX_SIZE": str(args.pool_max_size),
         "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": "1",
+        "SWITCHBOARD_RUN_LOG_RETENTION_SECONDS": str(args.run_log_retention_seconds),
     }
     with Deployment(extra_env=extra) as deployment:
         return asyncio.run(soak(args, deployment))
@@ -326,6 +327,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-seconds", type=float, default=60)
     parser.add_argument("--pool-max-size", type=int, default=20)
     parser.add_argument("--seed", type=int, default=18)
+    # Ended runs' event logs stay in memory this long (the server's default 600 s), so RSS grows
+    # until the first ones age out: a run shorter than it plus the warm-up sees that growth.
+    parser.add_argument("--run-log-retention-seconds", type=int, default=600)
     args = parser.parse_args(argv)
     args.tokens = int(args.model.split("-")[1].split("@")[0])
     return args
