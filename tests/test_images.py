@@ -642,6 +642,17 @@ async def test_protocol_image_limits_follow_the_native_ones(
         headers=user.headers,
     )
     assert_error(stateless, 422, "model_cannot_see_images")
+    # A batch is checked whole before any of its runs starts.
+    batch = await client.post(
+        "/runs/batch",
+        json=[
+            {"assistant_id": eyes, "input": {"messages": [{"role": "user", "content": "hi"}]}},
+            {"assistant_id": blind,
+             "input": {"messages": [{"role": "user", "content": [image]}]}},
+        ],
+        headers=user.headers,
+    )  # fmt: skip
+    assert_error(batch, 422, "model_cannot_see_images")
     cron = await client.post(
         "/runs/crons",
         json={"assistant_id": blind, "schedule": "0 0 * * *",

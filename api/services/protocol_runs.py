@@ -89,9 +89,11 @@ async def start(
     async with state.pool.connection() as conn:
         if turn is None or thread_id is not None:
             turn = await _turn(conn, user_id, thread_id, body)
+            assert turn.agent is not None
+            # A batch's runs had their images checked, all of them, before the first started.
+            await images_service.check_protocol_images(state, turn.agent, body)
         agent = turn.agent
         assert agent is not None
-        await images_service.check_protocol_images(state, agent, body)
         if thread_id is None:
             chat = await chats_store.insert(conn, user_id=user_id, agent_id=agent["id"], title=None)
         else:
