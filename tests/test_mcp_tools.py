@@ -142,6 +142,17 @@ async def refresh(http: httpx.AsyncClient, admin: User, server_id: str) -> dict[
     return dict(response.json())
 
 
+async def local_server(http: httpx.AsyncClient, admin: User) -> dict[str, Any]:
+    """The fixture server over stdio, registered as `local` and refreshed."""
+    created = await register(
+        http,
+        admin,
+        {"name": "local", "transport": "stdio", "command": sys.executable,
+         "args": [FIXTURE, "stdio"]},
+    )  # fmt: skip
+    return await refresh(http, admin, created["id"])
+
+
 async def agent_with(http: httpx.AsyncClient, admin: User, tools: list[str]) -> httpx.Response:
     body = {"name": f"MCP {uuid.uuid4().hex[:6]}", "model_name": "fake:tools"}
     return await http.post("/agents/", json={**body, "tools_enabled": tools}, headers=admin.headers)
@@ -363,13 +374,7 @@ async def test_a_server_whose_url_became_private_is_not_called(
 async def test_agents_name_only_listed_tools_of_registered_servers(
     http: httpx.AsyncClient, admin: User
 ) -> None:
-    created = await register(
-        http,
-        admin,
-        {"name": "local", "transport": "stdio", "command": sys.executable,
-         "args": [FIXTURE, "stdio"]},
-    )  # fmt: skip
-    await refresh(http, admin, created["id"])
+    await local_server(http, admin)
     for tools in (["mcp:local/divide"], ["mcp:elsewhere/add"], ["calculator", "mcp:x/add"]):
         body = assert_error(await agent_with(http, admin, tools), 404, "mcp_tool_not_found")
         assert body["detail"] == (
@@ -471,13 +476,7 @@ async def test_a_server_too_slow_answers_a_timeout_the_model_reads(
 async def test_an_mcp_tool_waits_for_approval_then_runs_as_edited(
     http: httpx.AsyncClient, admin: User, user: User
 ) -> None:
-    created = await register(
-        http,
-        admin,
-        {"name": "local", "transport": "stdio", "command": sys.executable,
-         "args": [FIXTURE, "stdio"]},
-    )  # fmt: skip
-    await refresh(http, admin, created["id"])
+    await local_server(http, admin)
     agent = await http.post(
         "/agents/",
         json={
