@@ -214,8 +214,11 @@ def admin_env(data_dir: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def user_with_agent(http: httpx.Client, model_name: str) -> tuple[dict[str, str], dict]:
-    """Register a user and (as the admin) an agent on ``model_name``: (user headers, agent)."""
+def user_with_agent(
+    http: httpx.Client, model_name: str, tools: list[str] | None = None
+) -> tuple[dict[str, str], dict]:
+    """Register a user and (as the admin) an agent on ``model_name`` with ``tools``: (user
+    headers, agent)."""
     admin = http.post("/auth/login", json=ADMIN).json()
     user = http.post(
         "/auth/register",
@@ -223,7 +226,7 @@ def user_with_agent(http: httpx.Client, model_name: str) -> tuple[dict[str, str]
     ).json()
     agent = http.post(
         "/agents/",
-        json={"name": "Agent", "model_name": model_name},
+        json={"name": "Agent", "model_name": model_name, "tools_enabled": tools or []},
         headers={"Authorization": f"Bearer {admin['access_token']}"},
     ).json()
     return {"Authorization": f"Bearer {user['access_token']}"}, agent

@@ -36,7 +36,15 @@ from tests.conftest import (
     make_settings,
     running,
 )
-from tests.servers import ADMIN, Server, Worker, beside_the_tests, clean_env, redis_server
+from tests.servers import (
+    ADMIN,
+    Server,
+    Worker,
+    beside_the_tests,
+    clean_env,
+    redis_server,
+    user_with_agent,
+)
 
 # What the user says and what the calculator answers: neither may be in a span by default.
 EXPRESSION = "987654 * 3"
@@ -428,17 +436,7 @@ def test_a_run_a_worker_executes_is_the_child_of_the_request_that_queued_it(
         worker = Worker(data_dir, {**env, "OTEL_SERVICE_NAME": "switchboard-worker"})
         stack.callback(worker.stop)
         with httpx.Client(base_url=api.url, timeout=30) as http:
-            admin = http.post("/auth/login", json=ADMIN).json()
-            agent = http.post(
-                "/agents/",
-                json={"name": "T", "model_name": "fake:tools", "tools_enabled": ["calculator"]},
-                headers={"Authorization": f"Bearer {admin['access_token']}"},
-            ).json()
-            tokens = http.post(
-                "/auth/register",
-                json={"name": "U", "email": "u@example.org", "password": PASSWORD},
-            ).json()
-            headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+            headers, agent = user_with_agent(http, "fake:tools", ["calculator"])
             chat = http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers).json()
             answer = http.post(
                 f"/chats/{chat['id']}/messages", json={"content": EXPRESSION}, headers=headers
@@ -479,17 +477,7 @@ def test_langsmith_keeps_tracing_beside_opentelemetry(database_url: str) -> None
             SWITCHBOARD_ADMIN_EMAIL=ADMIN["email"], SWITCHBOARD_ADMIN_PASSWORD=ADMIN["password"],
             **langsmith,
         ) as server, httpx.Client(base_url=server.url, timeout=30) as http:  # fmt: skip
-            admin = http.post("/auth/login", json=ADMIN).json()
-            agent = http.post(
-                "/agents/",
-                json={"name": "T", "model_name": "fake:tools", "tools_enabled": ["calculator"]},
-                headers={"Authorization": f"Bearer {admin['access_token']}"},
-            ).json()
-            tokens = http.post(
-                "/auth/register",
-                json={"name": "U", "email": "u@example.org", "password": PASSWORD},
-            ).json()
-            headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+            headers, agent = user_with_agent(http, "fake:tools", ["calculator"])
             chat = http.post("/chats/", json={"agent_id": agent["id"]}, headers=headers).json()
             answer = http.post(
                 f"/chats/{chat['id']}/messages", json={"content": EXPRESSION}, headers=headers
